@@ -1,0 +1,35 @@
+# Two commands: `make run` and `make test`. Everything else is a convenience.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test unit integration schemas bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tongyuan up
+
+test: $(STAMP)
+	$(BIN)/tongyuan schemas --check
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+schemas: $(STAMP)
+	$(BIN)/tongyuan schemas
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,236 @@
+"""The standard catalog (标准目录) and administrative regions as contract models.
+
+Item ids are stable codes: domain `D14`, level-1 item `D14-02`, level-2 item `D14-02-03`.
+Domain codes follow the order of the 2019 guidance's 26 domains, then the 6 added in 2022.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# Canonical name first, then the names localities also use for the same domain.
+DOMAIN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("城乡规划", ()),
+    ("重大建设项目", ()),
+    ("公共资源交易", ()),
+    ("财政预决算", ("预决算",)),
+    ("安全生产", ()),
+    ("税收管理", ()),
+    ("征地补偿", ()),
+    ("国有土地上房屋征收与补偿", ("房屋征收与补偿",)),
+    ("生态环境", ("环境保护",)),
+    ("公共文化服务", ()),
+    ("公共法律服务", ()),
+    ("扶贫", ()),
+    ("救灾", ()),
+    ("社会救助", ()),
+    ("养老服务", ()),
+    ("户籍管理", ()),
+    ("涉农补贴", ()),
+    ("就业", ("就业创业",)),
+    ("社会保险", ()),
+    ("义务教育", ()),
+    ("卫生健康", ("医疗卫生",)),
+    ("市政服务", ()),
+    ("农村危房改造", ("农村危改房改造",)),
+    ("保障性住房", ()),
+    ("食品药品监管", ()),
+    ("城市综合执法", ()),
+    ("旅游", ()),
+    ("统计", ()),
+    ("自然资源", ()),
+    ("交通运输", ()),
+    ("广播电视", ()),
+    ("新闻出版版权", ("新闻出版", "版权")),
+)
+ADDED_2022 = frozenset({"旅游", "统计", "自然资源", "交通运输", "广播电视", "新闻出版版权"})
+
+HIGH_TECH_ZONE_CODE = "4301GX"
+HIGH_TECH_ZONE_NAME = "长沙高新区"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Level2Item(_Model):
+    id: str
+    name: str
+    content: str | None = None
+    basis: str | None = None
+    time_limit: str | None = None
+    subject: str | None = None
+    channels: tuple[str, ...] = ()
+    audience: str | None = None
+    method: str | None = None
+    levels: tuple[str, ...] = ()
+    verified: bool = True
+
+
+class Level1Item(_Model):
+    id: str
+    name: str
+    items: tuple[Level2Item, ...] = ()
+
+
+class Domain(_Model):
+    code: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    added_2022: bool = False
+    guideline: str | None = None
+    level1: tuple[Level1Item, ...] = ()
+
+
+class Catalog(_Model):
+    edition: str
+    domains: tuple[Domain, ...]
+
+    def domain(self, code: str) -> Domain | None:
+        return self._by_code().get(code)
+
+    def resolve_domain(self, code_or_name: str) -> Domain | None:
+        """A domain by code, canonical name or alias (环境保护 → 生态环境)."""
+        key = code_or_name.strip()
+        return self._by_code().get(key) or self._by_name().get(key)
+
+    def level1(self, level1_id: str) -> Level1Item | None:
+        return self._items()[0].get(level1_id)
+
+    def level2(self, level2_id: str) -> Level2Item | None:
+        return self._items()[1].get(level2_id)
+
+    # Indexes are built once per (immutable) catalog object.
+    def _by_code(self) -> dict[str, Domain]:
+        return _index(self)[0]
+
+    def _by_name(self) -> dict[str, Domain]:
+        return _index(self)[1]
+
+    def _items(self) -> tuple[dict[str, Level1Item], dict[str, Level2Item]]:
+        return _index(self)[2], _index(self)[3]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+_INDEXES: dict[int, tuple] = {}
+
+
+def _index(catalog: Catalog) -> tuple:
+    key = id(catalog)
+    if key not in _INDEXES:
+        by_code = {d.code: d for d in catalog.domains}
+        by_name = {name: d for d in catalog.domains for name in (d.name, *d.aliases)}
+        l1 = {i.id: i for d in catalog.domains for i in d.level1}
+        l2 = {j.id: j for d in catalog.domains for i in d.level1 for j in i.items}
+        _INDEXES[key] = (by_code, by_name, l1, l2)
+    return _INDEXES[key]
+
+
+class Region(_Model):
+    code: str
+    name: str
+    level: Literal["province", "city", "county", "township"]
+    parent_code: str | None = None
+
+
+_PAREN = re.compile(r"^(?P<name>[^（(]+)[（(](?P<alias>[^）)]+)[）)]$")
+_LEVEL_WORDS = {"县级": "县级", "乡级": "乡级"}
+
+
+def _split_name(raw: str) -> tuple[str, tuple[str, ...]]:
+    match = _PAREN.match(raw.strip())
+    if not match:
+        return raw.strip(), ()
+    return match["name"].strip(), (match["alias"].strip(),)
+
+
+def _canonical_domain(raw: str) -> int:
+    name, aliases = _split_name(raw)
+    for index, (canonical, known) in enumerate(DOMAIN_NAMES):
+        names = {canonical, *known}
+        if name in names or any(a in names for a in aliases):
+            return index
+    raise ValueError(f"domain {raw!r} is not one of the 32 standard domains")
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)  # type: ignore[union-attr]
+
+
+@lru_cache
+def standard_catalog() -> Catalog:
+    """The standard catalog shipped in contracts/reference (all 32 domains, items where known)."""
+    raw = json.loads(resources.files("contracts.reference").joinpath("standard-catalog.json").read_text("utf-8"))
+    found = {_canonical_domain(d["domain"]): d for d in raw["domains"]}
+    domains = []
+    for index, (name, aliases) in enumerate(DOMAIN_NAMES):
+        code = f"D{index + 1:02d}"
+        source = found.get(index, {})
+        level1 = tuple(
+            Level1Item(
+                id=f"{code}-{i:02d}",
+                name=l1["name"],
+                items=tuple(
+                    Level2Item(
+                        id=f"{code}-{i:02d}-{j:02d}",
+                        name=l2["name"],
+                        content=l2.get("content"),
+                        basis=l2.get("basis"),
+                        time_limit=l2.get("time_limit"),
+                        subject=l2.get("subject"),
+                        channels=_as_tuple(l2.get("channels")),
+                        audience=l2.get("audience"),
+                        method=l2.get("method"),
+                        levels=_as_tuple(l2.get("level")),
+                        verified=l2.get("note") != "未核实",
+                    )
+                    for j, l2 in enumerate(l1.get("level2", []), start=1)
+                ),
+            )
+            for i, l1 in enumerate(source.get("level1", []), start=1)
+        )
+        domains.append(
+            Domain(code=code, name=name, aliases=aliases, added_2022=name in ADDED_2022, guideline=source.get("guideline"), level1=level1)
+        )
+    return Catalog(edition="standard", domains=tuple(domains))
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    text = resources.files("contracts.reference").joinpath("regions", name).read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+@lru_cache
+def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
+    """A city, its county-level units and their townships (2023 codes); Changsha by default.
+
+    Changsha also gets 长沙高新区 under our own code, since development zones have none.
+    """
+    city = next((r for r in _rows("cities.csv") if r["code"] == city_code), None)
+    if city is None:
+        raise ValueError(f"no city with code {city_code!r} in the 2023 division table")
+    regions = [Region(code=city_code, name=city["name"], level="city")]
+    counties = [r for r in _rows("areas.csv") if r["cityCode"] == city_code]
+    regions += [Region(code=r["code"], name=r["name"], level="county", parent_code=city_code) for r in counties]
+    if city_code == "4301":
+        regions.append(Region(code=HIGH_TECH_ZONE_CODE, name=HIGH_TECH_ZONE_NAME, level="county", parent_code=city_code))
+    county_codes = {r["code"] for r in counties}
+    regions += [
+        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"])
+        for r in _rows("streets.csv")
+        if r["areaCode"] in county_codes
+    ]
+    return tuple(regions)

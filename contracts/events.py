@@ -1,0 +1,241 @@
+"""CloudEvents 1.0 (structured JSON mode) and the data of every Tongyuan event type.
+
+Consumers ignore unknown fields (extra="ignore"), so adding an optional field is not a
+breaking change; a breaking change is a new `.v2` type published alongside this one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+PUBLISHED = "cn.gov.tongyuan.publication.published.v1"
+WITHDRAWN = "cn.gov.tongyuan.publication.withdrawn.v1"
+REJECTED = "cn.gov.tongyuan.publication.rejected.v1"
+CMS_PUBLISH_REQUESTED = "cn.gov.tongyuan.cms.publish-requested.v1"
+SERVICE_ITEM_CHANGED = "cn.gov.tongyuan.service-item.changed.v1"
+
+TOPIC_PUBLICATIONS = "tongyuan.publications.v1"
+TOPIC_CMS = "tongyuan.cms.v1"
+TOPIC_SERVICE_ITEMS = "tongyuan.service-items.v1"
+TOPIC_REJECTIONS = "tongyuan.rejections.v1"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+
+
+def dlq_topic(group: str) -> str:
+    return f"tongyuan.publications.dlq.{group}"
+
+
+RegionCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{2,12}$", description="statistical division code, or 4301GX-style code of our own")]
+ItemId = Annotated[str, Field(pattern=r"^D\d{2}(-\d{2}){0,2}$", max_length=16)]
+PublicationId = Annotated[str, Field(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]
+Text = Annotated[str, Field(max_length=500)]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Attachment(Contract):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    url: HttpUrl
+
+    @field_validator("url")
+    @classmethod
+    def _web_link(cls, value: HttpUrl) -> HttpUrl:
+        if value.scheme not in ("http", "https"):
+            raise ValueError("attachments must be http(s) links")
+        return value
+
+
+class PlacementRef(Contract):
+    """Where a clerk files an item: region → domain → level-1 item → level-2 item.
+
+    Checked against the catalog by the publisher, which answers with the valid choices;
+    `domain_code` also accepts the domain's name or an alias (环境保护 → D09).
+    """
+
+    region_code: Annotated[str, Field(min_length=1, max_length=20)]
+    domain_code: Annotated[str, Field(min_length=1, max_length=20)]
+    level1_id: Annotated[str, Field(min_length=1, max_length=20)]
+    level2_id: Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class Placement(Contract):
+    """A placement enriched from the catalog, so consumers never need the catalog to render it."""
+
+    region_code: RegionCode
+    domain_code: Annotated[str, Field(pattern=r"^D\d{2}$")]
+    level1_id: ItemId
+    level2_id: ItemId
+    region_name: str
+    domain_name: str
+    level1_name: str
+    level2_name: str
+
+
+class CatalogAttributes(Contract):
+    """What the catalog says about the level-2 item a publication is filed under."""
+
+    time_limit: str | None = None
+    channels: tuple[str, ...] = ()
+    audience: str | None = None
+    method: str | None = None
+    subject: str | None = None
+
+
+class SourceRef(Contract):
+    """Who the publication came from, for de-duplication: a CMS id or a 实施编码."""
+
+    source: str
+    ref: str | None = None
+
+
+class PublicationData(Contract):
+    publication_id: PublicationId
+    version: Annotated[int, Field(ge=1)]
+    placements: Annotated[tuple[Placement, ...], Field(min_length=1)]
+    kind: Literal["info", "service"] = "info"
+    title: str
+    summary: str | None = None
+    body_html: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    index_number: str
+    publishing_body: str | None = None
+    formed_at: date
+    published_at: datetime
+    catalog: CatalogAttributes = CatalogAttributes()
+    service_guide: dict[str, Any] | None = None
+    source_ref: SourceRef
+
+
+WithdrawalType = Literal["withdrawn", "gone", "redirect", "vanish"]
+
+
+class WithdrawalData(Contract):
+    """A versioned tombstone: the publication stays known, so a late older publish cannot revive it."""
+
+    publication_id: PublicationId
+    version: Annotated[int, Field(ge=1)]
+    withdrawal_type: WithdrawalType
+    explanation: str = ""
+    redirect_to: str | None = None
+    withdrawn_at: datetime
+    # What the withdrawn notice page shows; absent for `vanish`.
+    title: str | None = None
+    placements: tuple[Placement, ...] = ()
+
+
+_CONTROL = set(range(0, 32)) - {9, 10, 13} | {127}
+
+
+def _no_control_characters(value: str | None) -> str | None:
+    if value is not None and any(ord(ch) in _CONTROL for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class PublicationDraft(Contract):
+    """What a clerk or a CMS submits; the publisher validates, enriches and versions it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    placements: Annotated[list[PlacementRef], Field(min_length=1, max_length=20)]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    body_html: Annotated[str, Field(max_length=1_000_000)] = ""
+    summary: Annotated[str | None, Field(max_length=1000)] = None
+    formed_at: date
+    published_at: datetime | None = None
+    publishing_body: Annotated[str | None, Field(max_length=100)] = None
+    index_number: Annotated[str | None, Field(max_length=60)] = None
+    attachments: Annotated[list[Attachment], Field(max_length=50)] = []
+
+    _plain_text = field_validator("title", "summary", "publishing_body", "index_number")(_no_control_characters)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class PublishRequestData(PublicationDraft):
+    """What an upstream CMS sends on tongyuan.cms.v1: a draft plus the CMS's own id.
+
+    The same `source_ref` always maps to the same publication; `withdraw` withdraws it.
+    """
+
+    source_ref: Annotated[str, Field(min_length=1, max_length=120, description="the CMS's own id for the item")]
+    withdraw: WithdrawalType | None = None
+    explanation: Annotated[str, Field(max_length=2000)] = ""
+
+
+class FieldError(Contract):
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str
+    choices: tuple[dict[str, str], ...] | None = None
+
+
+class RejectionData(Contract):
+    original_id: str
+    original_type: str | None = None
+    original_source: str | None = None
+    source_ref: str | None = None
+    errors: tuple[FieldError, ...]
+
+
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """CloudEvents 1.0 envelope in structured JSON mode; extension attributes are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    source: Annotated[str, Field(min_length=1, max_length=300)]
+    type: str
+    subject: str | None = None
+    time: datetime | None = None
+    datacontenttype: str = "application/json"
+    data: DataT
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class PublishedEvent(CloudEvent[PublicationData]):
+    type: Literal["cn.gov.tongyuan.publication.published.v1"] = PUBLISHED
+
+
+class WithdrawnEvent(CloudEvent[WithdrawalData]):
+    type: Literal["cn.gov.tongyuan.publication.withdrawn.v1"] = WITHDRAWN
+
+
+class PublishRequestedEvent(CloudEvent[PublishRequestData]):
+    type: Literal["cn.gov.tongyuan.cms.publish-requested.v1"] = CMS_PUBLISH_REQUESTED
+
+
+class RejectedEvent(CloudEvent[RejectionData]):
+    type: Literal["cn.gov.tongyuan.publication.rejected.v1"] = REJECTED
+
+
+PublicationEvent = Annotated[PublishedEvent | WithdrawnEvent, Field(discriminator="type")]
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

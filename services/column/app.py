@@ -1,0 +1,34 @@
+"""The column consumer's wiring (group tongyuan-column): its store and its faust app."""
+
+from __future__ import annotations
+
+import faust
+
+from services.common.db import create_store_engine
+from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.heartbeat import beat, live_workers
+from services.common.settings import Settings
+
+from .store import ColumnStore, heartbeats
+
+GROUP = "tongyuan-column"
+
+
+def build_store(settings: Settings) -> ColumnStore:
+    store = ColumnStore(create_store_engine(settings.store_url("column")))
+    store.create()
+    return store
+
+
+def create_consumer(settings: Settings) -> faust.App:
+    store = build_store(settings)
+    consumer = PublicationConsumer(
+        group=GROUP,
+        apply=store.apply,
+        heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+    )
+    return build_consumer_app(consumer, settings)
+
+
+def heartbeat_status(store: ColumnStore, within: float) -> list[dict]:
+    return live_workers(store.engine, heartbeats, within=within)

@@ -1,0 +1,119 @@
+"""The public disclosure column (基层政务公开专栏): region → domain → level-1 → level-2 → detail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from contracts.catalog import Catalog, Region
+
+from .store import ColumnStore
+
+RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
+DomainPath = Annotated[str, Path(pattern=r"^D\d{2}$")]
+ItemPath = Annotated[str, Path(pattern=r"^D\d{2}-\d{2}(-\d{2})?$")]
+PageQuery = Annotated[int, Query(ge=1, le=10_000)]
+PER_PAGE = 20
+
+
+def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callable[[], Catalog], regions: Callable[[], dict[str, Region]]) -> APIRouter:
+    router = APIRouter(tags=["column"])
+
+    def region_or_404(code: str) -> Region:
+        region = regions().get(code)
+        if region is None:
+            raise HTTPException(404, f"no region {code}")
+        return region
+
+    def trail(region: Region) -> list[Region]:
+        chain, known = [region], regions()
+        while chain[0].parent_code and chain[0].parent_code in known:
+            chain.insert(0, known[chain[0].parent_code])
+        return chain
+
+    def page_of(request: Request, name: str, **context) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context)
+
+    @router.get("/columns", response_class=HTMLResponse)
+    def column_index(request: Request):
+        known = regions()
+        tops = [r for r in known.values() if r.level == "city" or (r.parent_code not in known and r.level != "township")]
+        return page_of(request, "column/index.html", tops=tops, children=_children(known))
+
+    @router.get("/columns/{region_code}", response_class=HTMLResponse)
+    def region_column(request: Request, region_code: RegionPath):
+        region = region_or_404(region_code)
+        counts = store.counts_by_domain(region.code)
+        total, latest = store.listing(region.code, per_page=10)
+        return page_of(
+            request,
+            "column/region.html",
+            region=region,
+            trail=trail(region),
+            domains=catalog().domains,
+            counts=counts,
+            latest=latest,
+            total=total,
+            subregions=_children(regions()).get(region.code, []),
+        )
+
+    @router.get("/columns/{region_code}/{domain_code}", response_class=HTMLResponse)
+    def domain_column(request: Request, region_code: RegionPath, domain_code: DomainPath, page: PageQuery = 1):
+        return _list_page(request, region_code, domain_code, None, None, page)
+
+    @router.get("/columns/{region_code}/{domain_code}/{item_id}", response_class=HTMLResponse)
+    def item_column(request: Request, region_code: RegionPath, domain_code: DomainPath, item_id: ItemPath, page: PageQuery = 1):
+        level1_id = item_id[:6]
+        level2_id = item_id if len(item_id) > 6 else None
+        if not item_id.startswith(domain_code + "-"):
+            raise HTTPException(404, "that item is not in this domain")
+        return _list_page(request, region_code, domain_code, level1_id, level2_id, page)
+
+    def _list_page(request: Request, region_code: str, domain_code: str, level1_id: str | None, level2_id: str | None, page: int):
+        region = region_or_404(region_code)
+        domain = catalog().domain(domain_code)
+        if domain is None:
+            raise HTTPException(404, f"no domain {domain_code}")
+        level1 = catalog().level1(level1_id) if level1_id else None
+        level2 = catalog().level2(level2_id) if level2_id else None
+        if (level1_id and level1 is None) or (level2_id and level2 is None):
+            raise HTTPException(404, "no such catalog item")
+        total, items = store.listing(region.code, domain_code=domain.code, level1_id=level1_id, level2_id=level2_id, page=page, per_page=PER_PAGE)
+        return page_of(
+            request,
+            "column/list.html",
+            region=region,
+            trail=trail(region),
+            domain=domain,
+            level1=level1,
+            level2=level2,
+            counts=store.counts_by_item(region.code, domain.code),
+            items=items,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // PER_PAGE)),
+        )
+
+    @router.get("/publications/{publication_id}", response_class=HTMLResponse)
+    def publication_detail(request: Request, publication_id: Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]):
+        entry = store.entry(publication_id)
+        if entry is None or (entry.withdrawal and entry.withdrawal.withdrawal_type == "vanish"):
+            raise HTTPException(404, "no such publication")
+        if entry.withdrawal and entry.withdrawal.withdrawal_type == "redirect":
+            return RedirectResponse(entry.withdrawal.redirect_to or "/", status_code=301)
+        status_code = 410 if entry.withdrawal and entry.withdrawal.withdrawal_type == "gone" else 200
+        return templates.TemplateResponse(request, "column/detail.html", {"entry": entry, "doc": entry.document, "withdrawal": entry.withdrawal}, status_code=status_code)
+
+    return router
+
+
+def _children(known: dict[str, Region]) -> dict[str, list[Region]]:
+    children: dict[str, list[Region]] = {}
+    for region in sorted(known.values(), key=lambda r: r.code):
+        if region.parent_code:
+            children.setdefault(region.parent_code, []).append(region)
+    return children

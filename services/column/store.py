@@ -1,0 +1,205 @@
+"""The column store: what the public disclosure column shows. Only the column consumer writes it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, DateTime, Engine, Index, Integer, MetaData, String, Table, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from contracts.events import PublicationData, PublishedEvent, WithdrawalData, WithdrawnEvent
+from services.common.heartbeat import heartbeat_table
+
+from .domain import to_apply
+
+metadata = MetaData()
+
+documents = Table(
+    "column_publications",
+    metadata,
+    Column("publication_id", String(80), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
+    Column("withdrawal_type", String(16)),
+    Column("published_at", DateTime(timezone=True)),
+    Column("document", JSON),  # PublicationData (kept while withdrawn, for the notice page)
+    Column("withdrawal", JSON),  # WithdrawalData while withdrawn
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per placement of a live publication: the list pages read only this table.
+placements = Table(
+    "column_placements",
+    metadata,
+    Column("publication_id", String(80), nullable=False),
+    Column("region_code", String(20), nullable=False),
+    Column("domain_code", String(8), nullable=False),
+    Column("level1_id", String(16), nullable=False),
+    Column("level2_id", String(16), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("title", String(200), nullable=False),
+    Index("ix_column_placements_list", "region_code", "domain_code", "level1_id", "level2_id", "published_at"),
+    Index("ix_column_placements_publication", "publication_id"),
+)
+
+heartbeats = heartbeat_table(metadata, "column")
+
+
+@dataclass
+class ListedItem:
+    publication_id: str
+    title: str
+    published_at: datetime
+
+
+@dataclass
+class ColumnEntry:
+    publication_id: str
+    version: int
+    status: str
+    document: PublicationData | None
+    withdrawal: WithdrawalData | None
+
+
+class ColumnStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+
+    # --- the consumer's side ------------------------------------------------------------
+    def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
+        """Apply a batch in one transaction, skipping versions the store already has."""
+        with self.engine.begin() as connection:
+            ids = list({e.data.publication_id for e in events})
+            stored = self._versions(connection, ids)
+            for event in to_apply(events, stored):
+                if isinstance(event, PublishedEvent):
+                    self._publish(connection, event.data, exists=event.data.publication_id in stored)
+                else:
+                    self._withdraw(connection, event.data, exists=event.data.publication_id in stored)
+
+    @staticmethod
+    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(connection.execute(select(documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(chunk))).tuples())
+        return found
+
+    @staticmethod
+    def _publish(connection: Connection, data: PublicationData, *, exists: bool) -> None:
+        values = dict(
+            version=data.version,
+            status="published",
+            withdrawal_type=None,
+            published_at=data.published_at,
+            document=data.model_dump(mode="json"),
+            withdrawal=None,
+            updated_at=func.now(),
+        )
+        if exists:
+            connection.execute(update(documents).where(documents.c.publication_id == data.publication_id).values(**values))
+            connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
+        else:
+            connection.execute(insert(documents).values(publication_id=data.publication_id, **values))
+        connection.execute(
+            insert(placements),
+            [
+                dict(
+                    publication_id=data.publication_id,
+                    region_code=p.region_code,
+                    domain_code=p.domain_code,
+                    level1_id=p.level1_id,
+                    level2_id=p.level2_id,
+                    published_at=data.published_at,
+                    title=data.title,
+                )
+                for p in data.placements
+            ],
+        )
+
+    @staticmethod
+    def _withdraw(connection: Connection, data: WithdrawalData, *, exists: bool) -> None:
+        values = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=data.model_dump(mode="json"), updated_at=func.now())
+        if exists:
+            connection.execute(update(documents).where(documents.c.publication_id == data.publication_id).values(**values))
+            connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
+        else:
+            # Withdrawn before we ever saw it published: keep the tombstone all the same.
+            connection.execute(insert(documents).values(publication_id=data.publication_id, published_at=None, document=None, **values))
+
+    # --- the pages' side ----------------------------------------------------------------
+    def entry(self, publication_id: str) -> ColumnEntry | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(documents).where(documents.c.publication_id == publication_id)).mappings().first()
+        if row is None:
+            return None
+        return ColumnEntry(
+            publication_id=row["publication_id"],
+            version=row["version"],
+            status=row["status"],
+            document=PublicationData.model_validate(row["document"]) if row["document"] else None,
+            withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
+        )
+
+    def counts_by_domain(self, region_prefix: str) -> dict[str, tuple[int, datetime | None]]:
+        """Live publications and latest update per domain, for a region and its sub-regions."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(placements.c.domain_code, func.count(func.distinct(placements.c.publication_id)), func.max(placements.c.published_at))
+                .where(placements.c.region_code.startswith(region_prefix, autoescape=True))
+                .group_by(placements.c.domain_code)
+            ).all()
+        return {domain: (count, latest) for domain, count, latest in rows}
+
+    def counts_by_item(self, region_prefix: str, domain_code: str) -> dict[str, int]:
+        """Live publications per level-1 and per level-2 item of a domain."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(placements.c.level1_id, placements.c.level2_id, func.count(func.distinct(placements.c.publication_id)))
+                .where(placements.c.region_code.startswith(region_prefix, autoescape=True), placements.c.domain_code == domain_code)
+                .group_by(placements.c.level1_id, placements.c.level2_id)
+            ).all()
+        counts: dict[str, int] = {}
+        for level1, level2, count in rows:
+            counts[level2] = count
+            counts[level1] = counts.get(level1, 0) + count
+        return counts
+
+    def listing(self, region_prefix: str, *, domain_code: str | None = None, level1_id: str | None = None, level2_id: str | None = None, page: int = 1, per_page: int = 20) -> tuple[int, list[ListedItem]]:
+        """Newest first; a publication filed under several matching items is listed once."""
+        conditions = [placements.c.region_code.startswith(region_prefix, autoescape=True)]
+        if domain_code:
+            conditions.append(placements.c.domain_code == domain_code)
+        if level1_id:
+            conditions.append(placements.c.level1_id == level1_id)
+        if level2_id:
+            conditions.append(placements.c.level2_id == level2_id)
+        distinct = (
+            select(placements.c.publication_id, func.max(placements.c.title).label("title"), func.max(placements.c.published_at).label("published_at"))
+            .where(*conditions)
+            .group_by(placements.c.publication_id)
+            .subquery()
+        )
+        with self.engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(distinct)).scalar_one()
+            rows = connection.execute(
+                select(distinct).order_by(distinct.c.published_at.desc(), distinct.c.publication_id).limit(per_page).offset((page - 1) * per_page)
+            ).all()
+        return total, [ListedItem(r.publication_id, r.title, r.published_at) for r in rows]
+
+    def versions(self) -> dict[str, tuple[int, str]]:
+        with self.engine.connect() as connection:
+            return {pid: (version, status) for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))}
+
+    def healthy(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+            return True
+        except Exception:
+            return False

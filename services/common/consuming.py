@@ -1,0 +1,148 @@
+"""The one consuming loop every publication consumer uses (faust, concurrency=1).
+
+- `noack_take` + explicit ack: an event is acked only after its store write committed,
+  so offsets never pass an event that is not durable (faust #606).
+- A store that is down is retried with exponential backoff, holding the batch (no commit,
+  no CPU spin); an event that cannot be parsed, or that its handler refuses, goes to the
+  group's DLQ topic with the error and does not stop the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from contracts.events import PUBLISHED, WITHDRAWN, PublicationEvent, PublishedEvent, WithdrawnEvent
+
+log = structlog.get_logger("tongyuan.consumer")
+_EVENT = TypeAdapter(PublicationEvent)
+KNOWN_TYPES = {PUBLISHED, WITHDRAWN}
+
+
+class PoisonEvent(Exception):
+    """The event can never be applied as it is; retrying will not help."""
+
+
+def parse_publication_event(raw: bytes | str) -> PublishedEvent | WithdrawnEvent | None:
+    """The event, None for a type this consumer does not know (skipped), or PoisonEvent."""
+    try:
+        envelope = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PoisonEvent(f"not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise PoisonEvent("a CloudEvent must be a JSON object")
+    if envelope.get("type") not in KNOWN_TYPES:
+        if isinstance(envelope.get("type"), str) and envelope["type"].startswith("cn.gov.tongyuan."):
+            return None
+        raise PoisonEvent(f"unknown event type {envelope.get('type')!r}")
+    try:
+        return _EVENT.validate_python(envelope)
+    except ValidationError as exc:
+        raise PoisonEvent(f"invalid {envelope['type']}: {exc.errors(include_url=False)}") from exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Store trouble worth waiting for (locked, down, connection lost), not bad data."""
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+
+
+@dataclass
+class DeadLetter:
+    raw: bytes
+    error: str
+    key: bytes | None
+    origin: str
+
+
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    last_event_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+
+Apply = Callable[[Sequence[PublishedEvent | WithdrawnEvent]], None]
+
+
+async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float, what: str) -> None:
+    """Run the (blocking) store write in a thread; wait out store outages with backoff."""
+    delay = 0.2
+    while True:
+        try:
+            await asyncio.to_thread(apply, events)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("store.unavailable", consumer=what, error=str(exc).splitlines()[0], retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+
+
+async def process_batch(
+    records: Sequence,
+    *,
+    apply: Apply,
+    dead_letter: Callable[[DeadLetter], "asyncio.Future | object"],
+    stats: ConsumerStats,
+    max_backoff: float,
+    what: str,
+) -> None:
+    """Decode, dead-letter the poison, apply the rest durably. Records: faust events."""
+    good: list[tuple[object, PublishedEvent | WithdrawnEvent]] = []
+    for record in records:
+        message = record.message
+        origin = f"{message.topic}/{message.partition}/{message.offset}"
+        try:
+            event = parse_publication_event(record.value)
+        except PoisonEvent as exc:
+            await dead_letter(DeadLetter(raw=_raw(record.value), error=str(exc), key=message.key, origin=origin))
+            stats.dead_lettered += 1
+            log.warning("event.dead_lettered", consumer=what, origin=origin, error=str(exc)[:300])
+            continue
+        if event is None:
+            stats.skipped += 1
+            continue
+        good.append((record, event))
+    if not good:
+        return
+    events = [e for _, e in good]
+    try:
+        await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
+    except Exception:
+        # Something in the batch is refused for good: find it by applying one at a time.
+        for record, event in good:
+            try:
+                await apply_with_retry(apply, [event], max_backoff=max_backoff, what=what)
+            except Exception as exc:
+                message = record.message
+                await dead_letter(
+                    DeadLetter(raw=_raw(record.value), error=f"{type(exc).__name__}: {exc}", key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}")
+                )
+                stats.dead_lettered += 1
+                log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=repr(exc)[:300])
+    stats.applied += len(good)
+    stats.last_event_at = time.time()
+    for event in events:
+        log.debug("event.applied", consumer=what, event_id=event.id, publication_id=event.subject, version=event.data.version)
+
+
+def _raw(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, ensure_ascii=False).encode()

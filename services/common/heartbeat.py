@@ -1,0 +1,52 @@
+"""Consumer heartbeats, kept in each consumer's own store.
+
+The portal's /healthz reads them, so it learns whether a consumer is alive without
+calling it (consumers never serve HTTP) and without any consumer knowing about the portal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, select
+
+
+def heartbeat_table(metadata: MetaData, store: str) -> Table:
+    return Table(
+        f"{store}_heartbeats",
+        metadata,
+        Column("worker", String(200), primary_key=True),
+        Column("group_id", String(100), nullable=False),
+        Column("seen_at", DateTime(timezone=True), nullable=False),
+        Column("applied", Integer, nullable=False, default=0),
+        Column("dead_lettered", Integer, nullable=False, default=0),
+    )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat(engine: Engine, table: Table, *, group_id: str, applied: int, dead_lettered: int) -> None:
+    now = datetime.now(timezone.utc)
+    worker = worker_name()
+    with engine.begin() as connection:
+        updated = connection.execute(
+            table.update().where(table.c.worker == worker).values(seen_at=now, applied=applied, dead_lettered=dead_lettered)
+        ).rowcount
+        if not updated:
+            connection.execute(table.insert().values(worker=worker, group_id=group_id, seen_at=now, applied=applied, dead_lettered=dead_lettered))
+
+
+def live_workers(engine: Engine, table: Table, *, within: float) -> list[dict]:
+    since = datetime.now(timezone.utc) - timedelta(seconds=within)
+    with engine.connect() as connection:
+        rows = connection.execute(select(table)).mappings().all()
+    live = []
+    for row in rows:
+        seen = row["seen_at"] if row["seen_at"].tzinfo else row["seen_at"].replace(tzinfo=timezone.utc)
+        if seen >= since:
+            live.append(dict(row))
+    return live

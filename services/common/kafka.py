@@ -1,0 +1,83 @@
+"""Kafka plumbing: topic creation, the idempotent producer, and the faust app factory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import faust
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+
+from contracts.events import TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS, dlq_topic
+
+from .settings import Settings
+
+CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer")
+
+
+def all_topics() -> list[str]:
+    return [TOPIC_PUBLICATIONS, TOPIC_CMS, TOPIC_SERVICE_ITEMS, TOPIC_REJECTIONS, *(dlq_topic(g) for g in CONSUMER_GROUPS)]
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000).close()
+            return
+        except NoBrokersAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def ensure_topics(bootstrap: str, partitions: int, topics: list[str] | None = None) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in (topics or all_topics()) if t not in existing]
+        for topic in wanted:
+            try:
+                admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def idempotent_producer(bootstrap: str) -> KafkaProducer:
+    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu)."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        compression_type=None,
+    )
+
+
+def faust_app(app_id: str, settings: Settings) -> faust.App:
+    """A faust app whose id is its consumer group; one per consumer service."""
+    session_ms = settings.consumer_session_timeout
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.bootstrap.split(',')[0]}",
+        store="memory://",
+        web_enabled=False,
+        datadir=str(Path(settings.var_dir) / "faust" / app_id),
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_ms,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=session_ms,
+        broker_commit_every=1000,
+        broker_commit_interval=0.5,
+        stream_buffer_maxsize=settings.consumer_batch_size * 4,
+        producer_acks=-1,
+    )

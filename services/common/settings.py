@@ -1,0 +1,92 @@
+"""One Settings object for every Tongyuan process (TONGYUAN_* environment variables).
+
+Bad configuration fails at start-up, not at the first request.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STORES = ("publisher", "column", "search")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGYUAN_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    var_dir: Path = Path("var")
+
+    # None: `tongyuan up` starts the embedded Tansu broker and fills this in for its children.
+    kafka_bootstrap: str | None = None
+    embedded_broker_port: int = Field(9092, ge=1, le=65535)
+    topic_partitions: int = Field(4, ge=1, le=256)
+
+    # None: one SQLite file per store under var_dir (each consumer owns its store).
+    # A PostgreSQL URL: every store in that database, in tables prefixed by the store's name.
+    database_url: str | None = None
+
+    search_backend: Literal["embedded", "elasticsearch"] = "embedded"
+    elasticsearch_url: str | None = None
+
+    consumer_batch_size: int = Field(500, ge=1, le=10_000)
+    consumer_batch_within: float = Field(0.05, gt=0, le=10)
+    # Against Tansu a consumer group joins after about half the session timeout.
+    consumer_session_timeout: float = Field(10.0, ge=2, le=300)
+    store_retry_max_seconds: float = Field(30.0, gt=0)
+    relay_interval: float = Field(0.02, gt=0, le=10)
+    relay_batch_size: int = Field(1000, ge=1, le=50_000)
+    heartbeat_interval: float = Field(2.0, gt=0, le=60)
+
+    max_request_bytes: int = Field(2_000_000, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("TONGYUAN_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if value.startswith("postgresql://"):
+            # SQLAlchemy would pick psycopg2, which we do not ship; psycopg 3 is installed.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"bootstrap server {server!r} must be host:port")
+        return value
+
+    def store_url(self, store: str) -> str:
+        if store not in STORES:
+            raise ValueError(f"unknown store {store!r}")
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / f'{store}.db').resolve()}"
+
+    @property
+    def bootstrap(self) -> str:
+        if not self.kafka_bootstrap:
+            raise RuntimeError(
+                "TONGYUAN_KAFKA_BOOTSTRAP is not set; start the stack with `tongyuan up`, "
+                "which runs the embedded broker, or point it at a Kafka broker"
+            )
+        return self.kafka_bootstrap
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

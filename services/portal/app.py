@@ -1,0 +1,90 @@
+"""The HTTP composition root: one FastAPI app mounting every service's router.
+
+The only module allowed to import several services; each service's router gets its
+dependencies from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+
+from services.column import app as column_app
+from services.column.pages import build_router as column_router
+from services.common.settings import Settings
+from services.indexer import app as indexer_app
+from services.indexer.api import build_router as search_router
+from services.publisher import app as publisher_app
+from services.publisher.api import build_router as publish_router
+from services.publisher.store import heartbeats as publisher_heartbeats
+
+from . import health
+
+HERE = Path(__file__).parent
+SERVICES = HERE.parent
+
+
+def templates() -> Jinja2Templates:
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer"))])
+    return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    publisher = publisher_app.bootstrap(settings)
+    directory = publisher_app.directory_provider(publisher)
+    column_store = column_app.build_store(settings)
+    index = indexer_app.build_index(settings)
+    pages = templates()
+
+    app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(publish_router(publisher, directory))
+    app.include_router(column_router(column_store, pages, catalog=lambda: directory().catalog, regions=lambda: directory().regions))
+    app.include_router(search_router(index, pages))
+    within = settings.heartbeat_interval * 3 + 5
+    app.include_router(
+        health.build_router(
+            [
+                health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
+                health.Check("store:publisher", health.store_probe(publisher.healthy)),
+                health.Check("store:column", health.store_probe(column_store.healthy)),
+                health.Check("store:search", health.store_probe(index.healthy)),
+                health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
+                health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
+                health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
+            ]
+        )
+    )
+
+    @app.get("/", include_in_schema=False)
+    def home():
+        return RedirectResponse("/columns/4301")
+
+    @app.middleware("http")
+    async def bounded_and_traced(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
+            return JSONResponse(status_code=413, content={"detail": [{"loc": ["body"], "msg": f"request body larger than {settings.max_request_bytes} bytes", "type": "too_large"}]})
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return app
+
+
+def _live(engine, table, within):
+    from services.common.heartbeat import live_workers
+
+    return live_workers(engine, table, within=within)

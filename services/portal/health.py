@@ -1,0 +1,70 @@
+"""GET /healthz: broker, every consumer (by its heartbeat) and every store; 200 only if all are up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from kafka import KafkaAdminClient
+
+
+@dataclass
+class Check:
+    name: str
+    probe: Callable[[], dict]  # returns details; raises or returns {"up": False} when down
+
+
+def broker_probe(bootstrap: str | None, cache_seconds: float = 2.0) -> Callable[[], dict]:
+    cached: dict = {}
+
+    def probe() -> dict:
+        if not bootstrap:
+            return {"up": False, "error": "no broker configured (TONGYUAN_KAFKA_BOOTSTRAP)"}
+        if cached and time.monotonic() - cached["at"] < cache_seconds:
+            return cached["result"]
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000, api_version_auto_timeout_ms=2000)
+            try:
+                topics = len(admin.list_topics())
+            finally:
+                admin.close()
+            result = {"up": True, "bootstrap": bootstrap, "topics": topics}
+        except Exception as exc:
+            result = {"up": False, "bootstrap": bootstrap, "error": type(exc).__name__}
+        cached.update(result=result, at=time.monotonic())
+        return result
+
+    return probe
+
+
+def store_probe(healthy: Callable[[], bool]) -> Callable[[], dict]:
+    return lambda: {"up": bool(healthy())}
+
+
+def consumer_probe(workers: Callable[[], list[dict]]) -> Callable[[], dict]:
+    def probe() -> dict:
+        live = workers()
+        return {"up": bool(live), "workers": len(live)}
+
+    return probe
+
+
+def build_router(checks: list[Check]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz():
+        results = {}
+        for check in checks:
+            try:
+                results[check.name] = await asyncio.to_thread(check.probe)
+            except Exception as exc:
+                results[check.name] = {"up": False, "error": type(exc).__name__}
+        up = all(r.get("up") for r in results.values())
+        return JSONResponse(status_code=200 if up else 503, content={"status": "up" if up else "down", "checks": results})
+
+    return router

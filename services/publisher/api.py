@@ -1,0 +1,114 @@
+"""The publish API (POST /v1/publications …): translate HTTP into gate calls, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Header, HTTPException, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contracts.events import PublicationDraft
+
+from . import handlers
+from .domain import Directory, Rejected, VersionConflict
+from .store import Publisher
+
+PublicationIdPath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]
+
+
+class Revision(PublicationDraft):
+    version: Annotated[int, Field(ge=1, description="the version this revision replaces; 409 if it is no longer current")]
+
+
+class WithdrawalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["withdrawn", "gone", "redirect", "vanish"]
+    explanation: Annotated[str, Field(max_length=2000)] = ""
+    redirect_to: Annotated[str | None, Field(max_length=500)] = None
+    version: Annotated[int | None, Field(ge=1)] = None
+
+    @field_validator("redirect_to")
+    @classmethod
+    def _site_path_or_web_link(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith(("https://", "http://")) or (value.startswith("/") and not value.startswith("//"))):
+            raise ValueError("must be a path on this site (/…) or an http(s) address")
+        return value
+
+
+class Receipt(BaseModel):
+    publication_id: str
+    version: int
+    status: str
+
+
+def rejected_response(exc: Rejected) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [{"loc": ["body", *e.loc], "msg": e.msg, "type": e.type, **({"choices": list(e.choices)} if e.choices is not None else {})} for e in exc.errors]},
+    )
+
+
+def build_router(publisher: Publisher, directory: Callable[[], Directory]) -> APIRouter:
+    router = APIRouter(prefix="/v1/publications", tags=["publications"])
+
+    def receipt(accepted: handlers.Accepted) -> JSONResponse:
+        return JSONResponse(status_code=202, content={"publication_id": accepted.publication_id, "version": accepted.version, "status": accepted.status})
+
+    @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}})
+    def publish(draft: Annotated[PublicationDraft, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
+        try:
+            return receipt(handlers.publish(draft, publisher=publisher, directory=directory(), request_id=x_request_id))
+        except Rejected as exc:
+            return rejected_response(exc)
+
+    @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
+    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
+        draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
+        try:
+            accepted = handlers.revise(publication_id, draft, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id)
+        except Rejected as exc:
+            return rejected_response(exc)
+        except handlers.NotFound:
+            raise HTTPException(404, "no such publication")
+        except VersionConflict as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc), "current_version": exc.current})
+        return receipt(accepted)
+
+    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt)
+    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
+        try:
+            accepted = handlers.withdraw(
+                publication_id,
+                withdrawal_type=request.type,
+                explanation=request.explanation,
+                redirect_to=request.redirect_to,
+                expected_version=request.version,
+                publisher=publisher,
+                request_id=x_request_id,
+            )
+        except Rejected as exc:
+            return rejected_response(exc)
+        except handlers.NotFound:
+            raise HTTPException(404, "no such publication")
+        except VersionConflict as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc), "current_version": exc.current})
+        return receipt(accepted)
+
+    @router.get("/{publication_id}")
+    def read(publication_id: PublicationIdPath):
+        with publisher.transaction() as store:
+            stored = store.get(publication_id)
+        if stored is None:
+            raise HTTPException(404, "no such publication")
+        return {
+            "publication_id": stored.publication_id,
+            "version": stored.version,
+            "status": stored.status,
+            "publication": stored.document.model_dump(mode="json"),
+            "withdrawal": stored.withdrawal.model_dump(mode="json") if stored.withdrawal else None,
+        }
+
+    return router

@@ -1,0 +1,221 @@
+"""The gate's pure rules: check a draft against the catalog, sanitise it, and turn it into a
+versioned publication or withdrawal. No I/O here; handlers.py does the reading and writing."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import nh3
+
+from contracts.catalog import Catalog, Region
+from contracts.events import (
+    CatalogAttributes,
+    FieldError,
+    Placement,
+    PlacementRef,
+    PublicationData,
+    PublicationDraft,
+    SourceRef,
+    WithdrawalData,
+    WithdrawalType,
+)
+
+SUMMARY_LENGTH = 120
+# ammonia's defaults plus nothing: no style, no script, no event handlers, only web links.
+URL_SCHEMES = {"http", "https", "mailto"}
+
+
+class Rejected(Exception):
+    """The draft broke a rule; `errors` say which field and what the valid choices are."""
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
+        self.errors = errors
+
+
+class VersionConflict(Exception):
+    def __init__(self, publication_id: str, expected: int | None, current: int):
+        super().__init__(f"publication {publication_id} is at version {current}, not {expected}")
+        self.publication_id = publication_id
+        self.expected = expected
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What the gate checks placements against: one catalog edition and the regions."""
+
+    catalog: Catalog
+    regions: dict[str, Region]
+
+
+def _choices(pairs) -> tuple[dict[str, str], ...]:
+    return tuple({"id": code, "name": name} for code, name in pairs)
+
+
+def resolve_placements(refs: list[PlacementRef], directory: Directory, loc: tuple = ("placements",)) -> list[Placement]:
+    """Every placement must name a known region and a level-2 item under its level-1 item."""
+    errors: list[FieldError] = []
+    placements: list[Placement] = []
+    seen: set[tuple[str, str]] = set()
+    catalog = directory.catalog
+    for index, ref in enumerate(refs):
+        here = (*loc, index)
+        region = directory.regions.get(ref.region_code)
+        if region is None:
+            errors.append(FieldError(loc=(*here, "region_code"), msg=f"unknown region code {ref.region_code!r}", type="catalog.unknown_region"))
+        domain = catalog.resolve_domain(ref.domain_code)
+        if domain is None:
+            errors.append(
+                FieldError(
+                    loc=(*here, "domain_code"),
+                    msg=f"unknown domain {ref.domain_code!r}",
+                    type="catalog.unknown_domain",
+                    choices=_choices((d.code, d.name) for d in catalog.domains),
+                )
+            )
+            continue
+        level1 = next((i for i in domain.level1 if i.id == ref.level1_id), None)
+        if level1 is None:
+            errors.append(
+                FieldError(
+                    loc=(*here, "level1_id"),
+                    msg=f"{ref.level1_id!r} is not a level-1 item of {domain.name}"
+                    + ("" if domain.level1 else f" ({domain.name} has no level-1 items in this catalog edition)"),
+                    type="catalog.unknown_level1",
+                    choices=_choices((i.id, i.name) for i in domain.level1),
+                )
+            )
+            continue
+        level2 = next((j for j in level1.items if j.id == ref.level2_id), None)
+        if level2 is None:
+            errors.append(
+                FieldError(
+                    loc=(*here, "level2_id"),
+                    msg=f"{ref.level2_id!r} is not a level-2 item of {domain.name} / {level1.name}",
+                    type="catalog.unknown_level2",
+                    choices=_choices((j.id, j.name) for j in level1.items),
+                )
+            )
+            continue
+        if region is None:
+            continue
+        if (region.code, level2.id) in seen:
+            errors.append(FieldError(loc=here, msg="the same region and item is given twice", type="placement.duplicate"))
+            continue
+        seen.add((region.code, level2.id))
+        placements.append(
+            Placement(
+                region_code=region.code,
+                domain_code=domain.code,
+                level1_id=level1.id,
+                level2_id=level2.id,
+                region_name=region.name,
+                domain_name=domain.name,
+                level1_name=level1.name,
+                level2_name=level2.name,
+            )
+        )
+    if errors:
+        raise Rejected(errors)
+    return placements
+
+
+def sanitise_html(body: str) -> str:
+    return nh3.clean(body, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer")
+
+
+def plain_text(body_html: str) -> str:
+    return " ".join(html.unescape(nh3.clean(body_html, tags=set())).split())
+
+
+def summarise(body_html: str) -> str:
+    text = plain_text(body_html)
+    return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 1] + "…"
+
+
+def catalog_attributes(directory: Directory, placements: list[Placement]) -> CatalogAttributes:
+    item = directory.catalog.level2(placements[0].level2_id)
+    if item is None:
+        return CatalogAttributes()
+    return CatalogAttributes(time_limit=item.time_limit, channels=item.channels, audience=item.audience, method=item.method, subject=item.subject)
+
+
+def content_hash(draft: PublicationDraft) -> str:
+    canonical = json.dumps(draft.model_dump(mode="json", exclude={"source_ref", "withdraw", "explanation"}), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_publication(
+    draft: PublicationDraft,
+    *,
+    publication_id: str,
+    version: int,
+    index_number: str,
+    source: SourceRef,
+    directory: Directory,
+    now: datetime,
+    kind: str = "info",
+) -> PublicationData:
+    placements = resolve_placements(draft.placements, directory)
+    published_at = draft.published_at or now
+    if published_at.tzinfo is None:
+        published_at = published_at.replace(tzinfo=timezone.utc)
+    if draft.formed_at > published_at.date():
+        raise Rejected([FieldError(loc=("formed_at",), msg="the information cannot be formed after it is published", type="value.formed_after_published")])
+    body = sanitise_html(draft.body_html)
+    return PublicationData(
+        publication_id=publication_id,
+        version=version,
+        placements=tuple(placements),
+        kind=kind,
+        title=draft.title,
+        summary=draft.summary or summarise(body) or None,
+        body_html=body,
+        attachments=tuple(draft.attachments),
+        index_number=draft.index_number or index_number,
+        publishing_body=draft.publishing_body or placements[0].region_name,
+        formed_at=draft.formed_at,
+        published_at=published_at,
+        catalog=catalog_attributes(directory, placements),
+        source_ref=source,
+    )
+
+
+def check_version(publication_id: str, expected: int | None, current: int) -> None:
+    if expected is not None and expected != current:
+        raise VersionConflict(publication_id, expected, current)
+
+
+def build_withdrawal(
+    current: PublicationData,
+    *,
+    version: int,
+    withdrawal_type: WithdrawalType,
+    explanation: str,
+    redirect_to: str | None,
+    now: datetime,
+) -> WithdrawalData:
+    errors = []
+    if withdrawal_type in ("withdrawn", "gone") and not explanation.strip():
+        errors.append(FieldError(loc=("explanation",), msg=f"a {withdrawal_type} notice needs an explanation for the public", type="value.missing"))
+    if withdrawal_type == "redirect" and not redirect_to:
+        errors.append(FieldError(loc=("redirect_to",), msg="a redirect needs the address to send readers to", type="value.missing"))
+    if withdrawal_type != "redirect" and redirect_to:
+        errors.append(FieldError(loc=("redirect_to",), msg="only a redirect takes an address", type="value.unexpected"))
+    if errors:
+        raise Rejected(errors)
+    return WithdrawalData(
+        publication_id=current.publication_id,
+        version=version,
+        withdrawal_type=withdrawal_type,
+        explanation=explanation.strip(),
+        redirect_to=redirect_to,
+        withdrawn_at=now,
+        title=None if withdrawal_type == "vanish" else current.title,
+        placements=() if withdrawal_type == "vanish" else current.placements,
+    )

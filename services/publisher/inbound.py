@@ -1,0 +1,86 @@
+"""Inbound events from upstream systems (the CMS topic): decode, then through the same gate.
+
+A message that cannot be accepted yields a `cn.gov.tongyuan.publication.rejected.v1`
+event for tongyuan.rejections.v1, carrying the original id and field-level reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from contracts.events import (
+    CMS_PUBLISH_REQUESTED,
+    FieldError,
+    PublishRequestData,
+    RejectedEvent,
+    RejectionData,
+    new_event_id,
+    utcnow,
+)
+
+from . import handlers
+from .domain import Directory, Rejected
+from .store import Publisher
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: handlers.Accepted | None = None
+    rejection: RejectedEvent | None = None
+
+
+def _reject(original: dict, errors: list[FieldError]) -> Outcome:
+    data = original.get("data") if isinstance(original.get("data"), dict) else {}
+    return Outcome(
+        rejection=RejectedEvent(
+            id=new_event_id(),
+            source="/publisher",
+            subject=str(data.get("source_ref"))[:120] if data.get("source_ref") else None,
+            time=utcnow(),
+            data=RejectionData(
+                original_id=str(original.get("id", ""))[:200],
+                original_type=str(original.get("type"))[:200] if original.get("type") else None,
+                original_source=str(original.get("source"))[:300] if original.get("source") else None,
+                source_ref=str(data.get("source_ref"))[:120] if data.get("source_ref") else None,
+                errors=tuple(errors),
+            ),
+        )
+    )
+
+
+def _pydantic_errors(exc: ValidationError, prefix: tuple = ()) -> list[FieldError]:
+    return [FieldError(loc=(*prefix, *map(lambda p: p if isinstance(p, int) else str(p), e["loc"])), msg=e["msg"], type=e["type"]) for e in exc.errors(include_url=False)]
+
+
+def handle_cms_message(raw: bytes, *, publisher: Publisher, directory: Directory) -> Outcome:
+    try:
+        envelope = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _reject({}, [FieldError(loc=(), msg=f"the message is not JSON: {exc}", type="json_invalid")])
+    if not isinstance(envelope, dict):
+        return _reject({}, [FieldError(loc=(), msg="a CloudEvent must be a JSON object", type="model_type")])
+    errors: list[FieldError] = []
+    for attribute in ("id", "source", "type", "data"):
+        if not envelope.get(attribute):
+            errors.append(FieldError(loc=(attribute,), msg="required CloudEvents attribute is missing", type="missing"))
+    if envelope.get("specversion") != "1.0":
+        errors.append(FieldError(loc=("specversion",), msg="must be 1.0", type="literal_error"))
+    if envelope.get("type") and envelope["type"] != CMS_PUBLISH_REQUESTED:
+        errors.append(FieldError(loc=("type",), msg=f"this topic takes {CMS_PUBLISH_REQUESTED}", type="literal_error"))
+    source = envelope.get("source")
+    if source and not (isinstance(source, str) and source.startswith("/cms/") and len(source) > 5):
+        errors.append(FieldError(loc=("source",), msg="a CMS source looks like /cms/<site>", type="value_error"))
+    if errors:
+        return _reject(envelope, errors)
+    try:
+        request = PublishRequestData.model_validate(envelope["data"])
+    except ValidationError as exc:
+        return _reject(envelope, _pydantic_errors(exc, ("data",)))
+    try:
+        accepted = handlers.accept_cms_request(str(envelope["id"]), source, request, publisher=publisher, directory=directory)
+    except Rejected as exc:
+        return _reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in exc.errors])
+    return Outcome(accepted=accepted)

@@ -1,0 +1,82 @@
+"""The outbox relay: publish committed outbox rows, mark them sent only after the broker acks.
+
+A crash between the ack and the mark re-sends those rows; consumers are idempotent by
+version, so at-least-once is safe. Rows go out in id order with an idempotent producer,
+which keeps each publication's events in order within its partition.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+import structlog
+
+from contracts.events import CLOUDEVENTS_CONTENT_TYPE
+
+from .store import Publisher
+
+log = structlog.get_logger("tongyuan.relay")
+
+
+class Producer(Protocol):
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]]): ...
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+class OutboxRelay:
+    def __init__(self, publisher: Publisher, producer: Producer, *, batch_size: int = 1000, ack_timeout: float = 30.0):
+        self.publisher = publisher
+        self.producer = producer
+        self.batch_size = batch_size
+        self.ack_timeout = ack_timeout
+
+    def relay_once(self) -> int:
+        """Send one batch; returns how many rows were acknowledged and marked sent."""
+        rows = self.publisher.unsent(self.batch_size)
+        if not rows:
+            return 0
+        headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+        futures = [(row_id, self.producer.send(topic, key=key.encode(), value=payload.encode(), headers=headers)) for row_id, topic, key, payload in rows]
+        self.producer.flush(timeout=self.ack_timeout)
+        acked = []
+        for row_id, future in futures:
+            try:
+                future.get(timeout=self.ack_timeout)
+            except Exception as exc:  # the row stays unsent and is retried next round
+                log.warning("relay.send_failed", outbox_id=row_id, error=repr(exc))
+                break  # keep order: nothing after a failed row is marked sent
+            acked.append(row_id)
+        if acked:
+            self.publisher.mark_sent(acked)
+        return len(acked)
+
+    def run(self, stop: threading.Event, *, interval: float = 0.02, max_backoff: float = 5.0) -> None:
+        backoff = interval
+        while not stop.is_set():
+            try:
+                sent = self.relay_once()
+                backoff = interval
+            except Exception as exc:  # broker or database down: wait and try again
+                log.warning("relay.error", error=repr(exc), retry_in=backoff)
+                sent = 0
+                backoff = min(max_backoff, backoff * 2 if backoff > interval else 0.5)
+            if sent < self.batch_size:
+                stop.wait(backoff)
+
+
+def start_relay_thread(relay: OutboxRelay, *, interval: float) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"interval": interval}, name="outbox-relay", daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def wait_until_drained(publisher: Publisher, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publisher.outbox_backlog() == 0:
+            return True
+        time.sleep(0.05)
+    return False

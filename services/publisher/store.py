@@ -1,0 +1,273 @@
+"""The publisher's tables — the source of truth — and the outbox, written in one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from contracts.catalog import Catalog, Region
+from contracts.events import PublicationData, WithdrawalData
+from services.common.heartbeat import heartbeat_table
+
+metadata = MetaData()
+
+publications = Table(
+    "publisher_publications",
+    metadata,
+    Column("publication_id", String(80), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # published | withdrawn
+    Column("source", String(300), nullable=False),
+    Column("source_ref", String(120)),
+    Column("content_hash", String(64)),
+    Column("document", JSON, nullable=False),  # the latest PublicationData
+    Column("withdrawal", JSON),  # the WithdrawalData while withdrawn
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source", "source_ref", name="uq_publisher_source_ref"),
+)
+
+outbox = Table(
+    "publisher_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_publisher_outbox_unsent", "id", sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL")),
+)
+
+# Inbound events already applied, so a redelivered CMS message creates no second version.
+inbound_events = Table(
+    "publisher_inbound_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("source", String(300), primary_key=True),
+    Column("publication_id", String(80)),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+index_counters = Table(
+    "publisher_index_counters",
+    metadata,
+    Column("prefix", String(40), primary_key=True),
+    Column("last", Integer, nullable=False),
+)
+
+catalog_editions = Table(
+    "publisher_catalog_editions",
+    metadata,
+    Column("edition", String(40), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+heartbeats = heartbeat_table(metadata, "publisher")
+
+regions = Table(
+    "publisher_regions",
+    metadata,
+    Column("code", String(20), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("parent_code", String(20)),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class StoredPublication:
+    publication_id: str
+    version: int
+    status: str
+    source: str
+    source_ref: str | None
+    content_hash: str | None
+    document: PublicationData
+    withdrawal: WithdrawalData | None
+
+
+class PublisherStore:
+    """Repository over one open transaction (see `Publisher.transaction`)."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+
+    def get(self, publication_id: str, *, for_update: bool = False) -> StoredPublication | None:
+        query = select(publications).where(publications.c.publication_id == publication_id)
+        if for_update and self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return self._row(self.connection.execute(query).mappings().first())
+
+    def by_source_ref(self, source: str, source_ref: str, *, for_update: bool = False) -> StoredPublication | None:
+        query = select(publications).where(publications.c.source == source, publications.c.source_ref == source_ref)
+        if for_update and self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return self._row(self.connection.execute(query).mappings().first())
+
+    @staticmethod
+    def _row(row) -> StoredPublication | None:
+        if row is None:
+            return None
+        return StoredPublication(
+            publication_id=row["publication_id"],
+            version=row["version"],
+            status=row["status"],
+            source=row["source"],
+            source_ref=row["source_ref"],
+            content_hash=row["content_hash"],
+            document=PublicationData.model_validate(row["document"]),
+            withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
+        )
+
+    def save_published(self, data: PublicationData, *, content_hash: str | None, created: bool) -> None:
+        values = dict(
+            version=data.version,
+            status="published",
+            content_hash=content_hash,
+            document=data.model_dump(mode="json"),
+            withdrawal=None,
+            updated_at=_now(),
+        )
+        if created:
+            self.connection.execute(
+                insert(publications).values(
+                    publication_id=data.publication_id,
+                    source=data.source_ref.source,
+                    source_ref=data.source_ref.ref,
+                    created_at=values["updated_at"],
+                    **values,
+                )
+            )
+        else:
+            self.connection.execute(update(publications).where(publications.c.publication_id == data.publication_id).values(**values))
+
+    def save_withdrawn(self, data: WithdrawalData) -> None:
+        self.connection.execute(
+            update(publications)
+            .where(publications.c.publication_id == data.publication_id)
+            .values(version=data.version, status="withdrawn", withdrawal=data.model_dump(mode="json"), updated_at=_now())
+        )
+
+    def add_to_outbox(self, *, event_id: str, topic: str, key: str, payload: str) -> None:
+        self.connection.execute(insert(outbox).values(event_id=event_id, topic=topic, key=key, payload=payload, created_at=_now()))
+
+    def remember_inbound(self, event_id: str, source: str, publication_id: str | None) -> bool:
+        """False when this inbound event was applied before (a redelivery)."""
+        seen = self.connection.execute(
+            select(inbound_events.c.event_id).where(inbound_events.c.event_id == event_id, inbound_events.c.source == source)
+        ).first()
+        if seen:
+            return False
+        self.connection.execute(insert(inbound_events).values(event_id=event_id, source=source, publication_id=publication_id, received_at=_now()))
+        return True
+
+    def next_index_number(self, prefix: str) -> int:
+        row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()
+        if row is None:
+            self.connection.execute(insert(index_counters).values(prefix=prefix, last=1))
+            return 1
+        self.connection.execute(update(index_counters).where(index_counters.c.prefix == prefix).values(last=row.last + 1))
+        return row.last + 1
+
+    def all_publications(self, batch: int = 1000) -> Iterator[StoredPublication]:
+        last = ""
+        while True:
+            rows = self.connection.execute(
+                select(publications).where(publications.c.publication_id > last).order_by(publications.c.publication_id).limit(batch)
+            ).mappings().all()
+            if not rows:
+                return
+            for row in rows:
+                yield self._row(row)  # type: ignore[misc]
+            last = rows[-1]["publication_id"]
+
+
+class Publisher:
+    """The publisher's database: transactions, the outbox reader, the catalog and regions."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create_tables(self) -> None:
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PublisherStore]:
+        with self.engine.begin() as connection:
+            yield PublisherStore(connection)
+
+    def healthy(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # --- outbox relay side -------------------------------------------------------------
+    def unsent(self, limit: int) -> list[tuple[int, str, str, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
+            ).all()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def mark_sent(self, ids: list[int]) -> None:
+        with self.engine.begin() as connection:
+            for start in range(0, len(ids), 500):
+                connection.execute(update(outbox).where(outbox.c.id.in_(ids[start : start + 500])).values(sent_at=_now()))
+
+    def outbox_backlog(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar_one()
+
+    # --- catalog and regions -------------------------------------------------------------
+    def load_directory(self, catalog: Catalog, region_list: tuple[Region, ...]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(catalog_editions.delete().where(catalog_editions.c.edition == catalog.edition))
+            connection.execute(insert(catalog_editions).values(edition=catalog.edition, document=json.loads(catalog.model_dump_json()), loaded_at=_now()))
+            existing = {r for (r,) in connection.execute(select(regions.c.code))}
+            fresh = [r.model_dump() for r in region_list if r.code not in existing]
+            if fresh:
+                connection.execute(insert(regions), fresh)
+
+    def catalog(self, edition: str = "standard") -> Catalog | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(catalog_editions.c.document).where(catalog_editions.c.edition == edition)).first()
+        return Catalog.model_validate(row.document) if row else None
+
+    def regions(self) -> dict[str, Region]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(regions)).mappings().all()
+        return {r["code"]: Region.model_validate(dict(r)) for r in rows}
