@@ -6,10 +6,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Engine, Index, Integer, MetaData, String, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
-from contracts.events import PublicationData, PublishedEvent, WithdrawalData, WithdrawnEvent
+from contracts.events import (
+    PublicationData,
+    PublishedEvent,
+    WithdrawalData,
+    WithdrawnEvent,
+)
+from services.common.db import writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import to_apply
@@ -73,7 +94,7 @@ class ColumnStore:
     # --- the consumer's side ------------------------------------------------------------
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch in one transaction, skipping versions the store already has."""
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             ids = list({e.data.publication_id for e in events})
             stored = self._versions(connection, ids)
             for event in to_apply(events, stored):
@@ -87,7 +108,7 @@ class ColumnStore:
         found: dict[str, int] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            found.update(connection.execute(select(documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(chunk))).tuples())
+            found.update(connection.execute(select(documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(chunk))).all())
         return found
 
     @staticmethod

@@ -19,7 +19,13 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from contracts.events import PUBLISHED, WITHDRAWN, PublicationEvent, PublishedEvent, WithdrawnEvent
+from contracts.events import (
+    PUBLISHED,
+    WITHDRAWN,
+    PublicationEvent,
+    PublishedEvent,
+    WithdrawnEvent,
+)
 
 log = structlog.get_logger("tongyuan.consumer")
 _EVENT = TypeAdapter(PublicationEvent)
@@ -120,6 +126,7 @@ async def process_batch(
     if not good:
         return
     events = [e for _, e in good]
+    applied = len(events)
     try:
         await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
     except Exception:
@@ -133,8 +140,9 @@ async def process_batch(
                     DeadLetter(raw=_raw(record.value), error=f"{type(exc).__name__}: {exc}", key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}")
                 )
                 stats.dead_lettered += 1
+                applied -= 1
                 log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=repr(exc)[:300])
-    stats.applied += len(good)
+    stats.applied += applied
     stats.last_event_at = time.time()
     for event in events:
         log.debug("event.applied", consumer=what, event_id=event.id, publication_id=event.subject, version=event.data.version)

@@ -10,7 +10,18 @@ import os
 import socket
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+)
+
+from .db import writing
 
 
 def heartbeat_table(metadata: MetaData, store: str) -> Table:
@@ -32,7 +43,7 @@ def worker_name() -> str:
 def beat(engine: Engine, table: Table, *, group_id: str, applied: int, dead_lettered: int) -> None:
     now = datetime.now(timezone.utc)
     worker = worker_name()
-    with engine.begin() as connection:
+    with writing(engine) as connection:
         updated = connection.execute(
             table.update().where(table.c.worker == worker).values(seen_at=now, applied=applied, dead_lettered=dead_lettered)
         ).rowcount

@@ -8,10 +8,17 @@ from pathlib import Path
 import faust
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError
 
-from contracts.events import TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS, dlq_topic
+from contracts.events import (
+    TOPIC_CMS,
+    TOPIC_PUBLICATIONS,
+    TOPIC_REJECTIONS,
+    TOPIC_SERVICE_ITEMS,
+    dlq_topic,
+)
 
+from .broker import port_open
 from .settings import Settings
 
 CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer")
@@ -21,16 +28,21 @@ def all_topics() -> list[str]:
     return [TOPIC_PUBLICATIONS, TOPIC_CMS, TOPIC_SERVICE_ITEMS, TOPIC_REJECTIONS, *(dlq_topic(g) for g in CONSUMER_GROUPS)]
 
 
+def broker_reachable(bootstrap: str) -> bool:
+    """A cheap TCP check first: kafka-python takes 30 s to give up on a closed port."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port_open(host, int(port)):
+            return True
+    return False
+
+
 def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000).close()
-            return
-        except NoBrokersAvailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    while not broker_reachable(bootstrap):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no Kafka broker answers at {bootstrap}")
+        time.sleep(0.2)
 
 
 def ensure_topics(bootstrap: str, partitions: int, topics: list[str] | None = None) -> None:
@@ -63,12 +75,14 @@ def idempotent_producer(bootstrap: str) -> KafkaProducer:
 def faust_app(app_id: str, settings: Settings) -> faust.App:
     """A faust app whose id is its consumer group; one per consumer service."""
     session_ms = settings.consumer_session_timeout
+    datadir = Path(settings.var_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     return faust.App(
         app_id,
         broker=f"kafka://{settings.bootstrap.split(',')[0]}",
         store="memory://",
         web_enabled=False,
-        datadir=str(Path(settings.var_dir) / "faust" / app_id),
+        datadir=str(datadir / app_id),
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,
         topic_disable_leader=True,

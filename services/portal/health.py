@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from kafka import KafkaAdminClient
 
+from services.common.kafka import broker_reachable
+
 
 @dataclass
 class Check:
@@ -26,8 +28,12 @@ def broker_probe(bootstrap: str | None, cache_seconds: float = 2.0) -> Callable[
             return {"up": False, "error": "no broker configured (TONGYUAN_KAFKA_BOOTSTRAP)"}
         if cached and time.monotonic() - cached["at"] < cache_seconds:
             return cached["result"]
+        if not broker_reachable(bootstrap):
+            result = {"up": False, "bootstrap": bootstrap, "error": "connection refused"}
+            cached.update(result=result, at=time.monotonic())
+            return result
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000, api_version_auto_timeout_ms=2000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
             try:
                 topics = len(admin.list_topics())
             finally:

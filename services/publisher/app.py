@@ -18,14 +18,13 @@ from contracts.catalog import regions_of_city, standard_catalog
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS
 from services.common.consuming import is_transient
 from services.common.db import create_store_engine
+from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings
 
 from .domain import Directory
 from .inbound import handle_cms_message
 from .relay import OutboxRelay, start_relay_thread
-from services.common.heartbeat import beat
-
 from .store import Publisher, heartbeats
 
 GROUP = "tongyuan-publisher"

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from contracts.catalog import Catalog, Region
 from contracts.events import PublicationData, WithdrawalData
+from services.common.db import writing
 from services.common.heartbeat import heartbeat_table
 
 metadata = MetaData()
@@ -224,7 +225,7 @@ class Publisher:
 
     @contextmanager
     def transaction(self) -> Iterator[PublisherStore]:
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             yield PublisherStore(connection)
 
     def healthy(self) -> bool:
@@ -244,7 +245,7 @@ class Publisher:
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def mark_sent(self, ids: list[int]) -> None:
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             for start in range(0, len(ids), 500):
                 connection.execute(update(outbox).where(outbox.c.id.in_(ids[start : start + 500])).values(sent_at=_now()))
 
@@ -254,7 +255,7 @@ class Publisher:
 
     # --- catalog and regions -------------------------------------------------------------
     def load_directory(self, catalog: Catalog, region_list: tuple[Region, ...]) -> None:
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             connection.execute(catalog_editions.delete().where(catalog_editions.c.edition == catalog.edition))
             connection.execute(insert(catalog_editions).values(edition=catalog.edition, document=json.loads(catalog.model_dump_json()), loaded_at=_now()))
             existing = {r for (r,) in connection.execute(select(regions.c.code))}

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from contracts.catalog import regions_of_city, standard_catalog
+from contracts.events import PlacementRef, PublicationDraft
+from services.publisher.domain import Directory
+
+# A township of 芙蓉区 and the county itself, both real 2023 codes.
+TOWNSHIP = "430102001"
+COUNTY = "430102"
+OTHER_COUNTY = "430103"
+
+
+@pytest.fixture(scope="session")
+def directory() -> Directory:
+    return Directory(catalog=standard_catalog(), regions={r.code: r for r in regions_of_city("4301")})
+
+
+def placement(region: str = TOWNSHIP, level2: str = "D14-02-02") -> PlacementRef:
+    domain, level1 = level2[:3], level2[:6]
+    return PlacementRef(region_code=region, domain_code=domain, level1_id=level1, level2_id=level2)
+
+
+def draft(**overrides) -> PublicationDraft:
+    values = dict(
+        placements=[placement()],
+        title="关于2026年最低生活保障标准调整的公告",
+        body_html="<p>根据有关规定，我区城乡低保标准调整如下。</p>",
+        formed_at=date(2026, 3, 2),
+        published_at=datetime(2026, 3, 5, 9, 0, tzinfo=timezone.utc),
+    )
+    values.update(overrides)
+    return PublicationDraft(**values)

@@ -1,0 +1,207 @@
+"""The real stack for integration tests: Tansu on a free port, the publisher and the two
+consumers as separate processes (`tongyuan run …`), the portal in-process; on SQLite and,
+when TONGYUAN_TEST_PG_URL is set, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.common.broker import EmbeddedBroker, free_port
+from services.common.kafka import ensure_topics
+from services.common.settings import Settings
+from services.portal.app import create_app
+from services.publisher.app import bootstrap
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESSES = ("publisher", "column", "indexer")
+
+
+def backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get("TONGYUAN_TEST_PG_URL") else ["sqlite"]
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    backend: str
+    settings: Settings
+    env: dict
+    client: TestClient
+    processes: dict = field(default_factory=dict)
+    producer: KafkaProducer | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.bootstrap
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None):
+        """Send one raw message; returns (partition, offset) once the broker acked it."""
+        if self.producer is None:
+            self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        metadata = self.producer.send(topic, key=key, value=value).get(timeout=10)
+        return metadata.partition, metadata.offset
+
+    def read_topic(self, topic: str, timeout: float = 5.0) -> list:
+        """Every message on a topic, read without a consumer group (no join wait)."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+        try:
+            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            records, deadline = [], time.monotonic() + timeout
+            while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=200).values():
+                    records.extend(batch)
+            return records
+        finally:
+            consumer.close()
+
+    def wait_consumed(self, topic: str, partition: int, offset: int, groups=("tongyuan-column", "tongyuan-indexer"), timeout: float = 30.0) -> None:
+        """Until every group has committed past `offset`: the event was applied (or skipped) durably."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            for group in groups:
+                def committed():
+                    tp = TopicPartition(topic, partition)
+                    meta = admin.list_group_offsets({group: [tp]}).get(group, {}).get(tp)
+                    return meta is not None and meta.offset > offset
+
+                wait_for(committed, timeout, 0.2, f"{group} to commit past {topic}/{partition}/{offset}")
+        finally:
+            admin.close()
+
+    def publish(self, body: dict) -> dict:
+        response = self.client.post("/v1/publications", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def search(self, **params) -> dict:
+        response = self.client.get("/v1/search", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def search_ids(self, q: str, **params) -> list[str]:
+        return [hit["publication_id"] for hit in self.search(q=q, **params)["hits"]]
+
+    def visible(self, publication_id: str, version: int | None = None, query: str | None = None) -> bool:
+        """On its detail page and (if a query is given) found by search, at `version` or later."""
+        from services.column.store import ColumnStore
+
+        page = self.client.get(f"/publications/{publication_id}")
+        if page.status_code != 200:
+            return False
+        if version is not None:
+            entry = self.column.entry(publication_id)
+            if entry is None or entry.version < version:
+                return False
+        if query is not None and publication_id not in self.search_ids(query):
+            return False
+        return True
+
+    @property
+    def column(self):
+        from services.column.app import build_store
+
+        if not hasattr(self, "_column"):
+            self._column = build_store(self.settings)
+        return self._column
+
+
+def _postgres_database(base_url: str) -> tuple[str, callable]:
+    url = make_url(base_url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"tongyuan_it_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session", params=backends())
+def stack(request, tmp_path_factory):
+    backend = request.param
+    var = tmp_path_factory.mktemp(f"var-{backend}")
+    broker = EmbeddedBroker(port=free_port(), log_path=var / "broker.log").start()
+    drop = None
+    env = {
+        **os.environ,
+        "TONGYUAN_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TONGYUAN_VAR_DIR": str(var),
+        "TONGYUAN_HEARTBEAT_INTERVAL": "1",
+        "TONGYUAN_LOG_LEVEL": "info",
+        "TONGYUAN_STORE_RETRY_MAX_SECONDS": "2",
+    }
+    env.pop("TONGYUAN_DATABASE_URL", None)
+    if backend == "postgresql":
+        env["TONGYUAN_DATABASE_URL"], drop = _postgres_database(os.environ["TONGYUAN_TEST_PG_URL"])
+    settings = Settings(
+        kafka_bootstrap=env["TONGYUAN_KAFKA_BOOTSTRAP"], var_dir=var, heartbeat_interval=1, database_url=env.get("TONGYUAN_DATABASE_URL")
+    )
+    ensure_topics(broker.bootstrap, settings.topic_partitions)
+    bootstrap(settings)
+    processes = {}
+    for name in PROCESSES:
+        log = open(var / f"{name}.log", "wb")
+        processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", name], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    client = TestClient(create_app(settings))
+    stack = Stack(backend=backend, settings=settings, env=env, client=client, processes=processes)
+    try:
+        # Warm-up: the first publication through every process proves the groups have joined.
+        receipt = stack.publish(_warmup_body())
+        wait_for(lambda: stack.visible(receipt["publication_id"], query="预热"), timeout=90, what="the warm-up publication to reach every store")
+        yield stack
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if stack.producer:
+            stack.producer.close()
+        broker.stop()
+        if drop:
+            drop()
+
+
+def _warmup_body() -> dict:
+    return {
+        "placements": [{"region_code": "430102", "domain_code": "D14", "level1_id": "D14-01", "level2_id": "D14-01-01"}],
+        "title": "预热公告",
+        "body_html": "<p>系统预热。</p>",
+        "formed_at": "2026-01-05",
+    }

@@ -1,0 +1,95 @@
+"""The gate against a real (SQLite) publisher store: state and event in one transaction."""
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from contracts.events import PUBLISHED, WITHDRAWN, PublishRequestData
+from services.common.db import create_store_engine
+from services.publisher import handlers
+from services.publisher.domain import Rejected, VersionConflict
+from services.publisher.store import Publisher, outbox, publications
+from tests.conftest import draft, placement
+
+
+@pytest.fixture
+def publisher(tmp_path):
+    publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'publisher.db'}"))
+    publisher.create_tables()
+    return publisher
+
+
+def rows(publisher, table):
+    with publisher.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def outbox_events(publisher):
+    with publisher.engine.connect() as connection:
+        return [json.loads(p) for (p,) in connection.execute(select(outbox.c.payload).order_by(outbox.c.id))]
+
+
+def test_publish_writes_the_publication_and_its_event_together(publisher, directory):
+    accepted = handlers.publish(draft(), publisher=publisher, directory=directory)
+    assert accepted.version == 1
+    (event,) = outbox_events(publisher)
+    assert event["type"] == PUBLISHED and event["subject"] == accepted.publication_id
+    assert event["data"]["version"] == 1 and event["data"]["index_number"] == "430102001/2026-00001"
+    assert event["specversion"] == "1.0" and event["source"] == "/publisher"
+
+
+def test_a_rejected_draft_writes_nothing(publisher, directory):
+    with pytest.raises(Rejected):
+        handlers.publish(draft(placements=[placement(level2="D14-02-99")]), publisher=publisher, directory=directory)
+    assert rows(publisher, publications) == 0 and rows(publisher, outbox) == 0
+
+
+def test_revision_needs_the_current_version(publisher, directory):
+    first = handlers.publish(draft(), publisher=publisher, directory=directory)
+    second = handlers.revise(first.publication_id, draft(title="更正"), expected_version=1, publisher=publisher, directory=directory)
+    assert second.version == 2
+    with pytest.raises(VersionConflict) as caught:
+        handlers.revise(first.publication_id, draft(title="过时的更正"), expected_version=1, publisher=publisher, directory=directory)
+    assert caught.value.current == 2
+    assert [e["data"]["version"] for e in outbox_events(publisher)] == [1, 2]
+    # The correction keeps the index number (索引号) of the original.
+    assert len({e["data"]["index_number"] for e in outbox_events(publisher)}) == 1
+
+
+def test_withdrawal_is_a_new_version(publisher, directory):
+    first = handlers.publish(draft(), publisher=publisher, directory=directory)
+    gone = handlers.withdraw(first.publication_id, withdrawal_type="gone", explanation="信息有误", redirect_to=None, expected_version=None, publisher=publisher)
+    assert (gone.version, gone.status) == (2, "withdrawn")
+    last = outbox_events(publisher)[-1]
+    assert last["type"] == WITHDRAWN and last["data"]["withdrawal_type"] == "gone" and last["data"]["version"] == 2
+
+
+def cms_request(**overrides):
+    values = dict(source_ref="cms-42", **draft().model_dump())
+    values.update(overrides)
+    return PublishRequestData.model_validate(values)
+
+
+def test_cms_redelivery_creates_no_second_version(publisher, directory):
+    first = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    again = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    assert again.publication_id == first.publication_id and again.event_id is None
+    assert rows(publisher, outbox) == 1
+
+
+def test_cms_same_source_ref_updates_the_same_publication(publisher, directory):
+    first = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    unchanged = handlers.accept_cms_request("ev-2", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    changed = handlers.accept_cms_request("ev-3", "/cms/furong", cms_request(title="新标题"), publisher=publisher, directory=directory)
+    assert unchanged.version == 1 and unchanged.event_id is None
+    assert changed.publication_id == first.publication_id and changed.version == 2
+    withdrawn = handlers.accept_cms_request("ev-4", "/cms/furong", cms_request(withdraw="withdrawn", explanation="已过期"), publisher=publisher, directory=directory)
+    assert (withdrawn.version, withdrawn.status) == (3, "withdrawn")
+    assert rows(publisher, publications) == 1
+
+
+def test_another_cms_with_the_same_ref_is_another_publication(publisher, directory):
+    a = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    b = handlers.accept_cms_request("ev-1", "/cms/tianxin", cms_request(), publisher=publisher, directory=directory)
+    assert a.publication_id != b.publication_id
