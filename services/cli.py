@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -61,19 +60,11 @@ def run(process: Process) -> None:
     run_worker(create_faust_app(settings), loglevel="warn")
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if `tongyuan up` dies, even by kill -9.
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 @cli.command()
 def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
     settings = _settings()
-    from services.common.broker import EmbeddedBroker
+    from services.common.broker import EmbeddedBroker, die_with_parent
     from services.common.kafka import ensure_topics, wait_for_broker
     from services.publisher.app import bootstrap
 
@@ -91,7 +82,7 @@ def up() -> None:
     children: dict[Process, subprocess.Popen] = {}
 
     def start(process: Process) -> None:
-        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=env, preexec_fn=_die_with_parent)
+        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=env, preexec_fn=die_with_parent)
 
     for process in Process:
         start(process)

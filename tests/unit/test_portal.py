@@ -1,0 +1,134 @@
+"""The portal without a broker: the publish API's validation and the column pages."""
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from services.column.app import build_store
+from services.common.settings import Settings
+from services.portal.app import create_app
+from services.publisher.store import outbox, publications
+from tests.factories import place, published, withdrawn
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(var_dir=tmp_path, kafka_bootstrap=None, max_request_bytes=100_000)
+
+
+@pytest.fixture
+def client(settings):
+    return TestClient(create_app(settings))
+
+
+def body(**overrides):
+    value = {
+        "placements": [{"region_code": "430102001", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}],
+        "title": "低保标准调整公告",
+        "body_html": "<p>内容</p>",
+        "formed_at": "2026-03-02",
+    }
+    value.update(overrides)
+    return value
+
+
+def written(client):
+    from services.publisher.app import bootstrap
+
+    publisher = bootstrap(client.app.state.settings, load_reference=False)
+    with publisher.engine.connect() as connection:
+        return tuple(connection.execute(select(func.count()).select_from(t)).scalar_one() for t in (publications, outbox))
+
+
+def test_publish_then_read_back(client):
+    receipt = client.post("/v1/publications", json=body(), headers={"x-request-id": "req-1"})
+    assert receipt.status_code == 202
+    assert receipt.headers["x-request-id"] == "req-1"
+    pid = receipt.json()["publication_id"]
+    stored = client.get(f"/v1/publications/{pid}").json()
+    assert stored["version"] == 1 and stored["publication"]["placements"][0]["level2_name"] == "办事指南"
+    assert written(client) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        ({"title": ""}, ["body", "title"]),
+        ({"title": "标题\x00"}, ["body", "title"]),
+        ({"title": "长" * 201}, ["body", "title"]),
+        ({"formed_at": "2026-02-30"}, ["body", "formed_at"]),
+        ({"placements": []}, ["body", "placements"]),
+        ({"attachments": [{"name": "x", "url": "javascript:alert(1)"}]}, ["body", "attachments", 0, "url"]),
+        ({"unexpected": 1}, ["body", "unexpected"]),
+        ({"placements": [{"region_code": "999999", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}]}, ["body", "placements", 0, "region_code"]),
+        ({"placements": [{"region_code": "430102", "domain_code": "D28", "level1_id": "D28-01", "level2_id": "D28-01-01"}]}, ["body", "placements", 0, "level2_id"]),
+    ],
+)
+def test_bad_drafts_get_field_level_422_and_write_nothing(client, overrides, loc):
+    response = client.post("/v1/publications", json=body(**overrides))
+    assert response.status_code == 422, response.text
+    assert loc in [e["loc"] for e in response.json()["detail"]]
+    assert written(client) == (0, 0)
+
+
+def test_oversized_requests_are_refused_before_parsing(client):
+    response = client.post("/v1/publications", json=body(body_html="<p>" + "长" * 60_000 + "</p>"))
+    assert response.status_code == 413
+    assert written(client) == (0, 0)
+
+
+def test_revision_and_withdrawal_rules(client):
+    pid = client.post("/v1/publications", json=body()).json()["publication_id"]
+    assert client.post(f"/v1/publications/{pid}", json=body(version=1, title="更正")).json()["version"] == 2
+    stale = client.post(f"/v1/publications/{pid}", json=body(version=1))
+    assert stale.status_code == 409 and stale.json()["current_version"] == 2
+    assert client.post("/v1/publications/nope", json=body(version=1)).status_code == 404
+    no_target = client.post(f"/v1/publications/{pid}/withdraw", json={"type": "redirect"})
+    assert no_target.status_code == 422 and no_target.json()["detail"][0]["loc"] == ["body", "redirect_to"]
+    off_site = client.post(f"/v1/publications/{pid}/withdraw", json={"type": "redirect", "redirect_to": "//evil.example"})
+    assert off_site.status_code == 422
+    assert client.post(f"/v1/publications/{pid}/withdraw", json={"type": "withdrawn", "explanation": "废止"}).json() == {
+        "publication_id": pid,
+        "version": 3,
+        "status": "withdrawn",
+    }
+
+
+def test_column_pages_render_what_the_column_store_holds(client, settings):
+    store = build_store(settings)
+    store.apply(
+        [
+            published("a", title="街道低保公告", body='<p>正文</p>'),
+            published("b", title="区级政策文件", placements=[place("430102", "芙蓉区", "D14-02-01", "政策法规文件")]),
+            published("c", title="已撤销的公告"),
+        ]
+    )
+    store.apply([withdrawn("c", version=2, explanation="政策废止")])
+    region = client.get("/columns/430102")
+    assert region.status_code == 200 and "社会救助" in region.text and "街道低保公告" in region.text and "文艺路街道" in region.text
+    assert "已撤销的公告" not in region.text
+    listing = client.get("/columns/430102/D14/D14-02-01")
+    assert "区级政策文件" in listing.text and "街道低保公告" not in listing.text
+    detail = client.get("/publications/a")
+    assert detail.status_code == 200 and "430102001/2026-00001" in detail.text
+    notice = client.get("/publications/c")
+    assert notice.status_code == 200 and "政策废止" in notice.text
+    assert client.get("/columns/999999").status_code == 404
+    assert client.get("/columns/430102/D14/D15-01").status_code == 404
+    assert client.get("/publications/unknown").status_code == 404
+
+
+def test_gone_is_410_vanish_is_404_redirect_redirects(client, settings):
+    store = build_store(settings)
+    store.apply([published("g"), published("v"), published("r")])
+    store.apply([withdrawn("g", kind="gone"), withdrawn("v", kind="vanish"), withdrawn("r", kind="redirect")])
+    assert client.get("/publications/g").status_code == 410
+    assert client.get("/publications/v").status_code == 404
+    moved = client.get("/publications/r", follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"] == "/columns/430102"
+
+
+def test_healthz_is_503_without_a_broker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["up"] is False
