@@ -140,7 +140,7 @@ def republish(
     Versions are unchanged, so stores that already hold a publication ignore it.
     """
     from services.publisher.app import bootstrap
-    from services.publisher.republish import republish_all
+    from services.publisher.handlers import republish_all
 
     count = republish_all(bootstrap(_settings()), only=only)
     typer.echo(f"queued {count} events; the relay publishes them")

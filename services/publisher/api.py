@@ -16,6 +16,7 @@ from .domain import Directory, Rejected, VersionConflict
 from .store import Publisher
 
 PublicationIdPath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]
+RequestId = Annotated[str | None, Header(max_length=100, description="follows the publication into every consumer's logs")]
 
 
 class Revision(PublicationDraft):
@@ -51,36 +52,37 @@ def rejected_response(exc: Rejected) -> JSONResponse:
     )
 
 
+def answer(call: Callable[[], handlers.Accepted]) -> JSONResponse:
+    """The gate's outcome as HTTP: 202 with a receipt, or 422 / 404 / 409 with reasons."""
+    try:
+        accepted = call()
+    except Rejected as exc:
+        return rejected_response(exc)
+    except handlers.NotFound:
+        return JSONResponse(status_code=404, content={"detail": "no such publication"})
+    except VersionConflict as exc:
+        return JSONResponse(status_code=409, content={"detail": str(exc), "current_version": exc.current})
+    return JSONResponse(status_code=202, content={"publication_id": accepted.publication_id, "version": accepted.version, "status": accepted.status})
+
+
 def build_router(publisher: Publisher, directory: Callable[[], Directory]) -> APIRouter:
     router = APIRouter(prefix="/v1/publications", tags=["publications"])
 
-    def receipt(accepted: handlers.Accepted) -> JSONResponse:
-        return JSONResponse(status_code=202, content={"publication_id": accepted.publication_id, "version": accepted.version, "status": accepted.status})
-
     @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}})
-    def publish(draft: Annotated[PublicationDraft, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
-        try:
-            return receipt(handlers.publish(draft, publisher=publisher, directory=directory(), request_id=x_request_id))
-        except Rejected as exc:
-            return rejected_response(exc)
+    def publish(draft: Annotated[PublicationDraft, Body()], x_request_id: RequestId = None):
+        return answer(lambda: handlers.publish(draft, publisher=publisher, directory=directory(), request_id=x_request_id))
 
     @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
-    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
+    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], x_request_id: RequestId = None):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
-        try:
-            accepted = handlers.revise(publication_id, draft, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id)
-        except Rejected as exc:
-            return rejected_response(exc)
-        except handlers.NotFound:
-            raise HTTPException(404, "no such publication")
-        except VersionConflict as exc:
-            return JSONResponse(status_code=409, content={"detail": str(exc), "current_version": exc.current})
-        return receipt(accepted)
+        return answer(
+            lambda: handlers.revise(publication_id, draft, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id)
+        )
 
-    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt)
-    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], x_request_id: Annotated[str | None, Header(max_length=100)] = None):
-        try:
-            accepted = handlers.withdraw(
+    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
+    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], x_request_id: RequestId = None):
+        return answer(
+            lambda: handlers.withdraw(
                 publication_id,
                 withdrawal_type=request.type,
                 explanation=request.explanation,
@@ -89,13 +91,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory]) -> AP
                 publisher=publisher,
                 request_id=x_request_id,
             )
-        except Rejected as exc:
-            return rejected_response(exc)
-        except handlers.NotFound:
-            raise HTTPException(404, "no such publication")
-        except VersionConflict as exc:
-            return JSONResponse(status_code=409, content={"detail": str(exc), "current_version": exc.current})
-        return receipt(accepted)
+        )
 
     @router.get("/{publication_id}")
     def read(publication_id: PublicationIdPath):

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 import structlog
 
 from contracts.events import (
-    CMS_PUBLISH_REQUESTED,
     TOPIC_PUBLICATIONS,
     FieldError,
     PublicationData,
@@ -30,7 +29,7 @@ from contracts.events import (
 
 from . import domain
 from .domain import Directory, Rejected
-from .store import Publisher, PublisherStore
+from .store import Publisher, PublisherStore, StoredPublication
 
 log = structlog.get_logger("tongyuan.publisher")
 Clock = Callable[[], datetime]
@@ -108,14 +107,19 @@ def revise(
     """A new version of an existing publication (it also republishes a withdrawn one)."""
     now = clock()
     with publisher.transaction() as store:
-        current = store.get(publication_id, for_update=True)
-        if current is None:
-            raise NotFound(publication_id)
-        domain.check_version(publication_id, expected_version, current.version)
+        current = _current(store, publication_id, expected_version)
         return _revise(store, current, draft, now=now, directory=directory, request_id=request_id)
 
 
-def _revise(store: PublisherStore, current, draft: PublicationDraft, *, now: datetime, directory: Directory, request_id: str | None) -> Accepted:
+def _current(store: PublisherStore, publication_id: str, expected_version: int | None) -> StoredPublication:
+    current = store.get(publication_id, for_update=True)
+    if current is None:
+        raise NotFound(publication_id)
+    domain.check_version(publication_id, expected_version, current.version)
+    return current
+
+
+def _revise(store: PublisherStore, current: StoredPublication, draft: PublicationDraft, *, now: datetime, directory: Directory, request_id: str | None) -> Accepted:
     version = current.version + 1
     index_number = current.document.index_number
     data = domain.build_publication(
@@ -151,14 +155,11 @@ def withdraw(
 ) -> Accepted:
     now = clock()
     with publisher.transaction() as store:
-        current = store.get(publication_id, for_update=True)
-        if current is None:
-            raise NotFound(publication_id)
-        domain.check_version(publication_id, expected_version, current.version)
+        current = _current(store, publication_id, expected_version)
         return _withdraw(store, current, withdrawal_type, explanation, redirect_to, now=now, request_id=request_id)
 
 
-def _withdraw(store: PublisherStore, current, withdrawal_type, explanation, redirect_to, *, now: datetime, request_id: str | None) -> Accepted:
+def _withdraw(store: PublisherStore, current: StoredPublication, withdrawal_type, explanation, redirect_to, *, now: datetime, request_id: str | None) -> Accepted:
     data = domain.build_withdrawal(
         current.document, version=current.version + 1, withdrawal_type=withdrawal_type, explanation=explanation, redirect_to=redirect_to, now=now
     )
@@ -217,4 +218,17 @@ def accept_cms_request(
         return _revise(store, current, request, now=now, directory=directory, request_id=event_id)
 
 
-__all__ = ["Accepted", "NotFound", "Rejected", "publish", "revise", "withdraw", "accept_cms_request", "CMS_PUBLISH_REQUESTED"]
+def republish_all(publisher: Publisher, *, only: str | None = None, clock: Clock = utc_clock) -> int:
+    """Re-emit each publication's current state, same version, to rebuild downstream stores."""
+    count = 0
+    now = clock()
+    with publisher.transaction() as store:
+        for stored in store.all_publications():
+            if only and stored.publication_id != only:
+                continue
+            if stored.status == "withdrawn" and stored.withdrawal:
+                _emit(store, _withdrawn_event(stored.withdrawal, now, None))
+            else:
+                _emit(store, _published_event(stored.document, now, None))
+            count += 1
+    return count

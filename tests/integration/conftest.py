@@ -109,7 +109,6 @@ class Stack:
 
     def visible(self, publication_id: str, version: int | None = None, query: str | None = None) -> bool:
         """On its detail page and (if a query is given) found by search, at `version` or later."""
-        from services.column.store import ColumnStore
 
         page = self.client.get(f"/publications/{publication_id}")
         if page.status_code != 200:

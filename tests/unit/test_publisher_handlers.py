@@ -93,3 +93,14 @@ def test_another_cms_with_the_same_ref_is_another_publication(publisher, directo
     a = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
     b = handlers.accept_cms_request("ev-1", "/cms/tianxin", cms_request(), publisher=publisher, directory=directory)
     assert a.publication_id != b.publication_id
+
+
+def test_republish_re_emits_current_state_with_unchanged_versions(publisher, directory):
+    kept = handlers.publish(draft(title="保留"), publisher=publisher, directory=directory)
+    gone = handlers.publish(draft(title="撤销"), publisher=publisher, directory=directory)
+    handlers.withdraw(gone.publication_id, withdrawal_type="withdrawn", explanation="废止", redirect_to=None, expected_version=1, publisher=publisher)
+    before = len(outbox_events(publisher))
+    assert handlers.republish_all(publisher) == 2
+    again = {e["subject"]: e for e in outbox_events(publisher)[before:]}
+    assert again[kept.publication_id]["type"] == PUBLISHED and again[kept.publication_id]["data"]["version"] == 1
+    assert again[gone.publication_id]["type"] == WITHDRAWN and again[gone.publication_id]["data"]["version"] == 2
