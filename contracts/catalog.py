@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 # Canonical name first, then the names localities also use for the same domain.
 DOMAIN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -89,9 +90,24 @@ class Domain(_Model):
     level1: tuple[Level1Item, ...] = ()
 
 
+STANDARD = "standard"
+
+
 class Catalog(_Model):
+    """One edition of one unit's catalog: an immutable snapshot once published.
+
+    `scope` is "standard" (the ministry guideline) or the region code of the county or
+    township whose localised catalog this is; `derived_from` is the parent edition's key.
+    """
+
     edition: str
     domains: tuple[Domain, ...]
+    scope: str = STANDARD
+    derived_from: str | None = None
+
+    @property
+    def key(self) -> str:
+        return edition_key(self.scope, self.edition)
 
     def domain(self, code: str) -> Domain | None:
         return self._by_code().get(code)
@@ -107,7 +123,6 @@ class Catalog(_Model):
     def level2(self, level2_id: str) -> Level2Item | None:
         return self._items()[1].get(level2_id)
 
-    # Indexes are built once per (immutable) catalog object.
     def _by_code(self) -> dict[str, Domain]:
         return _index(self)[0]
 
@@ -117,22 +132,26 @@ class Catalog(_Model):
     def _items(self) -> tuple[dict[str, Level1Item], dict[str, Level2Item]]:
         return _index(self)[2], _index(self)[3]
 
+    _indexes: tuple | None = PrivateAttr(default=None)
+
     def __hash__(self) -> int:
         return id(self)
 
 
-_INDEXES: dict[int, tuple] = {}
+def edition_key(scope: str, edition: str) -> str:
+    return f"{scope}@{edition}"
 
 
 def _index(catalog: Catalog) -> tuple:
-    key = id(catalog)
-    if key not in _INDEXES:
+    # Built once per catalog object on first lookup; model_copy(update=…) copies private
+    # attributes too, so the cache remembers which domains tuple it was built from.
+    if catalog._indexes is None or catalog._indexes[0] is not catalog.domains:
         by_code = {d.code: d for d in catalog.domains}
         by_name = {name: d for d in catalog.domains for name in (d.name, *d.aliases)}
         l1 = {i.id: i for d in catalog.domains for i in d.level1}
         l2 = {j.id: j for d in catalog.domains for i in d.level1 for j in i.items}
-        _INDEXES[key] = (by_code, by_name, l1, l2)
-    return _INDEXES[key]
+        catalog._indexes = (catalog.domains, (by_code, by_name, l1, l2))
+    return catalog._indexes[1]
 
 
 class Region(_Model):
@@ -170,11 +189,25 @@ def _as_tuple(value: object) -> tuple[str, ...]:
     return tuple(str(v) for v in value)  # type: ignore[union-attr]
 
 
+def _reference(name: str) -> dict:
+    path = resources.files("contracts.reference").joinpath(name)
+    return json.loads(path.read_text("utf-8")) if path.is_file() else {"domains": []}
+
+
 @lru_cache
 def standard_catalog() -> Catalog:
-    """The standard catalog shipped in contracts/reference (all 32 domains, items where known)."""
-    raw = json.loads(resources.files("contracts.reference").joinpath("standard-catalog.json").read_text("utf-8"))
-    found = {_canonical_domain(d["domain"]): d for d in raw["domains"]}
+    """The standard catalog, 2022 edition: all 32 domains, with the items found so far.
+
+    Items come from contracts/reference/standard-catalog.json and, for domains it lacks,
+    catalog-supplement.json (each with its sources; unverified rows carry verified=False).
+    """
+    found: dict[int, dict] = {}
+    for name in ("standard-catalog.json", "catalog-supplement.json"):
+        for entry in _reference(name)["domains"]:
+            index = _canonical_domain(entry["domain"])
+            if entry.get("level1") and not any(l1.get("level2") for l1 in found.get(index, {}).get("level1", [])):
+                found[index] = entry
+            found.setdefault(index, entry)
     domains = []
     for index, (name, aliases) in enumerate(DOMAIN_NAMES):
         code = f"D{index + 1:02d}"
@@ -205,7 +238,14 @@ def standard_catalog() -> Catalog:
         domains.append(
             Domain(code=code, name=name, aliases=aliases, added_2022=name in ADDED_2022, guideline=source.get("guideline"), level1=level1)
         )
-    return Catalog(edition="standard", domains=tuple(domains))
+    return Catalog(edition="2022", scope=STANDARD, derived_from=edition_key(STANDARD, "2021"), domains=tuple(domains))
+
+
+@lru_cache
+def standard_catalog_2021() -> Catalog:
+    """The 2021 edition: the 26 domains of the 2019 guidance, before the 6 added in 2022."""
+    current = standard_catalog()
+    return Catalog(edition="2021", scope=STANDARD, domains=tuple(d for d in current.domains if not d.added_2022))
 
 
 def _rows(name: str) -> list[dict[str, str]]:
@@ -234,3 +274,82 @@ def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
         if r["areaCode"] in county_codes
     ]
     return tuple(regions)
+
+
+def scope_chain(region_code: str, regions: dict[str, Region]) -> list[str]:
+    """The scopes whose catalog may apply to a region, nearest first: the region itself,
+    its ancestors (township → county → city), then the standard catalog."""
+    chain: list[str] = []
+    code: str | None = region_code
+    while code and code not in chain:
+        chain.append(code)
+        region = regions.get(code)
+        code = region.parent_code if region else None
+    chain.append(STANDARD)
+    return chain
+
+
+def effective_catalog(region_code: str, regions: dict[str, Region], catalogs: dict[str, Catalog]) -> Catalog | None:
+    """The catalog a region publishes under: its own published edition, else its nearest
+    ancestor's, else the standard one. `catalogs` maps scope → current published edition."""
+    for scope in scope_chain(region_code, regions):
+        if scope in catalogs:
+            return catalogs[scope]
+    return None
+
+
+@dataclass(frozen=True)
+class Rename:
+    id: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class CatalogDiff:
+    """What changed between two editions, by item id (a rename keeps the id)."""
+
+    added: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    renamed: tuple[Rename, ...] = ()
+    changed: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (level-2 id, attribute names)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.dropped or self.renamed or self.changed)
+
+
+_ATTRIBUTES = ("content", "basis", "time_limit", "subject", "channels", "audience", "method", "levels")
+
+
+def _nodes(catalog: Catalog) -> dict[str, object]:
+    nodes: dict[str, object] = {}
+    for domain in catalog.domains:
+        if domain.level1:
+            nodes[domain.code] = domain
+        for level1 in domain.level1:
+            nodes[level1.id] = level1
+            for level2 in level1.items:
+                nodes[level2.id] = level2
+    return nodes
+
+
+def diff_catalogs(old: Catalog, new: Catalog) -> CatalogDiff:
+    before, after = _nodes(old), _nodes(new)
+    renamed = tuple(Rename(i, before[i].name, after[i].name) for i in before if i in after and before[i].name != after[i].name)  # type: ignore[attr-defined]
+    changed = tuple(
+        (i, tuple(a for a in _ATTRIBUTES if getattr(before[i], a) != getattr(after[i], a)))
+        for i in before
+        if i in after and isinstance(after[i], Level2Item) and any(getattr(before[i], a) != getattr(after[i], a) for a in _ATTRIBUTES)
+    )
+    return CatalogDiff(
+        added=tuple(i for i in after if i not in before),
+        dropped=tuple(i for i in before if i not in after),
+        renamed=renamed,
+        changed=changed,
+    )
+
+
+def derive_catalog(parent: Catalog, *, scope: str, edition: str) -> Catalog:
+    """A new edition starts as a copy of its parent; localisation then edits the copy."""
+    return parent.model_copy(update={"scope": scope, "edition": edition, "derived_from": parent.key})

@@ -12,16 +12,20 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from .catalog import Catalog
+
 PUBLISHED = "cn.gov.tongyuan.publication.published.v1"
 WITHDRAWN = "cn.gov.tongyuan.publication.withdrawn.v1"
 REJECTED = "cn.gov.tongyuan.publication.rejected.v1"
 CMS_PUBLISH_REQUESTED = "cn.gov.tongyuan.cms.publish-requested.v1"
 SERVICE_ITEM_CHANGED = "cn.gov.tongyuan.service-item.changed.v1"
+CATALOG_CHANGED = "cn.gov.tongyuan.catalog.changed.v1"
 
 TOPIC_PUBLICATIONS = "tongyuan.publications.v1"
 TOPIC_CMS = "tongyuan.cms.v1"
 TOPIC_SERVICE_ITEMS = "tongyuan.service-items.v1"
 TOPIC_REJECTIONS = "tongyuan.rejections.v1"
+TOPIC_CATALOG = "tongyuan.catalog.v1"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
 
@@ -228,6 +232,33 @@ class PublishRequestedEvent(CloudEvent[PublishRequestData]):
 
 class RejectedEvent(CloudEvent[RejectionData]):
     type: Literal["cn.gov.tongyuan.publication.rejected.v1"] = REJECTED
+
+
+class CatalogRename(Contract):
+    id: str
+    old: str
+    new: str
+
+
+class CatalogChangedData(Contract):
+    """A unit's catalog edition was published: the whole snapshot, and what changed.
+
+    `version` grows with every edition published for the scope, so consumers keep only the
+    newest; publications filed under renamed items are re-issued by the publisher with the
+    new names, so consumers need not rewrite them.
+    """
+
+    scope: str
+    edition: str
+    version: Annotated[int, Field(ge=1)]
+    catalog: Catalog
+    added: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    renamed: tuple[CatalogRename, ...] = ()
+
+
+class CatalogChangedEvent(CloudEvent[CatalogChangedData]):
+    type: Literal["cn.gov.tongyuan.catalog.changed.v1"] = CATALOG_CHANGED
 
 
 PublicationEvent = Annotated[PublishedEvent | WithdrawnEvent, Field(discriminator="type")]

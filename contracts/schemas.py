@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .events import PublishedEvent, PublishRequestedEvent, RejectedEvent, WithdrawnEvent
+from .events import CatalogChangedEvent, PublishedEvent, PublishRequestedEvent, RejectedEvent, WithdrawnEvent
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 MODELS = {
@@ -13,6 +13,7 @@ MODELS = {
     "cn.gov.tongyuan.publication.withdrawn.v1": WithdrawnEvent,
     "cn.gov.tongyuan.publication.rejected.v1": RejectedEvent,
     "cn.gov.tongyuan.cms.publish-requested.v1": PublishRequestedEvent,
+    "cn.gov.tongyuan.catalog.changed.v1": CatalogChangedEvent,
 }
 
 

@@ -32,7 +32,7 @@ def _settings() -> Settings:
         settings = get_settings()
     except Exception as exc:  # pydantic's message names the bad variable
         typer.echo(f"bad configuration: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_json)
     return settings
 
@@ -127,8 +127,8 @@ def db_init() -> None:
     from services.publisher.app import bootstrap
 
     publisher = bootstrap(_settings())
-    catalog = publisher.catalog()
-    typer.echo(f"catalog {catalog.edition if catalog else '-'}: {len(publisher.regions())} regions")
+    current = publisher.catalogs()
+    typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(publisher.regions())} regions")
 
 
 @cli.command()

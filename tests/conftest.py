@@ -16,7 +16,7 @@ OTHER_COUNTY = "430103"
 
 @pytest.fixture(scope="session")
 def directory() -> Directory:
-    return Directory(catalog=standard_catalog(), regions={r.code: r for r in regions_of_city("4301")})
+    return Directory.single(standard_catalog(), {r.code: r for r in regions_of_city("4301")})
 
 
 def placement(region: str = TOWNSHIP, level2: str = "D14-02-02") -> PlacementRef:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+from contracts.catalog import standard_catalog
 from contracts.events import (
+    CatalogChangedData,
+    CatalogChangedEvent,
     Placement,
     PublicationData,
     PublishedEvent,
@@ -56,3 +59,9 @@ def withdrawn(publication_id="p1", version=2, kind="withdrawn", explanation="内
         title="低保标准调整公告",
     )
     return WithdrawnEvent(id=new_event_id(), source="/publisher", subject=publication_id, time=BASE, data=data)
+
+
+def catalog_changed(catalog=None, version=1, **changes) -> CatalogChangedEvent:
+    catalog = catalog or standard_catalog()
+    data = CatalogChangedData(scope=catalog.scope, edition=catalog.edition, version=version, catalog=catalog, **changes)
+    return CatalogChangedEvent(id=new_event_id(), source="/publisher/catalog", subject=catalog.scope, time=BASE, data=data)

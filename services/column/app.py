@@ -25,6 +25,7 @@ def create_consumer(settings: Settings) -> faust.App:
     consumer = PublicationConsumer(
         group=GROUP,
         apply=store.apply,
+        apply_catalog=store.apply_catalogs,
         heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
     )
     return build_consumer_app(consumer, settings)

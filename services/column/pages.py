@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from contracts.catalog import Catalog, Region
+from contracts.catalog import Catalog, Level1Item, Level2Item, Region, effective_catalog
 
 from .store import ColumnStore
 
@@ -20,8 +20,15 @@ PageQuery = Annotated[int, Query(ge=1, le=10_000)]
 PER_PAGE = 20
 
 
-def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callable[[], Catalog], regions: Callable[[], dict[str, Region]]) -> APIRouter:
+def build_router(store: ColumnStore, templates: Jinja2Templates, regions: Callable[[], dict[str, Region]]) -> APIRouter:
+    """Pages render from the column store: its publications and its copy of the catalogs."""
     router = APIRouter(tags=["column"])
+
+    def catalog_for(region: Region) -> Catalog:
+        catalog = effective_catalog(region.code, regions(), store.catalogs())
+        if catalog is None:
+            raise HTTPException(503, "the catalog has not reached the column yet; try again shortly")
+        return catalog
 
     def region_or_404(code: str) -> Region:
         region = regions().get(code)
@@ -54,7 +61,7 @@ def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callab
             "column/region.html",
             region=region,
             trail=trail(region),
-            domains=catalog().domains,
+            domains=catalog_for(region).domains,
             counts=counts,
             latest=latest,
             total=total,
@@ -75,13 +82,24 @@ def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callab
 
     def _list_page(request: Request, region_code: str, domain_code: str, level1_id: str | None, level2_id: str | None, page: int):
         region = region_or_404(region_code)
-        domain = catalog().domain(domain_code)
+        catalog = catalog_for(region)
+        domain = catalog.domain(domain_code)
         if domain is None:
             raise HTTPException(404, f"no domain {domain_code}")
-        level1 = catalog().level1(level1_id) if level1_id else None
-        level2 = catalog().level2(level2_id) if level2_id else None
-        if (level1_id and level1 is None) or (level2_id and level2 is None):
-            raise HTTPException(404, "no such catalog item")
+        level1 = catalog.level1(level1_id) if level1_id else None
+        level2 = catalog.level2(level2_id) if level2_id else None
+        archived = False
+        if level2_id and level2 is None:
+            # Dropped by a later edition: its publications stay reachable, under the name filed.
+            filed = store.filed_name(level2_id)
+            if filed is None:
+                raise HTTPException(404, "no such catalog item")
+            level2, archived = Level2Item(id=level2_id, name=filed), True
+        if level1_id and level1 is None:
+            if not archived and not store.archived_items(region.code, domain.code, set()):
+                raise HTTPException(404, "no such catalog item")
+            level1 = Level1Item(id=level1_id, name="归档事项")
+        in_force = {j.id for i in domain.level1 for j in i.items}
         total, items = store.listing(region.code, domain_code=domain.code, level1_id=level1_id, level2_id=level2_id, page=page, per_page=PER_PAGE)
         return page_of(
             request,
@@ -92,6 +110,8 @@ def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callab
             level1=level1,
             level2=level2,
             counts=store.counts_by_item(region.code, domain.code),
+            archive=store.archived_items(region.code, domain.code, in_force),
+            archived=archived,
             items=items,
             total=total,
             page=page,
@@ -106,7 +126,20 @@ def build_router(store: ColumnStore, templates: Jinja2Templates, catalog: Callab
         if entry.withdrawal and entry.withdrawal.withdrawal_type == "redirect":
             return RedirectResponse(entry.withdrawal.redirect_to or "/", status_code=301)
         status_code = 410 if entry.withdrawal and entry.withdrawal.withdrawal_type == "gone" else 200
-        return templates.TemplateResponse(request, "column/detail.html", {"entry": entry, "doc": entry.document, "withdrawal": entry.withdrawal}, status_code=status_code)
+        known = regions()
+        archived = {
+            p.level2_id
+            for p in (entry.document.placements if entry.document else ())
+            if p.region_code in known and catalog_for(known[p.region_code]).level2(p.level2_id) is None
+        }
+        return templates.TemplateResponse(
+            request, "column/detail.html", {"entry": entry, "doc": entry.document, "withdrawal": entry.withdrawal, "archived": archived}, status_code=status_code
+        )
+
+    @router.get("/catalog/{region_code}", response_class=HTMLResponse)
+    def catalog_page(request: Request, region_code: RegionPath):
+        region = region_or_404(region_code)
+        return page_of(request, "column/catalog.html", region=region, trail=trail(region), catalog=catalog_for(region), domain=None, level1=None, level2=None)
 
     return router
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from contracts.catalog import Catalog
 from contracts.events import (
+    CatalogChangedEvent,
     PublicationData,
     PublishedEvent,
     WithdrawalData,
@@ -61,8 +65,21 @@ placements = Table(
     Column("level2_id", String(16), nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=False),
     Column("title", String(200), nullable=False),
+    # Names as filed: what the archive shows for an item a later edition dropped.
+    Column("level1_name", String(200), nullable=False),
+    Column("level2_name", String(200), nullable=False),
     Index("ix_column_placements_list", "region_code", "domain_code", "level1_id", "level2_id", "published_at"),
     Index("ix_column_placements_publication", "publication_id"),
+)
+
+# The catalog edition in force per scope, from catalog.changed events: the column's own copy.
+catalogs = Table(
+    "column_catalogs",
+    metadata,
+    Column("scope", String(20), primary_key=True),
+    Column("edition", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
 )
 
 heartbeats = heartbeat_table(metadata, "column")
@@ -85,8 +102,10 @@ class ColumnEntry:
 
 
 class ColumnStore:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, catalog_ttl: float = 2.0):
         self.engine = engine
+        self._catalog_ttl = catalog_ttl
+        self._catalogs: tuple[float, dict[str, Catalog]] | None = None
 
     def create(self) -> None:
         metadata.create_all(self.engine)
@@ -138,6 +157,8 @@ class ColumnStore:
                     level2_id=p.level2_id,
                     published_at=data.published_at,
                     title=data.title,
+                    level1_name=p.level1_name,
+                    level2_name=p.level2_name,
                 )
                 for p in data.placements
             ],
@@ -152,6 +173,46 @@ class ColumnStore:
         else:
             # Withdrawn before we ever saw it published: keep the tombstone all the same.
             connection.execute(insert(documents).values(publication_id=data.publication_id, published_at=None, document=None, **values))
+
+    def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
+        """Keep each scope's newest edition (by the scope's publish version)."""
+        newest: dict[str, CatalogChangedEvent] = {}
+        for event in events:
+            held = newest.get(event.data.scope)
+            if held is None or event.data.version > held.data.version:
+                newest[event.data.scope] = event
+        with writing(self.engine) as connection:
+            stored = dict(connection.execute(select(catalogs.c.scope, catalogs.c.version).where(catalogs.c.scope.in_(list(newest)))).all())
+            for scope, event in newest.items():
+                values = dict(edition=event.data.edition, version=event.data.version, document=json.loads(event.data.catalog.model_dump_json()))
+                if scope not in stored:
+                    connection.execute(insert(catalogs).values(scope=scope, **values))
+                elif event.data.version > stored[scope]:
+                    connection.execute(update(catalogs).where(catalogs.c.scope == scope).values(**values))
+        self._catalogs = None
+
+    def catalogs(self) -> dict[str, Catalog]:
+        """Scope → edition in force; cached briefly, since every page needs it."""
+        if not (self._catalogs and self._catalogs[1]) or time.monotonic() - self._catalogs[0] > self._catalog_ttl:
+            with self.engine.connect() as connection:
+                rows = connection.execute(select(catalogs.c.scope, catalogs.c.document)).all()
+            self._catalogs = (time.monotonic(), {scope: Catalog.model_validate(document) for scope, document in rows})
+        return self._catalogs[1]
+
+    def archived_items(self, region_prefix: str, domain_code: str, in_force: set[str]) -> list[tuple[str, str, str, int]]:
+        """Items with live publications that the catalog in force no longer has:
+        (level-1 id, level-2 id, level-2 name as filed, count)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(placements.c.level1_id, placements.c.level2_id, func.max(placements.c.level2_name), func.count(func.distinct(placements.c.publication_id)))
+                .where(placements.c.region_code.startswith(region_prefix, autoescape=True), placements.c.domain_code == domain_code)
+                .group_by(placements.c.level1_id, placements.c.level2_id)
+            ).all()
+        return [(l1, l2, name, count) for l1, l2, name, count in rows if l2 not in in_force]
+
+    def filed_name(self, level2_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(placements.c.level2_name).where(placements.c.level2_id == level2_id).limit(1)).scalar()
 
     # --- the pages' side ----------------------------------------------------------------
     def entry(self, publication_id: str) -> ColumnEntry | None:

@@ -20,8 +20,10 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.events import (
+    CATALOG_CHANGED,
     PUBLISHED,
     WITHDRAWN,
+    CatalogChangedEvent,
     PublicationEvent,
     PublishedEvent,
     WithdrawnEvent,
@@ -29,6 +31,7 @@ from contracts.events import (
 
 log = structlog.get_logger("tongyuan.consumer")
 _EVENT = TypeAdapter(PublicationEvent)
+_CATALOG_EVENT = TypeAdapter(CatalogChangedEvent)
 KNOWN_TYPES = {PUBLISHED, WITHDRAWN}
 
 
@@ -38,18 +41,26 @@ class PoisonEvent(Exception):
 
 def parse_publication_event(raw: bytes | str) -> PublishedEvent | WithdrawnEvent | None:
     """The event, None for a type this consumer does not know (skipped), or PoisonEvent."""
+    return _parse(raw, KNOWN_TYPES, _EVENT)
+
+
+def parse_catalog_event(raw: bytes | str) -> CatalogChangedEvent | None:
+    return _parse(raw, {CATALOG_CHANGED}, _CATALOG_EVENT)
+
+
+def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
     try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonEvent(f"not JSON: {exc}") from exc
     if not isinstance(envelope, dict):
         raise PoisonEvent("a CloudEvent must be a JSON object")
-    if envelope.get("type") not in KNOWN_TYPES:
+    if envelope.get("type") not in known:
         if isinstance(envelope.get("type"), str) and envelope["type"].startswith("cn.gov.tongyuan."):
             return None
         raise PoisonEvent(f"unknown event type {envelope.get('type')!r}")
     try:
-        return _EVENT.validate_python(envelope)
+        return adapter.validate_python(envelope)
     except ValidationError as exc:
         raise PoisonEvent(f"invalid {envelope['type']}: {exc.errors(include_url=False)}") from exc
 
@@ -106,6 +117,7 @@ async def process_batch(
     stats: ConsumerStats,
     max_backoff: float,
     what: str,
+    parse: Callable[[bytes], object] = parse_publication_event,
 ) -> None:
     """Decode, dead-letter the poison, apply the rest durably. Records: faust events."""
     good: list[tuple[object, PublishedEvent | WithdrawnEvent]] = []
@@ -113,7 +125,7 @@ async def process_batch(
         message = record.message
         origin = f"{message.topic}/{message.partition}/{message.offset}"
         try:
-            event = parse_publication_event(record.value)
+            event = parse(record.value)
         except PoisonEvent as exc:
             await dead_letter(DeadLetter(raw=_raw(record.value), error=str(exc), key=message.key, origin=origin))
             stats.dead_lettered += 1
@@ -145,7 +157,7 @@ async def process_batch(
     stats.applied += applied
     stats.last_event_at = time.time()
     for event in events:
-        log.debug("event.applied", consumer=what, event_id=event.id, publication_id=event.subject, version=event.data.version)
+        log.debug("event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version)
 
 
 def _raw(value) -> bytes:

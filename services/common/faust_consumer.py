@@ -4,14 +4,14 @@ its own consumer group, one agent with concurrency=1, a DLQ topic and a heartbea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import faust
 
-from contracts.events import TOPIC_PUBLICATIONS, dlq_topic
+from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, dlq_topic
 
-from .consuming import Apply, ConsumerStats, DeadLetter, process_batch
+from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
 from .kafka import faust_app
 from .settings import Settings
 
@@ -21,6 +21,8 @@ class PublicationConsumer:
     group: str  # also the faust app id
     apply: Apply
     heartbeat: Callable[[ConsumerStats], None]
+    # Consumers that render catalogs (the column) also keep the catalog editions in force.
+    apply_catalog: Callable[[Sequence], None] | None = None
 
 
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
@@ -43,6 +45,25 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
             )
             for record in records:
                 await stream.ack(record)
+
+    if consumer.apply_catalog is not None:
+        catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
+        catalog_stats = ConsumerStats()
+
+        @app.agent(catalog_changes, concurrency=1, name=f"{consumer.group}.catalog")
+        async def apply_catalog_changes(stream):
+            async for records in stream.noack_take(50, within=settings.consumer_batch_within):
+                await process_batch(
+                    records,
+                    apply=consumer.apply_catalog,
+                    dead_letter=send_to_dlq,
+                    stats=catalog_stats,
+                    max_backoff=settings.store_retry_max_seconds,
+                    what=f"{consumer.group}.catalog",
+                    parse=parse_catalog_event,
+                )
+                for record in records:
+                    await stream.ack(record)
 
     @app.timer(settings.heartbeat_interval)
     async def heartbeat():

@@ -11,6 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from contracts.events import (
+    TOPIC_CATALOG,
     TOPIC_CMS,
     TOPIC_PUBLICATIONS,
     TOPIC_REJECTIONS,
@@ -25,7 +26,7 @@ CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer")
 
 
 def all_topics() -> list[str]:
-    return [TOPIC_PUBLICATIONS, TOPIC_CMS, TOPIC_SERVICE_ITEMS, TOPIC_REJECTIONS, *(dlq_topic(g) for g in CONSUMER_GROUPS)]
+    return [TOPIC_PUBLICATIONS, TOPIC_CATALOG, TOPIC_CMS, TOPIC_SERVICE_ITEMS, TOPIC_REJECTIONS, *(dlq_topic(g) for g in CONSUMER_GROUPS)]
 
 
 def broker_reachable(bootstrap: str) -> bool:

@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(publish_router(publisher, directory))
-    app.include_router(column_router(column_store, pages, catalog=lambda: directory().catalog, regions=lambda: directory().regions))
+    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions))
     app.include_router(search_router(index, pages))
     within = settings.heartbeat_interval * 3 + 5
     app.include_router(

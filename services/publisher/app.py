@@ -14,7 +14,7 @@ from collections.abc import Callable
 import faust
 import structlog
 
-from contracts.catalog import regions_of_city, standard_catalog
+from contracts.catalog import STANDARD, regions_of_city, standard_catalog, standard_catalog_2021
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS
 from services.common.consuming import is_transient
 from services.common.db import create_store_engine
@@ -22,6 +22,7 @@ from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings
 
+from . import catalogs
 from .domain import Directory
 from .inbound import handle_cms_message
 from .relay import OutboxRelay, start_relay_thread
@@ -34,8 +35,8 @@ log = structlog.get_logger("tongyuan.publisher")
 def bootstrap(settings: Settings, *, load_reference: bool = True) -> Publisher:
     publisher = Publisher(create_store_engine(settings.store_url("publisher")))
     publisher.create_tables()
-    if load_reference and publisher.catalog() is None:
-        publisher.load_directory(standard_catalog(), regions_of_city("4301"))
+    if load_reference and STANDARD not in publisher.catalogs():
+        catalogs.load_reference(publisher, standard_editions=[standard_catalog_2021(), standard_catalog()], regions=regions_of_city("4301"))
     return publisher
 
 
@@ -47,10 +48,10 @@ def directory_provider(publisher: Publisher, ttl: float = 30.0) -> Callable[[], 
     def current() -> Directory:
         with lock:
             if not cached or time.monotonic() - cached["at"] > ttl:  # type: ignore[operator]
-                catalog = publisher.catalog()
-                if catalog is None:
+                current = publisher.catalogs()
+                if STANDARD not in current:
                     raise RuntimeError("no catalog loaded; run `tongyuan db init`")
-                cached.update(directory=Directory(catalog=catalog, regions=publisher.regions()), at=time.monotonic())
+                cached.update(directory=Directory(catalogs=current, regions=publisher.regions()), at=time.monotonic())
             return cached["directory"]  # type: ignore[return-value]
 
     return current

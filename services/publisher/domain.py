@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import nh3
 
-from contracts.catalog import Catalog, Region
+from contracts.catalog import STANDARD, Catalog, Region, effective_catalog
 from contracts.events import (
     CatalogAttributes,
     FieldError,
@@ -47,10 +47,21 @@ class VersionConflict(Exception):
 
 @dataclass(frozen=True)
 class Directory:
-    """What the gate checks placements against: one catalog edition and the regions."""
+    """What the gate checks placements against: each scope's current catalog edition
+    (standard, county, township) and the regions."""
 
-    catalog: Catalog
+    catalogs: dict[str, Catalog]
     regions: dict[str, Region]
+
+    @classmethod
+    def single(cls, catalog: Catalog, regions: dict[str, Region]) -> "Directory":
+        return cls({STANDARD: catalog}, regions)
+
+    def catalog_for(self, region_code: str) -> Catalog:
+        catalog = effective_catalog(region_code, self.regions, self.catalogs)
+        if catalog is None:
+            raise RuntimeError("no catalog is published; run `tongyuan db init`")
+        return catalog
 
 
 def _choices(pairs) -> tuple[dict[str, str], ...]:
@@ -62,10 +73,11 @@ def resolve_placements(refs: list[PlacementRef], directory: Directory, loc: tupl
     errors: list[FieldError] = []
     placements: list[Placement] = []
     seen: set[tuple[str, str]] = set()
-    catalog = directory.catalog
     for index, ref in enumerate(refs):
         here = (*loc, index)
         region = directory.regions.get(ref.region_code)
+        # Each region publishes under its own localised catalog (or its nearest ancestor's).
+        catalog = directory.catalog_for(ref.region_code)
         if region is None:
             errors.append(FieldError(loc=(*here, "region_code"), msg=f"unknown region code {ref.region_code!r}", type="catalog.unknown_region"))
         domain = catalog.resolve_domain(ref.domain_code)
@@ -139,7 +151,7 @@ def summarise(body_html: str) -> str:
 
 
 def catalog_attributes(directory: Directory, placements: list[Placement]) -> CatalogAttributes:
-    item = directory.catalog.level2(placements[0].level2_id)
+    item = directory.catalog_for(placements[0].region_code).level2(placements[0].level2_id)
     if item is None:
         return CatalogAttributes()
     return CatalogAttributes(time_limit=item.time_limit, channels=item.channels, audience=item.audience, method=item.method, subject=item.subject)
@@ -219,3 +231,22 @@ def build_withdrawal(
         title=None if withdrawal_type == "vanish" else current.title,
         placements=() if withdrawal_type == "vanish" else current.placements,
     )
+
+
+def renamed_placements(data: PublicationData, catalog_for) -> tuple[Placement, ...] | None:
+    """The placements with their current catalog names, or None if no name changed.
+
+    `catalog_for(region_code)` gives the catalog in force for a placement's region; an item
+    the catalog no longer has keeps its old name (the column shows it in its archive)."""
+    renamed, changed = [], False
+    for placement in data.placements:
+        catalog = catalog_for(placement.region_code)
+        names = {
+            "domain_name": getattr(catalog.domain(placement.domain_code), "name", None),
+            "level1_name": getattr(catalog.level1(placement.level1_id), "name", None),
+            "level2_name": getattr(catalog.level2(placement.level2_id), "name", None),
+        }
+        update = {k: v for k, v in names.items() if v and v != getattr(placement, k)}
+        changed = changed or bool(update)
+        renamed.append(placement.model_copy(update=update))
+    return tuple(renamed) if changed else None

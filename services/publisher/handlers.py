@@ -53,8 +53,8 @@ def _index_number(store: PublisherStore, draft: PublicationDraft, now: datetime)
     return f"{prefix}-{store.next_index_number(prefix):05d}"
 
 
-def _emit(store: PublisherStore, event: PublishedEvent | WithdrawnEvent) -> None:
-    store.add_to_outbox(event_id=event.id, topic=TOPIC_PUBLICATIONS, key=event.subject or "", payload=event.model_dump_json(exclude_none=True))
+def _emit(store: PublisherStore, event, topic: str = TOPIC_PUBLICATIONS) -> None:
+    store.add_to_outbox(event_id=event.id, topic=topic, key=event.subject or "", payload=event.model_dump_json(exclude_none=True))
 
 
 def _published_event(data: PublicationData, now: datetime, request_id: str | None) -> PublishedEvent:

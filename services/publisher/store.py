@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     insert,
     select,
@@ -82,12 +83,31 @@ index_counters = Table(
     Column("last", Integer, nullable=False),
 )
 
+# Catalog editions: drafts are edited (Excel import), published ones never change.
 catalog_editions = Table(
     "publisher_catalog_editions",
     metadata,
+    Column("scope", String(20), primary_key=True),  # "standard" or a region code
     Column("edition", String(40), primary_key=True),
+    Column("status", String(12), nullable=False),  # draft | published
+    Column("derived_from", String(80)),
+    Column("version", Integer),  # publish sequence within the scope; the newest is current
     Column("document", JSON, nullable=False),
-    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+)
+
+# Where each live publication is filed, so catalog changes find the publications they touch.
+placements = Table(
+    "publisher_placements",
+    metadata,
+    Column("publication_id", String(80), nullable=False),
+    Column("region_code", String(20), nullable=False),
+    Column("domain_code", String(8), nullable=False),
+    Column("level1_id", String(16), nullable=False),
+    Column("level2_id", String(16), nullable=False),
+    Index("ix_publisher_placements_item", "level2_id"),
+    Index("ix_publisher_placements_publication", "publication_id"),
 )
 
 heartbeats = heartbeat_table(metadata, "publisher")
@@ -172,6 +192,14 @@ class PublisherStore:
             )
         else:
             self.connection.execute(update(publications).where(publications.c.publication_id == data.publication_id).values(**values))
+            self.connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
+        self.connection.execute(
+            insert(placements),
+            [
+                dict(publication_id=data.publication_id, region_code=p.region_code, domain_code=p.domain_code, level1_id=p.level1_id, level2_id=p.level2_id)
+                for p in data.placements
+            ],
+        )
 
     def save_withdrawn(self, data: WithdrawalData) -> None:
         self.connection.execute(
@@ -179,6 +207,72 @@ class PublisherStore:
             .where(publications.c.publication_id == data.publication_id)
             .values(version=data.version, status="withdrawn", withdrawal=data.model_dump(mode="json"), updated_at=_now())
         )
+        self.connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
+
+    def live_filed_under(self, item_ids: set[str], regions: set[str] | None) -> list[str]:
+        """Live publications with a placement under one of these items (in these regions)."""
+        found: set[str] = set()
+        ids = sorted(item_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = select(placements.c.publication_id, placements.c.region_code).where(
+                placements.c.level2_id.in_(chunk) | placements.c.level1_id.in_(chunk) | placements.c.domain_code.in_(chunk)
+            )
+            found.update(pid for pid, region in self.connection.execute(query) if regions is None or region in regions)
+        return sorted(found)
+
+    # --- catalog editions ----------------------------------------------------------------
+    def edition(self, scope: str, edition: str) -> tuple[Catalog, str, int | None] | None:
+        row = self.connection.execute(
+            select(catalog_editions.c.document, catalog_editions.c.status, catalog_editions.c.version).where(
+                catalog_editions.c.scope == scope, catalog_editions.c.edition == edition
+            )
+        ).first()
+        return (Catalog.model_validate(row.document), row.status, row.version) if row else None
+
+    def save_draft(self, catalog: Catalog) -> None:
+        values = dict(status="draft", derived_from=catalog.derived_from, document=json.loads(catalog.model_dump_json()), updated_at=_now())
+        updated = self.connection.execute(
+            update(catalog_editions)
+            .where(catalog_editions.c.scope == catalog.scope, catalog_editions.c.edition == catalog.edition, catalog_editions.c.status == "draft")
+            .values(**values)
+        ).rowcount
+        if not updated:
+            self.connection.execute(insert(catalog_editions).values(scope=catalog.scope, edition=catalog.edition, **values))
+
+    def mark_published(self, scope: str, edition: str) -> int:
+        latest = self.connection.execute(select(func.max(catalog_editions.c.version)).where(catalog_editions.c.scope == scope)).scalar() or 0
+        self.connection.execute(
+            update(catalog_editions)
+            .where(catalog_editions.c.scope == scope, catalog_editions.c.edition == edition)
+            .values(status="published", version=latest + 1, published_at=_now(), updated_at=_now())
+        )
+        return latest + 1
+
+    def current_catalogs(self) -> dict[str, Catalog]:
+        """Each scope's newest published edition."""
+        rows = self.connection.execute(
+            select(catalog_editions.c.scope, catalog_editions.c.version, catalog_editions.c.document).where(catalog_editions.c.status == "published")
+        ).all()
+        newest: dict[str, tuple[int, dict]] = {}
+        for scope, version, document in rows:
+            if scope not in newest or version > newest[scope][0]:
+                newest[scope] = (version, document)
+        return {scope: Catalog.model_validate(document) for scope, (_, document) in newest.items()}
+
+    def editions(self) -> list[dict]:
+        rows = self.connection.execute(
+            select(catalog_editions.c.scope, catalog_editions.c.edition, catalog_editions.c.status, catalog_editions.c.version, catalog_editions.c.derived_from, catalog_editions.c.published_at).order_by(
+                catalog_editions.c.scope, catalog_editions.c.edition
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def save_regions(self, region_list: tuple[Region, ...]) -> None:
+        existing = {r for (r,) in self.connection.execute(select(regions.c.code))}
+        fresh = [r.model_dump() for r in region_list if r.code not in existing]
+        if fresh:
+            self.connection.execute(insert(regions), fresh)
 
     def add_to_outbox(self, *, event_id: str, topic: str, key: str, payload: str) -> None:
         self.connection.execute(insert(outbox).values(event_id=event_id, topic=topic, key=key, payload=payload, created_at=_now()))
@@ -254,19 +348,9 @@ class Publisher:
             return connection.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar_one()
 
     # --- catalog and regions -------------------------------------------------------------
-    def load_directory(self, catalog: Catalog, region_list: tuple[Region, ...]) -> None:
-        with writing(self.engine) as connection:
-            connection.execute(catalog_editions.delete().where(catalog_editions.c.edition == catalog.edition))
-            connection.execute(insert(catalog_editions).values(edition=catalog.edition, document=json.loads(catalog.model_dump_json()), loaded_at=_now()))
-            existing = {r for (r,) in connection.execute(select(regions.c.code))}
-            fresh = [r.model_dump() for r in region_list if r.code not in existing]
-            if fresh:
-                connection.execute(insert(regions), fresh)
-
-    def catalog(self, edition: str = "standard") -> Catalog | None:
+    def catalogs(self) -> dict[str, Catalog]:
         with self.engine.connect() as connection:
-            row = connection.execute(select(catalog_editions.c.document).where(catalog_editions.c.edition == edition)).first()
-        return Catalog.model_validate(row.document) if row else None
+            return PublisherStore(connection).current_catalogs()
 
     def regions(self) -> dict[str, Region]:
         with self.engine.connect() as connection:

@@ -85,7 +85,7 @@ class Stack:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             for group in groups:
-                def committed():
+                def committed(group=group):
                     tp = TopicPartition(topic, partition)
                     meta = admin.list_group_offsets({group: [tp]}).get(group, {}).get(tp)
                     return meta is not None and meta.offset > offset

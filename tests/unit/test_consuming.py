@@ -47,7 +47,7 @@ def test_poison_goes_to_the_dlq_and_the_next_good_event_is_applied():
     applied = []
     good = published()
     letters, stats = run([record(b"garbage", 0), record(good.model_dump_json().encode(), 1)], applied.extend)
-    assert [l.origin for l in letters] == ["tongyuan.publications.v1/0/0"]
+    assert [letter.origin for letter in letters] == ["tongyuan.publications.v1/0/0"]
     assert letters[0].raw == b"garbage" and "not JSON" in letters[0].error
     assert [e.id for e in applied] == [good.id]
     assert (stats.applied, stats.dead_lettered) == (1, 1)

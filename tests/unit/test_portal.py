@@ -4,11 +4,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from contracts.events import TOPIC_PUBLICATIONS
 from services.column.app import build_store
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.store import outbox, publications
-from tests.factories import place, published, withdrawn
+from tests.factories import catalog_changed, place, published, withdrawn
 
 
 @pytest.fixture
@@ -37,7 +38,10 @@ def written(client):
 
     publisher = bootstrap(client.app.state.settings, load_reference=False)
     with publisher.engine.connect() as connection:
-        return tuple(connection.execute(select(func.count()).select_from(t)).scalar_one() for t in (publications, outbox))
+        return (
+            connection.execute(select(func.count()).select_from(publications)).scalar_one(),
+            connection.execute(select(func.count()).select_from(outbox).where(outbox.c.topic == TOPIC_PUBLICATIONS)).scalar_one(),
+        )
 
 
 def test_publish_then_read_back(client):
@@ -96,6 +100,8 @@ def test_revision_and_withdrawal_rules(client):
 
 def test_column_pages_render_what_the_column_store_holds(client, settings):
     store = build_store(settings)
+    assert client.get("/columns/430102").status_code == 503  # no catalog has reached the column yet
+    store.apply_catalogs([catalog_changed()])
     store.apply(
         [
             published("a", title="街道低保公告", body='<p>正文</p>'),
@@ -120,6 +126,7 @@ def test_column_pages_render_what_the_column_store_holds(client, settings):
 
 def test_gone_is_410_vanish_is_404_redirect_redirects(client, settings):
     store = build_store(settings)
+    store.apply_catalogs([catalog_changed()])
     store.apply([published("g"), published("v"), published("r")])
     store.apply([withdrawn("g", kind="gone"), withdrawn("v", kind="vanish"), withdrawn("r", kind="redirect")])
     assert client.get("/publications/g").status_code == 410

@@ -1,0 +1,153 @@
+"""Catalog editions: derive, localise (Excel import), publish — and what publishing changes.
+
+Publishing an edition emits `catalog.changed` and re-issues, with a new version, every live
+publication filed under an item the edition renamed, so the column and search show the new
+name without knowing anything about catalogs. Items an edition drops keep their publications
+(the column lists them in its archive).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+
+from contracts.catalog import STANDARD, Catalog, Region, derive_catalog, diff_catalogs, edition_key, effective_catalog, scope_chain
+from contracts.events import TOPIC_CATALOG, CatalogChangedData, CatalogChangedEvent, CatalogRename, new_event_id
+
+from . import domain
+from .handlers import Clock, _emit, _published_event, utc_clock
+from .store import Publisher, PublisherStore
+
+log = structlog.get_logger("tongyuan.catalog")
+
+
+class CatalogRefused(Exception):
+    """The catalog operation is not allowed as asked (the message says why)."""
+
+
+def _check_scope(scope: str, regions: dict[str, Region]) -> None:
+    if scope != STANDARD and scope not in regions:
+        raise CatalogRefused(f"unknown region {scope!r}")
+
+
+def _parent_catalog(store: PublisherStore, scope: str, regions: dict[str, Region], parent_key: str | None) -> Catalog:
+    """The edition a new one derives from: the nearest ancestor's current one, or as named."""
+    current = store.current_catalogs()
+    if parent_key:
+        parent_scope, _, parent_edition = parent_key.partition("@")
+        if parent_scope not in scope_chain(scope, regions)[1:] and parent_scope != scope:
+            raise CatalogRefused(f"{scope} cannot derive from {parent_key}: not its own or an ancestor's catalog")
+        found = store.edition(parent_scope, parent_edition)
+        if found is None or found[1] != "published":
+            raise CatalogRefused(f"{parent_key} is not a published edition")
+        return found[0]
+    if scope == STANDARD:
+        parent = current.get(STANDARD)
+    else:
+        parent = current.get(scope) or effective_catalog(regions[scope].parent_code or STANDARD, regions, current)
+    if parent is None:
+        raise CatalogRefused("there is no published edition to derive from")
+    return parent
+
+
+def derive_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], parent_key: str | None = None) -> Catalog:
+    _check_scope(scope, regions)
+    with publisher.transaction() as store:
+        if store.edition(scope, edition) is not None:
+            raise CatalogRefused(f"{edition_key(scope, edition)} already exists")
+        draft = derive_catalog(_parent_catalog(store, scope, regions, parent_key), scope=scope, edition=edition)
+        store.save_draft(draft)
+    return draft
+
+
+def import_edition(publisher: Publisher, workbook: bytes, *, scope: str, edition: str, regions: dict[str, Region], publish: bool = True, clock: Clock = utc_clock) -> Catalog:
+    """Replace a draft edition's domains from an Excel workbook (all or nothing), then publish it.
+
+    A missing edition is derived first; a published one is immutable."""
+    _check_scope(scope, regions)
+    with publisher.transaction() as store:
+        found = store.edition(scope, edition)
+        if found and found[1] == "published":
+            raise CatalogRefused(f"{edition_key(scope, edition)} is published and cannot change; import into a new edition")
+        base = found[0] if found else derive_catalog(_parent_catalog(store, scope, regions, None), scope=scope, edition=edition)
+        from .catalog_xlsx import import_catalog  # openpyxl loads only when a workbook comes in
+
+        imported = import_catalog(workbook, base=base)  # CatalogImportError: nothing is written
+        store.save_draft(imported)
+        if publish:
+            _publish(store, imported, regions=regions, now=clock())
+    return imported
+
+
+def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock) -> int:
+    """Publish a draft; returns how many publications were re-issued under renamed items."""
+    with publisher.transaction() as store:
+        found = store.edition(scope, edition)
+        if found is None:
+            raise CatalogRefused(f"no edition {edition_key(scope, edition)}")
+        if found[1] == "published":
+            raise CatalogRefused(f"{edition_key(scope, edition)} is already published")
+        return _publish(store, found[0], regions=regions, now=clock())
+
+
+def _publish(store: PublisherStore, catalog: Catalog, *, regions: dict[str, Region], now: datetime) -> int:
+    before = store.current_catalogs()
+    previous = before.get(catalog.scope) or (
+        effective_catalog(regions[catalog.scope].parent_code or STANDARD, regions, before) if catalog.scope != STANDARD else None
+    )
+    version = store.mark_published(catalog.scope, catalog.edition)
+    changes = diff_catalogs(previous, catalog) if previous else None
+    event = CatalogChangedEvent(
+        id=new_event_id(),
+        source="/publisher/catalog",
+        subject=catalog.scope,
+        time=now,
+        data=CatalogChangedData(
+            scope=catalog.scope,
+            edition=catalog.edition,
+            version=version,
+            catalog=catalog,
+            added=changes.added if changes else (),
+            dropped=changes.dropped if changes else (),
+            renamed=tuple(CatalogRename(id=r.id, old=r.old, new=r.new) for r in changes.renamed) if changes else (),
+        ),
+    )
+    _emit(store, event, topic=TOPIC_CATALOG)
+    reissued = _reissue_renamed(store, catalog, changes, regions=regions, now=now) if changes and changes.renamed else 0
+    log.info("catalog.published", scope=catalog.scope, edition=catalog.edition, version=version, event_id=event.id, reissued=reissued)
+    return reissued
+
+
+def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, regions: dict[str, Region], now: datetime) -> int:
+    current = store.current_catalogs()
+    # Regions whose catalog in force is the one just published.
+    governed = {code for code in regions if effective_catalog(code, regions, current) is not None and effective_catalog(code, regions, current).key == catalog.key}
+
+    def catalog_for(region_code: str) -> Catalog:
+        return effective_catalog(region_code, regions, current) or catalog
+
+    count = 0
+    for publication_id in store.live_filed_under({r.id for r in changes.renamed}, governed):
+        stored = store.get(publication_id, for_update=True)
+        if stored is None or stored.status != "published":
+            continue
+        placements = domain.renamed_placements(stored.document, catalog_for)
+        if placements is None:
+            continue
+        data = stored.document.model_copy(update={"version": stored.version + 1, "placements": placements})
+        store.save_published(data, content_hash=stored.content_hash, created=False)
+        _emit(store, _published_event(data, now, None))
+        count += 1
+    return count
+
+
+def load_reference(publisher: Publisher, *, standard_editions: list[Catalog], regions: tuple[Region, ...], clock: Clock = utc_clock) -> None:
+    """First start: the regions and the standard editions (oldest first), each published."""
+    region_map = {r.code: r for r in regions}
+    with publisher.transaction() as store:
+        store.save_regions(regions)
+        for catalog in standard_editions:
+            if store.edition(catalog.scope, catalog.edition) is None:
+                store.save_draft(catalog)
+                _publish(store, catalog, regions=region_map, now=clock())
