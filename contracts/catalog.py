@@ -353,3 +353,36 @@ def diff_catalogs(old: Catalog, new: Catalog) -> CatalogDiff:
 def derive_catalog(parent: Catalog, *, scope: str, edition: str) -> Catalog:
     """A new edition starts as a copy of its parent; localisation then edits the copy."""
     return parent.model_copy(update={"scope": scope, "edition": edition, "derived_from": parent.key})
+
+
+def localise(
+    catalog: Catalog,
+    *,
+    rename: dict[str, str] | None = None,
+    drop: set[str] | frozenset[str] = frozenset(),
+    specialise: dict[str, dict[str, object]] | None = None,
+) -> Catalog:
+    """A unit's edits to its draft edition: rename items (ids stay), drop items, and set
+    level-2 attributes (subject, channels, levels …) to the unit's own values."""
+    rename, specialise = rename or {}, specialise or {}
+    known = set(_nodes(catalog)) | {d.code for d in catalog.domains}
+    unknown = (set(rename) | set(drop) | set(specialise)) - known
+    if unknown:
+        raise ValueError(f"not in {catalog.key}: {', '.join(sorted(unknown))}")
+    bad = {a for values in specialise.values() for a in values} - set(_ATTRIBUTES)
+    if bad:
+        raise ValueError(f"not a level-2 attribute: {', '.join(sorted(bad))}")
+    domains = []
+    for domain in catalog.domains:
+        level1s = []
+        for level1 in domain.level1:
+            if level1.id in drop:
+                continue
+            items = tuple(
+                Level2Item.model_validate({**j.model_dump(), **specialise.get(j.id, {}), "name": rename.get(j.id, j.name)})
+                for j in level1.items
+                if j.id not in drop
+            )
+            level1s.append(level1.model_copy(update={"name": rename.get(level1.id, level1.name), "items": items}))
+        domains.append(domain.model_copy(update={"name": rename.get(domain.code, domain.name), "level1": () if domain.code in drop else tuple(level1s)}))
+    return catalog.model_copy(update={"domains": tuple(domains)})

@@ -18,6 +18,9 @@ from services.common.settings import Settings, get_settings
 cli = typer.Typer(help="同源 Tongyuan — publish once, appear everywhere.", no_args_is_help=True)
 db_cli = typer.Typer(help="The publisher's database.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+catalog_cli = typer.Typer(help="Catalog editions: import, export, derive, publish, diff.", no_args_is_help=True)
+cli.add_typer(catalog_cli, name="catalog")
+Region = Annotated[str, typer.Option("--region", help='region code, or "standard" for the ministry guideline')]
 
 
 class Process(str, Enum):
@@ -75,28 +78,27 @@ def up() -> None:
         broker = EmbeddedBroker(port=settings.embedded_broker_port, log_path=settings.var_dir / "broker.log").start()
         env["TONGYUAN_KAFKA_BOOTSTRAP"] = broker.bootstrap
         typer.echo(f"embedded broker (Tansu, memory storage) on {broker.bootstrap}")
-    bootstrap_servers = env["TONGYUAN_KAFKA_BOOTSTRAP"]
-    wait_for_broker(bootstrap_servers)
-    ensure_topics(bootstrap_servers, settings.topic_partitions)
-    bootstrap(settings)  # tables, the standard catalog and the Changsha regions
     children: dict[Process, subprocess.Popen] = {}
-
-    def start(process: Process) -> None:
-        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=env, preexec_fn=die_with_parent)
-
-    for process in Process:
-        start(process)
-    typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
     stopping = False
 
     def stop(*_):
         nonlocal stopping
         stopping = True
 
+    def start(process: Process) -> None:
+        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=env, preexec_fn=die_with_parent)
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    restarts: dict[Process, float] = {}
     try:
+        bootstrap_servers = env["TONGYUAN_KAFKA_BOOTSTRAP"]
+        wait_for_broker(bootstrap_servers)
+        ensure_topics(bootstrap_servers, settings.topic_partitions)
+        bootstrap(settings)  # tables, the standard catalog and the Changsha regions
+        for process in Process:
+            start(process)
+        typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
+        restarts: dict[Process, float] = {}
         while not stopping:
             time.sleep(0.5)
             for process, child in list(children.items()):
@@ -109,7 +111,7 @@ def up() -> None:
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20
         for child in children.values():
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
@@ -160,6 +162,145 @@ def schemas(check: Annotated[bool, typer.Option(help="fail if contracts/schemas 
         return
     for path in generator.write():
         typer.echo(f"wrote {path}")
+
+
+def _edition_key(text: str) -> tuple[str, str]:
+    scope, _, edition = text.rpartition("@")
+    return (scope or "standard"), edition
+
+
+def _publisher_and_regions():
+    from services.publisher.app import bootstrap
+
+    publisher = bootstrap(_settings())
+    return publisher, publisher.regions()
+
+
+@catalog_cli.command("import")
+def catalog_import(
+    workbook: Annotated[typer.FileBinaryRead, typer.Argument(help="an .xlsx in the standard table layout")],
+    region: Region,
+    edition: Annotated[str, typer.Option(help="e.g. 2022")],
+    draft: Annotated[bool, typer.Option("--draft", help="import without publishing")] = False,
+) -> None:
+    """Import a unit's catalog from Excel (all or nothing), then publish it."""
+    from services.publisher import catalogs
+    from services.publisher.catalog_xlsx import CatalogImportError
+
+    publisher, regions = _publisher_and_regions()
+    try:
+        catalog = catalogs.import_edition(publisher, workbook.read(), scope=region, edition=edition, regions=regions, publish=not draft)
+    except CatalogImportError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        typer.echo(f"{len(exc.problems)} problem(s); nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    except catalogs.CatalogRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    items = sum(len(i.items) for d in catalog.domains for i in d.level1)
+    typer.echo(f"{catalog.key}: {items} level-2 items, {'draft' if draft else 'published'}")
+
+
+@catalog_cli.command("export")
+def catalog_export(
+    region: Region,
+    output: Annotated[typer.FileBinaryWrite, typer.Option("--output", "-o")],
+    edition: Annotated[str | None, typer.Option(help="default: the edition in force for the region")] = None,
+) -> None:
+    """Export a catalog edition to Excel in the standard table layout."""
+    from contracts.catalog import effective_catalog
+    from services.publisher.catalog_xlsx import export_catalog
+
+    publisher, regions = _publisher_and_regions()
+    if edition:
+        with publisher.transaction() as store:
+            found = store.edition(region, edition)
+        catalog = found[0] if found else None
+    else:
+        catalog = effective_catalog(region, regions, publisher.catalogs()) if region != "standard" else publisher.catalogs().get("standard")
+    if catalog is None:
+        typer.echo(f"no catalog for {region} {edition or ''}".rstrip(), err=True)
+        raise typer.Exit(1)
+    output.write(export_catalog(catalog))
+    typer.echo(f"exported {catalog.key}")
+
+
+@catalog_cli.command("derive")
+def catalog_derive(region: Region, edition: Annotated[str, typer.Option()], parent: Annotated[str | None, typer.Option("--from")] = None) -> None:
+    """Start a new draft edition as a copy of its parent (the nearest ancestor's current one)."""
+    from services.publisher import catalogs
+
+    publisher, regions = _publisher_and_regions()
+    try:
+        catalog = catalogs.derive_edition(publisher, scope=region, edition=edition, regions=regions, parent_key=parent)
+    except catalogs.CatalogRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{catalog.key}: draft, derived from {catalog.derived_from}")
+
+
+@catalog_cli.command("publish")
+def catalog_publish(region: Region, edition: Annotated[str, typer.Option()]) -> None:
+    """Publish a draft edition: it becomes immutable and the one in force for its unit."""
+    from services.publisher import catalogs
+
+    publisher, regions = _publisher_and_regions()
+    try:
+        reissued = catalogs.publish_edition(publisher, scope=region, edition=edition, regions=regions)
+    except catalogs.CatalogRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"published {region}@{edition}; {reissued} publication(s) re-issued under renamed items")
+
+
+@catalog_cli.command("diff")
+def catalog_diff(edition_a: str, edition_b: str) -> None:
+    """What changed between two editions (scope@edition, or a bare edition of the standard)."""
+    from contracts.catalog import diff_catalogs
+
+    publisher, _ = _publisher_and_regions()
+    found = []
+    with publisher.transaction() as store:
+        for text in (edition_a, edition_b):
+            edition = store.edition(*_edition_key(text))
+            if edition is None:
+                typer.echo(f"no edition {text}", err=True)
+                raise typer.Exit(1)
+            found.append(edition[0])
+    old, new = found
+    changes = diff_catalogs(old, new)
+    names = {**_names(old), **_names(new)}
+    for item in changes.added:
+        typer.echo(f"+ {item} {names[item]}")
+    for item in changes.dropped:
+        typer.echo(f"- {item} {names[item]}")
+    for rename in changes.renamed:
+        typer.echo(f"~ {rename.id} {rename.old} → {rename.new}")
+    for item, attributes in changes.changed:
+        typer.echo(f"* {item} {names[item]}: {', '.join(attributes)}")
+    if changes.empty:
+        typer.echo("no differences")
+
+
+def _names(catalog) -> dict[str, str]:
+    names = {}
+    for domain in catalog.domains:
+        names[domain.code] = domain.name
+        for level1 in domain.level1:
+            names[level1.id] = f"{domain.name} / {level1.name}"
+            for level2 in level1.items:
+                names[level2.id] = f"{domain.name} / {level1.name} / {level2.name}"
+    return names
+
+
+@catalog_cli.command("list")
+def catalog_list() -> None:
+    """Every edition with its status."""
+    publisher, _ = _publisher_and_regions()
+    with publisher.transaction() as store:
+        for row in store.editions():
+            typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")
 
 
 def main() -> None:

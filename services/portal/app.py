@@ -23,6 +23,7 @@ from services.indexer import app as indexer_app
 from services.indexer.api import build_router as search_router
 from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
+from services.publisher.catalog_api import build_router as catalog_router
 from services.publisher.store import heartbeats as publisher_heartbeats
 
 from . import health
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(publish_router(publisher, directory))
+    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate))
     app.include_router(column_router(column_store, pages, regions=lambda: directory().regions))
     app.include_router(search_router(index, pages))
     within = settings.heartbeat_interval * 3 + 5

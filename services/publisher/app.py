@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 
 import faust
 import structlog
@@ -24,7 +23,7 @@ from services.common.settings import Settings
 
 from . import catalogs
 from .domain import Directory
-from .inbound import handle_cms_message
+from .inbound import handle_cms_batch
 from .relay import OutboxRelay, start_relay_thread
 from .store import Publisher, heartbeats
 
@@ -40,21 +39,32 @@ def bootstrap(settings: Settings, *, load_reference: bool = True) -> Publisher:
     return publisher
 
 
-def directory_provider(publisher: Publisher, ttl: float = 30.0) -> Callable[[], Directory]:
-    """The catalog and regions, re-read from the database at most every `ttl` seconds."""
-    cached: dict[str, object] = {}
-    lock = threading.Lock()
+class DirectoryProvider:
+    """The catalogs in force and the regions, re-read at most every `ttl` seconds, and at
+    once after a change made through this process (`invalidate`)."""
 
-    def current() -> Directory:
-        with lock:
-            if not cached or time.monotonic() - cached["at"] > ttl:  # type: ignore[operator]
-                current = publisher.catalogs()
+    def __init__(self, publisher: Publisher, ttl: float = 5.0):
+        self.publisher = publisher
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Directory] | None = None
+
+    def __call__(self) -> Directory:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                current = self.publisher.catalogs()
                 if STANDARD not in current:
                     raise RuntimeError("no catalog loaded; run `tongyuan db init`")
-                cached.update(directory=Directory(catalogs=current, regions=publisher.regions()), at=time.monotonic())
-            return cached["directory"]  # type: ignore[return-value]
+                self._cached = (time.monotonic(), Directory(catalogs=current, regions=self.publisher.regions()))
+            return self._cached[1]
 
-    return current
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached = None
+
+
+def directory_provider(publisher: Publisher, ttl: float = 5.0) -> DirectoryProvider:
+    return DirectoryProvider(publisher, ttl)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -64,11 +74,11 @@ def create_app(settings: Settings) -> faust.App:
     cms = app.topic(TOPIC_CMS, value_type=bytes, value_serializer="raw", key_serializer="raw")
     rejections = app.topic(TOPIC_REJECTIONS, value_type=bytes, value_serializer="raw", key_serializer="raw")
 
-    async def accept(raw: bytes):
+    async def accept(raws: list[bytes]):
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(handle_cms_message, raw, publisher=publisher, directory=directory())
+                return await asyncio.to_thread(handle_cms_batch, raws, publisher=publisher, directory=directory())
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -79,13 +89,14 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(cms, concurrency=1, name="tongyuan-publisher.cms")
     async def accept_cms_requests(stream):
         async for records in stream.noack_take(settings.consumer_batch_size, within=settings.consumer_batch_within):
-            for record in records:
-                outcome = await accept(record.value)
+            outcomes = await accept([record.value for record in records])
+            for record, outcome in zip(records, outcomes, strict=True):
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
                     log.info("cms.rejected", original_id=rejection.data.original_id, errors=len(rejection.data.errors))
                     pending = await rejections.send(key=record.message.key, value=rejection.model_dump_json(exclude_none=True).encode())
                     await pending
+            for record in records:
                 await stream.ack(record)
 
     @app.timer(settings.heartbeat_interval)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import structlog
 
-from contracts.catalog import STANDARD, Catalog, Region, derive_catalog, diff_catalogs, edition_key, effective_catalog, scope_chain
+from contracts.catalog import STANDARD, Catalog, Region, derive_catalog, diff_catalogs, edition_key, effective_catalog, localise, scope_chain
 from contracts.events import TOPIC_CATALOG, CatalogChangedData, CatalogChangedEvent, CatalogRename, new_event_id
 
 from . import domain
@@ -78,6 +78,22 @@ def import_edition(publisher: Publisher, workbook: bytes, *, scope: str, edition
         if publish:
             _publish(store, imported, regions=regions, now=clock())
     return imported
+
+
+def edit_draft(publisher: Publisher, *, scope: str, edition: str, rename: dict[str, str], drop: set[str], specialise: dict[str, dict]) -> Catalog:
+    """Localise a draft edition in place (see contracts.catalog.localise)."""
+    with publisher.transaction() as store:
+        found = store.edition(scope, edition)
+        if found is None:
+            raise CatalogRefused(f"no edition {edition_key(scope, edition)}; derive it first")
+        if found[1] == "published":
+            raise CatalogRefused(f"{edition_key(scope, edition)} is published and cannot change; derive a new edition")
+        try:
+            edited = localise(found[0], rename=rename, drop=drop, specialise=specialise)
+        except ValueError as exc:
+            raise CatalogRefused(str(exc)) from None
+        store.save_draft(edited)
+    return edited
 
 
 def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock) -> int:

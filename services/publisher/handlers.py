@@ -7,7 +7,7 @@ transaction (the outbox); nothing here talks to Kafka.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -170,52 +170,155 @@ def _withdraw(store: PublisherStore, current: StoredPublication, withdrawal_type
     return Accepted(current.publication_id, data.version, "withdrawn", event.id)
 
 
-def accept_cms_request(
-    event_id: str,
-    source: str,
-    request: PublishRequestData,
+@dataclass(frozen=True)
+class InboundRequest:
+    event_id: str
+    source: str
+    request: PublishRequestData
+
+
+@dataclass
+class _Held:
+    """A publication as the batch sees it: stored state plus what this batch did to it."""
+
+    stored: StoredPublication | None
+    publication_id: str
+    version: int
+    status: str
+    content_hash: str | None
+    document: PublicationData | None
+    created_here: bool = False
+
+
+def accept_cms_batch(
+    batch: list[InboundRequest],
     *,
     publisher: Publisher,
     directory: Directory,
     clock: Clock = utc_clock,
-) -> Accepted:
-    """A CMS's publish request: the same source_ref always maps to the same publication.
+) -> list[Accepted | Rejected]:
+    """CMS publish requests, in order, in one transaction.
 
-    Redelivered events (same id and source) and unchanged content create no new version.
+    The same source + source_ref always maps to the same publication; redelivered events
+    (same id and source) and unchanged content create no new version. A refused request
+    writes nothing and does not stop the others.
     """
     now = clock()
+    outcomes: list[Accepted | Rejected] = []
     with publisher.transaction() as store:
-        current = store.by_source_ref(source, request.source_ref, for_update=True)
-        if not store.remember_inbound(event_id, source, current.publication_id if current else None):
-            log.info("cms.redelivered", event_id=event_id, source=source)
-            if current is None:
-                return Accepted("", 0, "duplicate", None)
-            return Accepted(current.publication_id, current.version, current.status, None)
-        if request.withdraw:
-            if current is None:
-                raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])
-            if current.status == "withdrawn":
-                return Accepted(current.publication_id, current.version, current.status, None)
-            return _withdraw(store, current, request.withdraw, request.explanation, None, now=now, request_id=event_id)
-        if current is None:
-            publication_id = uuid.uuid4().hex
-            data = domain.build_publication(
-                request,
-                publication_id=publication_id,
-                version=1,
-                index_number=_index_number(store, request, now),
-                source=SourceRef(source=source, ref=request.source_ref),
-                directory=directory,
-                now=now,
-            )
-            store.save_published(data, content_hash=domain.content_hash(request), created=True)
-            event = _published_event(data, now, event_id)
-            _emit(store, event)
-            log.info("publication.accepted", publication_id=publication_id, version=1, event_id=event.id, inbound_event_id=event_id, source=source)
-            return Accepted(publication_id, 1, "published", event.id)
-        if current.status == "published" and current.content_hash == domain.content_hash(request):
-            return Accepted(current.publication_id, current.version, current.status, None)
-        return _revise(store, current, request, now=now, directory=directory, request_id=event_id)
+        seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
+        held = {
+            key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
+            for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
+        }
+        created: dict[str, tuple[PublicationData, str | None]] = {}
+        revised: dict[str, tuple[PublicationData, str | None]] = {}
+        withdrawn: dict[str, WithdrawalData] = {}
+        outbox_rows: list[dict] = []
+        inbound_rows: list[dict] = []
+        index_numbers = _reserve_index_numbers(store, batch, held, now)
+
+        def emit(event) -> None:
+            outbox_rows.append(dict(event_id=event.id, topic=TOPIC_PUBLICATIONS, key=event.subject, payload=event.model_dump_json(exclude_none=True)))
+
+        for message in batch:
+            key = (message.source, message.request.source_ref)
+            current = held.get(key)
+            if (message.event_id, message.source) in seen:
+                log.info("cms.redelivered", event_id=message.event_id, source=message.source)
+                outcomes.append(Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None))
+                continue
+            try:
+                outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
+            except Rejected as rejected:
+                outcomes.append(rejected)
+                continue
+            seen.add((message.event_id, message.source))
+            inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
+            if event is not None:
+                emit(event)
+                if isinstance(event, WithdrawnEvent):
+                    held[key].status, held[key].version = "withdrawn", event.data.version
+                    withdrawn[outcome.publication_id] = event.data
+                    revised.pop(outcome.publication_id, None)  # a row created here is still inserted, then withdrawn
+                else:
+                    record = held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
+                    record.version, record.status, record.document = event.data.version, "published", event.data
+                    record.content_hash = domain.content_hash(message.request)
+                    target = created if record.created_here else revised
+                    target[outcome.publication_id] = (event.data, record.content_hash)
+                    withdrawn.pop(outcome.publication_id, None)
+                log.info("publication.accepted", publication_id=outcome.publication_id, version=outcome.version, event_id=event.id, inbound_event_id=message.event_id, source=message.source)
+            outcomes.append(outcome)
+        store.save_batch(
+            created=list(created.values()), revised=list(revised.values()), withdrawn=list(withdrawn.values()), outbox_rows=outbox_rows, inbound_rows=inbound_rows
+        )
+    return outcomes
+
+
+def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], held: dict, now: datetime) -> dict[str, Iterator[str]]:
+    """索引号 for the new publications of a batch, reserved in one step per region and year.
+    A request refused later leaves a gap in the sequence, which is harmless."""
+    wanted: dict[str, set[str]] = {}
+    for message in batch:
+        request = message.request
+        if not request.withdraw and not request.index_number and (message.source, request.source_ref) not in held:
+            wanted.setdefault(f"{request.placements[0].region_code}/{now.year}", set()).add(request.source_ref)
+    numbers = {}
+    for prefix, refs in wanted.items():
+        first = store.reserve_index_numbers(prefix, len(refs))
+        numbers[prefix] = iter([f"{prefix}-{n:05d}" for n in range(first, first + len(refs))])
+    return numbers
+
+
+def _apply_request(message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict) -> tuple[Accepted, object | None]:
+    request = message.request
+    if request.withdraw:
+        if current is None or current.document is None:
+            raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])
+        if current.status == "withdrawn":
+            return Accepted(current.publication_id, current.version, current.status, None), None
+        data = domain.build_withdrawal(current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now)
+        event = _withdrawn_event(data, now, message.event_id)
+        return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
+    if current is None:
+        publication_id = uuid.uuid4().hex
+        prefix = f"{request.placements[0].region_code}/{now.year}"
+        data = domain.build_publication(
+            request,
+            publication_id=publication_id,
+            version=1,
+            index_number=request.index_number or next(index_numbers[prefix]),
+            source=SourceRef(source=message.source, ref=request.source_ref),
+            directory=directory,
+            now=now,
+        )
+        event = _published_event(data, now, message.event_id)
+        return Accepted(publication_id, 1, "published", event.id), event
+    if current.status == "published" and current.content_hash == domain.content_hash(request):
+        return Accepted(current.publication_id, current.version, current.status, None), None
+    data = domain.build_publication(
+        request,
+        publication_id=current.publication_id,
+        version=current.version + 1,
+        index_number=current.document.index_number,
+        source=current.document.source_ref,
+        directory=directory,
+        now=now,
+        kind=current.document.kind,
+    )
+    if request.published_at is None:
+        data = data.model_copy(update={"published_at": current.document.published_at})
+    event = _published_event(data, now, message.event_id)
+    return Accepted(current.publication_id, data.version, "published", event.id), event
+
+
+def accept_cms_request(event_id: str, source: str, request: PublishRequestData, *, publisher: Publisher, directory: Directory, clock: Clock = utc_clock) -> Accepted:
+    """One CMS request (see accept_cms_batch); raises Rejected."""
+    (outcome,) = accept_cms_batch([InboundRequest(event_id, source, request)], publisher=publisher, directory=directory, clock=clock)
+    if isinstance(outcome, Rejected):
+        raise outcome
+    return outcome
 
 
 def republish_all(publisher: Publisher, *, only: str | None = None, clock: Clock = utc_clock) -> int:

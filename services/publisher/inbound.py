@@ -55,7 +55,8 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple = ()) -> list[FieldErro
     return [FieldError(loc=(*prefix, *map(lambda p: p if isinstance(p, int) else str(p), e["loc"])), msg=e["msg"], type=e["type"]) for e in exc.errors(include_url=False)]
 
 
-def handle_cms_message(raw: bytes, *, publisher: Publisher, directory: Directory) -> Outcome:
+def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
+    """A well-formed publish request, or the rejection that says what is wrong with it."""
     try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -79,8 +80,28 @@ def handle_cms_message(raw: bytes, *, publisher: Publisher, directory: Directory
         request = PublishRequestData.model_validate(envelope["data"])
     except ValidationError as exc:
         return _reject(envelope, _pydantic_errors(exc, ("data",)))
-    try:
-        accepted = handlers.accept_cms_request(str(envelope["id"]), source, request, publisher=publisher, directory=directory)
-    except Rejected as exc:
-        return _reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in exc.errors])
-    return Outcome(accepted=accepted)
+    return handlers.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request)
+
+
+def handle_cms_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:
+    """Parse every message, put the well-formed ones through the gate in one transaction."""
+    parsed = [parse_cms_message(raw) for raw in raws]
+    requests = [p for p in parsed if isinstance(p, handlers.InboundRequest)]
+    results = iter(handlers.accept_cms_batch(requests, publisher=publisher, directory=directory) if requests else [])
+    outcomes = []
+    for item in parsed:
+        if isinstance(item, Outcome):
+            outcomes.append(item)
+            continue
+        result = next(results)
+        if isinstance(result, Rejected):
+            envelope = {"id": item.event_id, "type": CMS_PUBLISH_REQUESTED, "source": item.source, "data": {"source_ref": item.request.source_ref}}
+            outcomes.append(_reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]))
+        else:
+            outcomes.append(Outcome(accepted=result))
+    return outcomes
+
+
+def handle_cms_message(raw: bytes, *, publisher: Publisher, directory: Directory) -> Outcome:
+    (outcome,) = handle_cms_batch([raw], publisher=publisher, directory=directory)
+    return outcome

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -286,6 +287,93 @@ class PublisherStore:
             return False
         self.connection.execute(insert(inbound_events).values(event_id=event_id, source=source, publication_id=publication_id, received_at=_now()))
         return True
+
+    # --- batch operations (the CMS lane applies a whole batch in one transaction) ---------
+    def seen_inbound(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted, found = set(keys), set()
+        ids = sorted({event_id for event_id, _ in keys})
+        for start in range(0, len(ids), 500):
+            rows = self.connection.execute(select(inbound_events.c.event_id, inbound_events.c.source).where(inbound_events.c.event_id.in_(ids[start : start + 500])))
+            found.update(tuple(r) for r in rows if tuple(r) in wanted)
+        return found
+
+    def by_source_refs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StoredPublication]:
+        wanted, found = set(pairs), {}
+        refs = sorted({ref for _, ref in pairs})
+        for start in range(0, len(refs), 500):
+            query = select(publications).where(publications.c.source_ref.in_(refs[start : start + 500]))
+            if self.connection.dialect.name == "postgresql":
+                query = query.with_for_update()
+            for row in self.connection.execute(query).mappings():
+                if (row["source"], row["source_ref"]) in wanted:
+                    found[(row["source"], row["source_ref"])] = self._row(row)
+        return found
+
+    def reserve_index_numbers(self, prefix: str, count: int) -> int:
+        """The first of `count` consecutive index numbers for this prefix."""
+        row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()
+        if row is None:
+            self.connection.execute(insert(index_counters).values(prefix=prefix, last=count))
+            return 1
+        self.connection.execute(update(index_counters).where(index_counters.c.prefix == prefix).values(last=row.last + count))
+        return row.last + 1
+
+    def save_batch(
+        self,
+        *,
+        created: list[tuple[PublicationData, str | None]],
+        revised: list[tuple[PublicationData, str | None]],
+        withdrawn: list[WithdrawalData],
+        outbox_rows: list[dict],
+        inbound_rows: list[dict],
+    ) -> None:
+        """Write a batch's outcome with one statement per kind (executemany)."""
+        now = _now()
+        if created:
+            self.connection.execute(
+                insert(publications),
+                [
+                    dict(
+                        publication_id=d.publication_id,
+                        version=d.version,
+                        status="published",
+                        source=d.source_ref.source,
+                        source_ref=d.source_ref.ref,
+                        content_hash=h,
+                        document=d.model_dump(mode="json"),
+                        withdrawal=None,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for d, h in created
+                ],
+            )
+        if revised:
+            self.connection.execute(
+                update(publications).where(publications.c.publication_id == bindparam("pid")),
+                [dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=d.model_dump(mode="json"), withdrawal=None, updated_at=now) for d, h in revised],
+            )
+        if withdrawn:
+            self.connection.execute(
+                update(publications).where(publications.c.publication_id == bindparam("pid")),
+                [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=w.model_dump(mode="json"), updated_at=now) for w in withdrawn],
+            )
+        gone = {w.publication_id for w in withdrawn}
+        stale = sorted({d.publication_id for d, _ in revised} | gone)
+        for start in range(0, len(stale), 500):
+            self.connection.execute(delete(placements).where(placements.c.publication_id.in_(stale[start : start + 500])))
+        rows = [
+            dict(publication_id=d.publication_id, region_code=p.region_code, domain_code=p.domain_code, level1_id=p.level1_id, level2_id=p.level2_id)
+            for d, _ in (*created, *revised)
+            if d.publication_id not in gone
+            for p in d.placements
+        ]
+        if rows:
+            self.connection.execute(insert(placements), rows)
+        if outbox_rows:
+            self.connection.execute(insert(outbox), [dict(created_at=now, **row) for row in outbox_rows])
+        if inbound_rows:
+            self.connection.execute(insert(inbound_events), [dict(received_at=now, **row) for row in inbound_rows])
 
     def next_index_number(self, prefix: str) -> int:
         row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()

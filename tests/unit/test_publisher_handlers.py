@@ -104,3 +104,36 @@ def test_republish_re_emits_current_state_with_unchanged_versions(publisher, dir
     again = {e["subject"]: e for e in outbox_events(publisher)[before:]}
     assert again[kept.publication_id]["type"] == PUBLISHED and again[kept.publication_id]["data"]["version"] == 1
     assert again[gone.publication_id]["type"] == WITHDRAWN and again[gone.publication_id]["data"]["version"] == 2
+
+
+def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, directory):
+    from services.publisher.handlers import InboundRequest
+
+    bad = cms_request(source_ref="cms-bad", placements=[placement(level2="D14-02-99")])
+    batch = [
+        InboundRequest("e1", "/cms/furong", cms_request(source_ref="a")),
+        InboundRequest("e2", "/cms/furong", bad),
+        InboundRequest("e3", "/cms/furong", cms_request(source_ref="a", title="第二版")),
+        InboundRequest("e1", "/cms/furong", cms_request(source_ref="a", title="重投递")),
+        InboundRequest("e4", "/cms/furong", cms_request(source_ref="b")),
+        InboundRequest("e5", "/cms/furong", cms_request(source_ref="b", withdraw="gone", explanation="误发")),
+    ]
+    outcomes = handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
+    assert isinstance(outcomes[1], Rejected)
+    a1, a2, again, b1, b2 = (outcomes[i] for i in (0, 2, 3, 4, 5))
+    assert (a1.version, a2.version, again.version, again.event_id) == (1, 2, 2, None)
+    assert a1.publication_id == a2.publication_id == again.publication_id
+    assert (b1.version, b2.version, b2.status) == (1, 2, "withdrawn")
+    events = outbox_events(publisher)
+    assert [(e["subject"], e["data"]["version"]) for e in events] == [(a1.publication_id, 1), (a1.publication_id, 2), (b1.publication_id, 1), (b1.publication_id, 2)]
+    assert events[1]["data"]["title"] == "第二版"
+    # New publications got consecutive index numbers; the revision kept its number.
+    assert events[0]["data"]["index_number"] == events[1]["data"]["index_number"]
+    numbers = sorted({events[0]["data"]["index_number"], events[2]["data"]["index_number"]})
+    assert len(numbers) == 2 and all(n.startswith("430102001/") for n in numbers)
+    with publisher.transaction() as store:
+        assert store.get(a1.publication_id).document.title == "第二版"
+        assert store.get(b1.publication_id).status == "withdrawn"
+    # The same batch again is all redeliveries: nothing new.
+    handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
+    assert len(outbox_events(publisher)) == 4

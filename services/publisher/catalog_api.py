@@ -1,0 +1,186 @@
+"""The catalog API: pickers for CMSes (region → domains → level-1 → level-2) with ETag/304,
+and edition management (derive, Excel import/export, publish, diff)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, edition_key
+
+from . import catalogs
+from .domain import Directory
+from .store import Publisher
+
+RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
+ScopePath = Annotated[str, Path(pattern=r"^(standard|[0-9A-Z]{2,12})$")]
+EditionPath = Annotated[str, Path(pattern=r"^[0-9A-Za-z._-]{1,40}$")]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class DraftEdits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rename: dict[Annotated[str, Field(max_length=20)], Annotated[str, Field(min_length=1, max_length=100)]] = {}
+    drop: Annotated[list[Annotated[str, Field(max_length=20)]], Field(max_length=1000)] = []
+    specialise: dict[Annotated[str, Field(max_length=20)], dict[str, str | list[str]]] = {}
+
+
+class RenderedCache:
+    """Serialised answers keyed by (catalog edition key, path): published editions never
+    change, so an entry is valid for as long as that edition is the one in force."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self.entries: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
+
+    def get(self, key: tuple, render: Callable[[], object]) -> tuple[bytes, str]:
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        body = json.dumps(render(), ensure_ascii=False, separators=(",", ":")).encode()
+        entry = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        self.entries[key] = entry
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
+def _domain_summary(domain: Domain) -> dict:
+    return {"code": domain.code, "name": domain.name, "aliases": list(domain.aliases), "level1_count": len(domain.level1)}
+
+
+def _level1_summary(level1: Level1Item) -> dict:
+    return {"id": level1.id, "name": level1.name, "items": [{"id": j.id, "name": j.name} for j in level1.items]}
+
+
+def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on_change: Callable[[], None]) -> APIRouter:
+    router = APIRouter(tags=["catalog"])
+    cache = RenderedCache()
+
+    def conditional(request: Request, key: tuple, render: Callable[[], object]) -> Response:
+        body, etag = cache.get(key, render)
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
+        if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        return Response(content=body, media_type="application/json", headers=headers)
+
+    def catalog_of(region_code: str) -> Catalog:
+        current = directory()
+        if region_code not in current.regions:
+            raise HTTPException(404, f"no region {region_code}")
+        return current.catalog_for(region_code)
+
+    @router.get("/v1/regions/{region_code}/catalog")
+    def region_domains(request: Request, region_code: RegionPath):
+        catalog = catalog_of(region_code)
+        return conditional(
+            request,
+            (catalog.key,),
+            lambda: {"scope": catalog.scope, "edition": catalog.edition, "domains": [_domain_summary(d) for d in catalog.domains]},
+        )
+
+    @router.get("/v1/regions/{region_code}/catalog/{domain}")
+    def domain_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)]):
+        catalog = catalog_of(region_code)
+        found = catalog.resolve_domain(domain)
+        if found is None:
+            raise HTTPException(404, {"msg": f"no domain {domain!r}", "choices": [{"id": d.code, "name": d.name} for d in catalog.domains]})
+        return conditional(request, (catalog.key, found.code), lambda: {**_domain_summary(found), "level1": [_level1_summary(i) for i in found.level1]})
+
+    @router.get("/v1/regions/{region_code}/catalog/{domain}/{level1_id}")
+    def level1_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)], level1_id: Annotated[str, Path(max_length=20)]):
+        catalog = catalog_of(region_code)
+        found = catalog.resolve_domain(domain)
+        level1 = catalog.level1(level1_id)
+        if found is None or level1 is None or not level1_id.startswith(found.code + "-"):
+            raise HTTPException(404, "no such level-1 item in this region's catalog")
+        return conditional(request, (catalog.key, level1.id), lambda: {"id": level1.id, "name": level1.name, "items": [j.model_dump() for j in level1.items]})
+
+    @router.get("/v1/catalogs")
+    def editions():
+        with publisher.transaction() as store:
+            return [{**row, "published_at": row["published_at"].isoformat() if row["published_at"] else None} for row in store.editions()]
+
+    def edition_or_404(scope: str, edition: str) -> tuple[Catalog, str]:
+        with publisher.transaction() as store:
+            found = store.edition(scope, edition)
+        if found is None:
+            raise HTTPException(404, f"no edition {edition_key(scope, edition)}")
+        return found[0], found[1]
+
+    @router.get("/v1/catalogs/{scope}/{edition}")
+    def edition_document(scope: ScopePath, edition: EditionPath):
+        catalog, status = edition_or_404(scope, edition)
+        return {"status": status, "catalog": json.loads(catalog.model_dump_json())}
+
+    @router.get("/v1/catalogs/{scope}/{edition}/xlsx")
+    def export_edition(scope: ScopePath, edition: EditionPath):
+        from .catalog_xlsx import export_catalog
+
+        catalog, _ = edition_or_404(scope, edition)
+        filename = f"catalog-{scope}-{edition}.xlsx"
+        return Response(export_catalog(catalog), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}})
+    async def import_edition(request: Request, scope: ScopePath, edition: EditionPath, publish: Annotated[bool, Query()] = False):
+        from .catalog_xlsx import CatalogImportError
+
+        workbook = await request.body()
+        try:
+            catalog = catalogs.import_edition(publisher, workbook, scope=scope, edition=edition, regions=directory().regions, publish=publish)
+        except CatalogImportError as exc:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [{"loc": ["body", p.sheet, p.row, p.column], "msg": p.message, "type": "catalog.import"} for p in exc.problems]},
+            )
+        except catalogs.CatalogRefused as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
+        on_change()
+        return {"key": catalog.key, "status": "published" if publish else "draft"}
+
+    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201)
+    def derive(scope: ScopePath, edition: EditionPath, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
+        try:
+            catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
+        except catalogs.CatalogRefused as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
+
+    @router.patch("/v1/catalogs/{scope}/{edition}")
+    def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()]):
+        try:
+            catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
+        except catalogs.CatalogRefused as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return {"key": catalog.key, "status": "draft"}
+
+    @router.post("/v1/catalogs/{scope}/{edition}/publish")
+    def publish(scope: ScopePath, edition: EditionPath):
+        try:
+            reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions)
+        except catalogs.CatalogRefused as exc:
+            return JSONResponse(status_code=409, content={"detail": str(exc)})
+        on_change()
+        return {"key": edition_key(scope, edition), "status": "published", "reissued_publications": reissued}
+
+    @router.get("/v1/catalogs/diff")
+    def diff(a: Annotated[str, Query(pattern=r"^[0-9A-Za-z]+@[0-9A-Za-z._-]+$")], b: Annotated[str, Query(pattern=r"^[0-9A-Za-z]+@[0-9A-Za-z._-]+$")]):
+        old, _ = edition_or_404(*a.split("@", 1))
+        new, _ = edition_or_404(*b.split("@", 1))
+        changes = diff_catalogs(old, new)
+        return {
+            "added": list(changes.added),
+            "dropped": list(changes.dropped),
+            "renamed": [{"id": r.id, "old": r.old, "new": r.new} for r in changes.renamed],
+            "changed": [{"id": i, "attributes": list(attrs)} for i, attrs in changes.changed],
+        }
+
+    return router
