@@ -134,6 +134,12 @@ class Catalog(_Model):
 
     _indexes: tuple | None = PrivateAttr(default=None)
 
+    def __eq__(self, other: object) -> bool:
+        # pydantic would compare the private lookup cache too.
+        if not isinstance(other, Catalog):
+            return NotImplemented
+        return (self.edition, self.scope, self.derived_from, self.domains) == (other.edition, other.scope, other.derived_from, other.domains)
+
     def __hash__(self) -> int:
         return id(self)
 
