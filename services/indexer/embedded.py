@@ -41,7 +41,7 @@ from .index import (
     newest_per_publication,
     searchable_text,
 )
-from .tokenize import char_terms, index_terms, query_expression
+from .tokenize import both_terms, query_expression
 
 metadata = MetaData()
 
@@ -96,11 +96,14 @@ class EmbeddedSearchIndex(SearchIndex):
                 row.publication_id: row
                 for row in connection.execute(select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(list(newest))))
             }
-            for publication_id, event in newest.items():
-                row = stored.get(publication_id)
-                if row is not None and row.version >= event.data.version:
-                    continue  # a duplicate, a replay, or older than what we hold
-                _write(connection, event, row.id if row is not None else None)
+            fresh = [
+                (event, stored[pid].id if pid in stored else None)
+                for pid, event in newest.items()
+                # Skipped: a duplicate, a replay, or older than what we hold.
+                if pid not in stored or stored[pid].version < event.data.version
+            ]
+            if fresh:
+                _write_batch(connection, fresh)
 
     def search(self, query: SearchQuery) -> SearchResults:
         expression = query_expression(query.q)
@@ -162,29 +165,48 @@ def _placement_condition(query: SearchQuery, params: dict[str, Any]) -> str | No
     return f"EXISTS (SELECT 1 FROM search_placements AS p WHERE {' AND '.join(clauses)})"
 
 
-def _write(connection: Connection, event: Event, document_id: int | None) -> None:
-    """Replace whatever is stored for the publication with this (newer) event."""
-    data = event.data
-    published = isinstance(event, PublishedEvent)
-    document = document_of(data) if published else None
-    values = {
-        "publication_id": data.publication_id,
-        "version": data.version,
-        "status": "published" if published else "withdrawn",
-        "published_at": as_utc(data.published_at).replace(tzinfo=None) if published else None,
-        "document": json.dumps(document, ensure_ascii=False) if document else None,
-    }
-    if document_id is None:
-        document_id = connection.execute(documents.insert().values(**values)).inserted_primary_key[0]
-    else:
-        connection.execute(documents.update().where(documents.c.id == document_id).values(**values))
-        connection.execute(text("DELETE FROM search_fts WHERE rowid = :id"), {"id": document_id})
-        connection.execute(placements.delete().where(placements.c.document_id == document_id))
-    if document is None:
-        return  # a tombstone: kept for its version, invisible to search
-    title, body = searchable_text(document)
-    connection.execute(
-        text("INSERT INTO search_fts (rowid, title, body, title_chars, body_chars) VALUES (:id, :title, :body, :title_chars, :body_chars)"),
-        {"id": document_id, "title": index_terms(title), "body": index_terms(body), "title_chars": char_terms(title), "body_chars": char_terms(body)},
-    )
-    connection.execute(placements.insert(), [{"document_id": document_id, "region_code": p["region_code"], "domain_code": p["domain_code"]} for p in document["placements"]])
+def _write_batch(connection: Connection, fresh: list[tuple[Event, int | None]]) -> None:
+    """Replace what is stored for each publication with its newer event: one statement per
+    kind of row for the whole batch (the indexer's throughput is bound by this)."""
+    # New rows get ids here; the write lock taken at BEGIN makes max(id) safe.
+    next_id = (connection.execute(text("SELECT coalesce(max(id), 0) FROM search_documents")).scalar_one() or 0) + 1
+    inserted, updated, fts_rows, placement_rows = [], [], [], []
+    for event, document_id in fresh:
+        data = event.data
+        published = isinstance(event, PublishedEvent)
+        document = document_of(data) if published else None
+        if document_id is None:
+            document_id, next_id = next_id, next_id + 1
+            target = inserted
+        else:
+            target = updated
+        target.append(
+            {
+                "id": document_id,
+                "publication_id": data.publication_id,
+                "version": data.version,
+                "status": "published" if published else "withdrawn",
+                "published_at": as_utc(data.published_at).replace(tzinfo=None) if published else None,
+                "document": json.dumps(document, ensure_ascii=False) if document else None,
+            }
+        )
+        if document is None:
+            continue  # a tombstone: kept for its version, invisible to search
+        title, body = searchable_text(document)
+        title_terms, title_chars = both_terms(title)
+        body_terms, body_chars = both_terms(body)
+        fts_rows.append({"id": document_id, "title": title_terms, "body": body_terms, "title_chars": title_chars, "body_chars": body_chars})
+        placement_rows += [{"document_id": document_id, "region_code": p["region_code"], "domain_code": p["domain_code"]} for p in document["placements"]]
+    if updated:
+        ids = [{"id": row["id"]} for row in updated]
+        connection.execute(text("DELETE FROM search_fts WHERE rowid = :id"), ids)
+        connection.execute(text("DELETE FROM search_placements WHERE document_id = :id"), ids)
+        connection.execute(
+            text("UPDATE search_documents SET version = :version, status = :status, published_at = :published_at, document = :document WHERE id = :id"), updated
+        )
+    if inserted:
+        connection.execute(documents.insert(), inserted)
+    if fts_rows:
+        connection.execute(text("INSERT INTO search_fts (rowid, title, body, title_chars, body_chars) VALUES (:id, :title, :body, :title_chars, :body_chars)"), fts_rows)
+    if placement_rows:
+        connection.execute(placements.insert(), placement_rows)

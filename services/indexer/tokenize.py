@@ -29,7 +29,7 @@ SNIPPET_CHARS = 120
 def _runs(text: str) -> Iterator[tuple[bool, str]]:
     """(is_cjk, run) for each CJK run and ASCII word; everything else separates runs."""
     # NFKC folds full-width letters/digits (２０２２) and compatibility ideographs.
-    normalised = unicodedata.normalize("NFKC", text).lower()
+    normalised = (text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)).lower()
     for match in _RUN.finditer(normalised):
         yield match.group(1) is not None, match.group(0)
 
@@ -42,12 +42,26 @@ def _run_terms(is_cjk: bool, run: str) -> list[str]:
 
 def index_terms(text: str) -> str:
     """Bigrams of CJK runs (a lone CJK character stays a unigram) and lowercased ASCII words."""
-    return " ".join(term for is_cjk, run in _runs(text) for term in _run_terms(is_cjk, run))
+    return both_terms(text)[0]
 
 
 def char_terms(text: str) -> str:
     """Every CJK character on its own, so a one-character query can match."""
-    return " ".join(char for is_cjk, run in _runs(text) if is_cjk for char in run)
+    return both_terms(text)[1]
+
+
+# The same terms as _runs/_run_terms, found by the regex engine in text order: every
+# overlapping CJK bigram (zero-width lookahead), a CJK character standing alone, or an
+# ASCII word. Indexing is the consumer's hot path, so this stays out of Python loops.
+_TERM = re.compile(f"(?=([{_CJK}]{{2}}))|(?<![{_CJK}])([{_CJK}])(?![{_CJK}])|([0-9a-z]+)")
+_NOT_CJK = re.compile(f"[^{_CJK}]+")
+
+
+def both_terms(text: str) -> tuple[str, str]:
+    """(index_terms, char_terms), normalising once and only when the text needs it."""
+    normalised = (text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)).lower()
+    terms = " ".join(a or b or c for a, b, c in _TERM.findall(normalised))
+    return terms, " ".join(_NOT_CJK.sub("", normalised))
 
 
 def query_phrases(user_query: str) -> list[tuple[str, ...]]:
