@@ -254,9 +254,35 @@ def standard_catalog_2021() -> Catalog:
     return Catalog(edition="2021", scope=STANDARD, domains=tuple(d for d in current.domains if not d.added_2022))
 
 
+@lru_cache
 def _rows(name: str) -> list[dict[str, str]]:
     text = resources.files("contracts.reference").joinpath("regions", name).read_text("utf-8")
     return list(csv.DictReader(text.splitlines()))
+
+
+@lru_cache
+def _streets_by_county() -> dict[str, list[dict[str, str]]]:
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for row in _rows("streets.csv"):
+        grouped.setdefault(row["areaCode"], []).append(row)
+    return grouped
+
+
+def regions_of_province(province_code: str) -> tuple[Region, ...]:
+    """A province, its cities, counties and townships (2023 codes)."""
+    province = next((r for r in _rows("provinces.csv") if r["code"] == province_code), None)
+    if province is None:
+        raise ValueError(f"no province with code {province_code!r} in the 2023 division table")
+    regions = [Region(code=province_code, name=province["name"], level="province")]
+    for city in _rows("cities.csv"):
+        if city["provinceCode"] == province_code:
+            regions += [r.model_copy(update={"parent_code": province_code}) if r.level == "city" else r for r in regions_of_city(city["code"])]
+    return tuple(regions)
+
+
+def all_regions() -> tuple[Region, ...]:
+    """The whole country: 31 provinces, their cities, 2,978 counties and 41,352 townships."""
+    return tuple(r for province in _rows("provinces.csv") for r in regions_of_province(province["code"]))
 
 
 @lru_cache
@@ -273,11 +299,8 @@ def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
     regions += [Region(code=r["code"], name=r["name"], level="county", parent_code=city_code) for r in counties]
     if city_code == "4301":
         regions.append(Region(code=HIGH_TECH_ZONE_CODE, name=HIGH_TECH_ZONE_NAME, level="county", parent_code=city_code))
-    county_codes = {r["code"] for r in counties}
     regions += [
-        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"])
-        for r in _rows("streets.csv")
-        if r["areaCode"] in county_codes
+        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"]) for county in counties for r in _streets_by_county().get(county["code"], ())
     ]
     return tuple(regions)
 

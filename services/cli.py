@@ -18,6 +18,8 @@ from services.common.settings import Settings, get_settings
 cli = typer.Typer(help="同源 Tongyuan — publish once, appear everywhere.", no_args_is_help=True)
 db_cli = typer.Typer(help="The publisher's database.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+regions_cli = typer.Typer(help="Administrative regions (2023 statistical division codes).", no_args_is_help=True)
+cli.add_typer(regions_cli, name="regions")
 catalog_cli = typer.Typer(help="Catalog editions: import, export, derive, publish, diff.", no_args_is_help=True)
 cli.add_typer(catalog_cli, name="catalog")
 Region = Annotated[str, typer.Option("--region", help='region code, or "standard" for the ministry guideline')]
@@ -174,6 +176,29 @@ def _publisher_and_regions():
 
     publisher = bootstrap(_settings())
     return publisher, publisher.regions()
+
+
+@regions_cli.command("load")
+def regions_load(
+    city: Annotated[list[str], typer.Option(help="a city code, e.g. 4301; repeatable")] = [],  # noqa: B006
+    province: Annotated[list[str], typer.Option(help="a province code, e.g. 43; repeatable")] = [],  # noqa: B006
+    everything: Annotated[bool, typer.Option("--all", help="the whole country")] = False,
+) -> None:
+    """Add regions to the publisher's directory (Changsha is loaded by default)."""
+    from contracts.catalog import all_regions, regions_of_city, regions_of_province
+
+    if not (city or province or everything):
+        typer.echo("name --city, --province or --all", err=True)
+        raise typer.Exit(2)
+    try:
+        found = list(all_regions()) if everything else [r for c in city for r in regions_of_city(c)] + [r for p in province for r in regions_of_province(p)]
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    publisher, before = _publisher_and_regions()
+    with publisher.transaction() as store:
+        store.save_regions(tuple(found))
+    typer.echo(f"{len(publisher.regions()) - len(before)} regions added ({len(found)} named)")
 
 
 @catalog_cli.command("import")
