@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -91,12 +91,21 @@ class Draft:
 
     def as_body(self) -> dict:
         return {
-            "placements": [{"region_code": self.region_code, "domain_code": self.domain_code, "level1_id": self.level1_id, "level2_id": self.level2_id}],
+            "placements": [
+                {
+                    "region_code": self.region_code,
+                    "domain_code": self.domain_code,
+                    "level1_id": self.level1_id,
+                    "level2_id": self.level2_id,
+                }
+            ],
             "title": self.title,
             "body_html": self.body_html,
             "formed_at": "2026-03-02",
             "publishing_body": self.publishing_body,
-            "attachments": [{"name": "附件1.pdf", "url": "https://example.gov.cn/files/a.pdf"}],
+            "attachments": [
+                {"name": "附件1.pdf", "url": "https://example.gov.cn/files/a.pdf"}
+            ],
         }
 
 
@@ -108,8 +117,12 @@ class Payloads:
 
         self.random = random.Random(seed)
         catalog = standard_catalog()
-        self.items = [(d, l1, l2) for d in catalog.domains for l1 in d.level1 for l2 in l1.items]
-        self.regions = [r for r in regions_of_city("4301") if r.level in ("county", "township")]
+        self.items = [
+            (d, l1, l2) for d in catalog.domains for l1 in d.level1 for l2 in l1.items
+        ]
+        self.regions = [
+            r for r in regions_of_city("4301") if r.level in ("county", "township")
+        ]
         if not self.items or not self.regions:
             raise BenchFailure("the catalog or the regions are empty")
 
@@ -123,18 +136,35 @@ class Payloads:
             "region": region.name,
             "body": body,
             "content": (level2.content or f"{level1.name}的有关信息").rstrip("。"),
-            "basis": (level2.basis or "《中华人民共和国政府信息公开条例》").rstrip("。"),
+            "basis": (level2.basis or "《中华人民共和国政府信息公开条例》").rstrip(
+                "。"
+            ),
         }
-        target_chars = rnd.randint(380, 620)  # 1.1–1.9 KB of UTF-8 text, plus the envelope
+        target_chars = rnd.randint(
+            380, 620
+        )  # 1.1–1.9 KB of UTF-8 text, plus the envelope
         paragraphs, length = [], 0
-        for template in [_PARAGRAPHS[0], *rnd.sample(_PARAGRAPHS[1:], len(_PARAGRAPHS) - 1)]:
+        for template in [
+            _PARAGRAPHS[0],
+            *rnd.sample(_PARAGRAPHS[1:], len(_PARAGRAPHS) - 1),
+        ]:
             paragraph = template.format(**fill)
             paragraphs.append(f"<p>{paragraph}</p>")
             length += len(paragraph)
             if length >= target_chars:
                 break
-        title = f"{region.name}关于{domain.name}{level2.name}的{rnd.choice(_KINDS)}（2026年第{n}号）"[:200]
-        return Draft(region.code, domain.code, level1.id, level2.id, title, "".join(paragraphs), body)
+        title = f"{region.name}关于{domain.name}{level2.name}的{rnd.choice(_KINDS)}（2026年第{n}号）"[
+            :200
+        ]
+        return Draft(
+            region.code,
+            domain.code,
+            level1.id,
+            level2.id,
+            title,
+            "".join(paragraphs),
+            body,
+        )
 
     def cms_event(self, run_id: str, n: int) -> tuple[bytes, bytes]:
         from contracts.events import CMS_PUBLISH_REQUESTED
@@ -156,7 +186,9 @@ def _crc32c_impl() -> str:
     try:
         from kafka.record import util
 
-        return "c (crc32c package)" if getattr(util, "crc32c_c", None) else "pure python"
+        return (
+            "c (crc32c package)" if getattr(util, "crc32c_c", None) else "pure python"
+        )
     except ImportError:
         return "unknown"
 
@@ -165,21 +197,33 @@ def bench_producer(bootstrap: str):
     from kafka import KafkaProducer
 
     # The relay's settings, minus idempotence (nothing here retries).
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=4 * 1024 * 1024)
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
 
 
-def produce_all(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+def produce_all(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
+) -> float:
     """Seconds from the first send until the broker acked the last message."""
     producer = bench_producer(bootstrap)
     try:
         producer.partitions_for(topic)  # metadata outside the timing
         started = time.monotonic()
-        futures = [producer.send(topic, key=key, value=value) for key, value in messages]
+        futures = [
+            producer.send(topic, key=key, value=value) for key, value in messages
+        ]
         producer.flush(timeout=300)
         elapsed = time.monotonic() - started
         failed = sum(1 for f in futures if f.failed())
         if failed:
-            raise BenchFailure(f"{failed} of {len(messages)} messages to {topic} were not acknowledged")
+            raise BenchFailure(
+                f"{failed} of {len(messages)} messages to {topic} were not acknowledged"
+            )
         return elapsed
     finally:
         producer.close(timeout=10)
@@ -285,7 +329,11 @@ class Sampler(threading.Thread):
                     stats.restarts += 1
                     stats.pid = pid
                 self.known_pids[pid] = name
-                rss, hwm, info = _status_kb(pid, "VmRSS"), _status_kb(pid, "VmHWM"), _ppid_and_cpu(pid)
+                rss, hwm, info = (
+                    _status_kb(pid, "VmRSS"),
+                    _status_kb(pid, "VmHWM"),
+                    _ppid_and_cpu(pid),
+                )
                 if rss:
                     stats.peak_rss_kb = max(stats.peak_rss_kb, rss)
                 if hwm:
@@ -302,7 +350,11 @@ class Sampler(threading.Thread):
         while not self.stop_event.wait(self.interval):
             try:
                 self.sample()
-            except Exception as exc:  # a process vanished mid-read: next round
+            except (
+                OSError,
+                ValueError,
+                IndexError,
+            ) as exc:  # a process vanished mid-read: next round
                 log(f"sampler: {exc!r}")
 
 
@@ -313,12 +365,23 @@ class Phase:
     cpu_before: dict[str, float]
     wall_s: float = 0.0
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    rss_mb_at_end: dict[str, float] = field(default_factory=dict)
 
     def end(self, sampler: Sampler) -> None:
         self.wall_s = time.monotonic() - self.started
         after = sampler.cpu()
+        with sampler.lock:
+            pids = {name: s.pid for name, s in sampler.processes.items()}
+        self.rss_mb_at_end = {
+            name: round((_status_kb(pid, "VmRSS") or 0) / PAGE_MB, 1)
+            for name, pid in pids.items()
+        }
         self.cpu_percent = {
-            name: round(100.0 * (after[name] - self.cpu_before.get(name, 0.0)) / self.wall_s, 1) for name in after if self.wall_s > 0
+            name: round(
+                100.0 * (after[name] - self.cpu_before.get(name, 0.0)) / self.wall_s, 1
+            )
+            for name in after
+            if self.wall_s > 0
         }
 
 
@@ -363,12 +426,16 @@ class Stack:
             TONGYUAN_PORT=str(self.port),
             TONGYUAN_LOG_LEVEL="warning",
         )
-        out = open(self.log_path, "ab")
         # A session of its own: a Ctrl-C at the terminal reaches only us, and we stop it.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        out.close()
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "up"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -383,17 +450,25 @@ class Stack:
         with httpx.Client(timeout=5) as client:
             while time.monotonic() < deadline:
                 if not self.alive():
-                    raise BenchFailure(f"`tongyuan up` exited with {self.process.returncode}; see {self.log_path}")
+                    raise BenchFailure(
+                        f"`tongyuan up` exited with {self.process.returncode}; see {self.log_path}"
+                    )
                 try:
                     response = client.get(f"{self.url}/healthz")
                     if response.status_code == 200:
                         return
-                    down = [name for name, check in response.json().get("checks", {}).items() if not check.get("up")]
+                    down = [
+                        name
+                        for name, check in response.json().get("checks", {}).items()
+                        if not check.get("up")
+                    ]
                     last = f"{response.status_code}, down: {', '.join(down)}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.25)
-        raise BenchFailure(f"/healthz did not answer 200 within {timeout:.0f}s (last: {last})")
+        raise BenchFailure(
+            f"/healthz did not answer 200 within {timeout:.0f}s (last: {last})"
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -423,12 +498,24 @@ class Stack:
 
 STORE_COUNTS = {
     "publisher": ("publisher.db", "SELECT count(*) FROM publisher_publications"),
-    "column": ("column.db", "SELECT count(*) FROM column_publications WHERE status = 'published'"),
-    "search": ("search.db", "SELECT count(*) FROM search_documents WHERE status = 'published'"),
+    "column": (
+        "column.db",
+        "SELECT count(*) FROM column_publications WHERE status = 'published'",
+    ),
+    "search": (
+        "search.db",
+        "SELECT count(*) FROM search_documents WHERE status = 'published'",
+    ),
 }
 VISIBLE = {
-    "column": ("column.db", "SELECT publication_id FROM column_publications WHERE status = 'published' AND publication_id IN ({})"),
-    "search": ("search.db", "SELECT publication_id FROM search_documents WHERE status = 'published' AND publication_id IN ({})"),
+    "column": (
+        "column.db",
+        "SELECT publication_id FROM column_publications WHERE status = 'published' AND publication_id IN ({})",
+    ),
+    "search": (
+        "search.db",
+        "SELECT publication_id FROM search_documents WHERE status = 'published' AND publication_id IN ({})",
+    ),
 }
 
 
@@ -442,13 +529,18 @@ class Stores:
             path = self.var_dir / filename
             if not path.exists():
                 raise BenchFailure(f"no store at {path}")
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+            connection = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False
+            )
             connection.execute("PRAGMA query_only = ON")
             self.connections[filename] = connection
         return self.connections[filename]
 
     def counts(self) -> dict[str, int]:
-        return {store: self._connection(filename).execute(query).fetchone()[0] for store, (filename, query) in STORE_COUNTS.items()}
+        return {
+            store: self._connection(filename).execute(query).fetchone()[0]
+            for store, (filename, query) in STORE_COUNTS.items()
+        }
 
     def present(self, ids: list[str]) -> dict[str, set[str]]:
         """Per store (column, search): those of `ids` live in it."""
@@ -458,7 +550,12 @@ class Stores:
             connection = self._connection(filename)
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                found.update(r[0] for r in connection.execute(query.format(",".join("?" * len(chunk))), chunk))
+                found.update(
+                    r[0]
+                    for r in connection.execute(
+                        query.format(",".join("?" * len(chunk))), chunk
+                    )
+                )
             present[store] = found
         return present
 
@@ -474,10 +571,16 @@ class Stores:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = connection.execute(
-                f"SELECT created_at, sent_at FROM publisher_outbox WHERE sent_at IS NOT NULL AND key IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT created_at, sent_at FROM publisher_outbox WHERE sent_at IS NOT NULL AND key IN ({','.join('?' * len(chunk))})",
+                chunk,
             )
             for created, sent in rows:
-                delays.append(1000 * (datetime.fromisoformat(sent) - datetime.fromisoformat(created)).total_seconds())
+                delays.append(
+                    1000
+                    * (
+                        datetime.fromisoformat(sent) - datetime.fromisoformat(created)
+                    ).total_seconds()
+                )
         return delays
 
     def close(self) -> None:
@@ -486,7 +589,9 @@ class Stores:
         self.connections.clear()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -503,16 +608,32 @@ def warm_up(stack: Stack, stores: Stores, payloads: Payloads, run_id: str) -> No
     """One publication over HTTP and one over the CMS topic, both visible everywhere: every
     consumer group (publisher, column, indexer) is assigned and has applied an event."""
     with httpx.Client(timeout=30) as client:
-        response = client.post(f"{stack.url}/v1/publications", json=payloads.draft(0).as_body())
+        response = client.post(
+            f"{stack.url}/v1/publications", json=payloads.draft(0).as_body()
+        )
         if response.status_code != 202:
-            raise BenchFailure(f"the warm-up publication got {response.status_code}: {response.text[:500]}")
+            raise BenchFailure(
+                f"the warm-up publication got {response.status_code}: {response.text[:500]}"
+            )
         http_id = response.json()["publication_id"]
     from contracts.events import TOPIC_CMS
 
     before = stores.counts()["publisher"]
     produce_all(stack.bootstrap, TOPIC_CMS, [payloads.cms_event(f"{run_id}-warmup", 0)])
-    wait_until(lambda: stores.counts()["publisher"] > before, 120, "the CMS warm-up event to reach the publisher store")
-    wait_until(lambda: (lambda c: c["column"] >= c["publisher"] and c["search"] >= c["publisher"])(stores.counts()), 120, "the warm-ups in the column store and the index")
+    wait_until(
+        lambda: stores.counts()["publisher"] > before,
+        120,
+        "the CMS warm-up event to reach the publisher store",
+    )
+
+    def caught_up() -> bool:
+        counts = stores.counts()
+        return (
+            counts["column"] >= counts["publisher"]
+            and counts["search"] >= counts["publisher"]
+        )
+
+    wait_until(caught_up, 120, "the warm-ups in the column store and the index")
     if http_id not in stores.visible([http_id]):
         raise BenchFailure("the HTTP warm-up publication is not visible")
 
@@ -535,7 +656,13 @@ class Throughput:
         return self.events / self.total_s if self.total_s else None
 
 
-def throughput_phase(stack: Stack, stores: Stores, messages: list[tuple[bytes, bytes]], timeout: float, stall: float) -> Throughput:
+def throughput_phase(
+    stack: Stack,
+    stores: Stores,
+    messages: list[tuple[bytes, bytes]],
+    timeout: float,
+    stall: float,
+) -> Throughput:
     from contracts.events import TOPIC_CMS
 
     n = len(messages)
@@ -544,7 +671,9 @@ def throughput_phase(stack: Stack, stores: Stores, messages: list[tuple[bytes, b
     reached: dict[str, float | None] = {store: None for store in base}
     started = time.monotonic()
     produce_s = produce_all(stack.bootstrap, TOPIC_CMS, messages)
-    log(f"produced {n} CMS events in {produce_s:.2f}s ({n / produce_s:,.0f}/s); waiting for the stores")
+    log(
+        f"produced {n} CMS events in {produce_s:.2f}s ({n / produce_s:,.0f}/s); waiting for the stores"
+    )
     last_progress, last_total, last_report = time.monotonic(), -1, time.monotonic()
     counts = base
     while True:
@@ -564,11 +693,16 @@ def throughput_phase(stack: Stack, stores: Stores, messages: list[tuple[bytes, b
             break
         if now - last_report > 5:
             done = {store: counts[store] - base[store] for store in counts}
-            log(f"  {now - started:6.1f}s  " + "  ".join(f"{s} {d:,}/{n:,}" for s, d in done.items()))
+            log(
+                f"  {now - started:6.1f}s  "
+                + "  ".join(f"{s} {d:,}/{n:,}" for s, d in done.items())
+            )
             last_report = now
         time.sleep(0.1)
     done = {store: counts[store] - base[store] for store in counts}
-    return Throughput(n, produce_s, reached, done, all(t is not None for t in reached.values()))
+    return Throughput(
+        n, produce_s, reached, done, all(t is not None for t in reached.values())
+    )
 
 
 @dataclass
@@ -590,12 +724,27 @@ def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def rank(p: float) -> float:  # nearest rank
-        return ordered[max(0, min(len(ordered) - 1, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))]
+        return ordered[
+            max(0, min(len(ordered) - 1, round(p / 100.0 * len(ordered) + 0.5) - 1))
+        ]
 
-    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
+    return {
+        "p50": rank(50),
+        "p95": rank(95),
+        "p99": rank(99),
+        "max": ordered[-1],
+        "mean": sum(ordered) / len(ordered),
+    }
 
 
-def latency_phase(stack: Stack, stores: Stores, payloads: Payloads, count: int, rate: float, settle_timeout: float) -> Latency:
+def latency_phase(
+    stack: Stack,
+    stores: Stores,
+    payloads: Payloads,
+    count: int,
+    rate: float,
+    settle_timeout: float,
+) -> Latency:
     lock = threading.Lock()
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}
@@ -682,13 +831,26 @@ def latency_phase(stack: Stack, stores: Stores, payloads: Payloads, count: int, 
     with lock:
         ack_ms = percentiles([1000 * (acked[p] - sent[p]) for p in sent])
         visible_ms = percentiles([1000 * (visible[p] - sent[p]) for p in visible])
-        stages = {f"{store}_ms": percentiles([1000 * (t - sent[p]) for p, t in times.items()]) for store, times in seen.items()}
+        stages = {
+            f"{store}_ms": percentiles([1000 * (t - sent[p]) for p, t in times.items()])
+            for store, times in seen.items()
+        }
         ids = list(sent)
     try:
         stages = {"relay_ms": percentiles(stores.relay_delays_ms(ids)), **stages}
     except (sqlite3.Error, ValueError) as exc:
         log(f"outbox timestamps: {exc!r}")
-    return Latency(rate, len(sent), len(visible), send_s, 1000 * lag[0], ack_ms, visible_ms, stages, errors[:10])
+    return Latency(
+        rate,
+        len(sent),
+        len(visible),
+        send_s,
+        1000 * lag[0],
+        ack_ms,
+        visible_ms,
+        stages,
+        errors[:10],
+    )
 
 
 @dataclass
@@ -706,7 +868,13 @@ class Ceiling:
         return self.events / self.total_s
 
 
-def ceiling_phase(bootstrap: str, run_id: str, messages: list[tuple[bytes, bytes]], timeout: float, client: str = "kafka-python") -> Ceiling:
+def ceiling_phase(
+    bootstrap: str,
+    run_id: str,
+    messages: list[tuple[bytes, bytes]],
+    timeout: float,
+    client: str = "kafka-python",
+) -> Ceiling:
     """Produce (kafka-python, like the CMS side and the relay; or aiokafka, for comparison)
     then consume (aiokafka, no group) the same payloads on a fresh topic; no processing."""
     from services.common.kafka import ensure_topics
@@ -717,12 +885,21 @@ def ceiling_phase(bootstrap: str, run_id: str, messages: list[tuple[bytes, bytes
     async def produce_aiokafka() -> float:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024, max_request_size=4 * 1024 * 1024)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
         await producer.start()
         try:
             await producer.partitions_for(topic)
             started = time.monotonic()
-            futures = [await producer.send(topic, key=key, value=value) for key, value in messages]
+            futures = [
+                await producer.send(topic, key=key, value=value)
+                for key, value in messages
+            ]
             await asyncio.gather(*futures)
             return time.monotonic() - started
         finally:
@@ -731,7 +908,13 @@ def ceiling_phase(bootstrap: str, run_id: str, messages: list[tuple[bytes, bytes
     async def measure() -> Ceiling:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
         await consumer.start()
         try:
             partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -740,12 +923,16 @@ def ceiling_phase(bootstrap: str, run_id: str, messages: list[tuple[bytes, bytes
             if client == "aiokafka":
                 produce_s = await produce_aiokafka()
             else:
-                produce_s = await asyncio.to_thread(produce_all, bootstrap, topic, messages)
+                produce_s = await asyncio.to_thread(
+                    produce_all, bootstrap, topic, messages
+                )
             started = time.monotonic()
             received = 0
             while received < len(messages):
                 if time.monotonic() - started > timeout:
-                    raise BenchFailure(f"the ceiling consumer got {received} of {len(messages)} messages in {timeout:.0f}s")
+                    raise BenchFailure(
+                        f"the ceiling consumer got {received} of {len(messages)} messages in {timeout:.0f}s"
+                    )
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 received += sum(len(records) for records in batches.values())
             return Ceiling(len(messages), produce_s, time.monotonic() - started)
@@ -773,61 +960,115 @@ def report(results: dict) -> str:
     add = lines.append
     env = results["environment"]
     add("")
-    add(f"Tongyuan pipeline benchmark  {results['started_at']}  ({env['cpus']} CPUs, Python {env['python']}, {env['platform']})")
-    add(f"kafka-python CRC32C: {env.get('kafka_python_crc32c')}; load average at start {' '.join(f'{x:.2f}' for x in env.get('loadavg_at_start', ()))}")
-    add(f"embedded Tansu, SQLite stores; payloads {results['payload_bytes']['mean']:,.0f} B mean ({results['payload_bytes']['min']:,}–{results['payload_bytes']['max']:,} B)")
+    add(
+        f"Tongyuan pipeline benchmark  {results['started_at']}  ({env['cpus']} CPUs, Python {env['python']}, {env['platform']})"
+    )
+    add(
+        f"kafka-python CRC32C: {env.get('kafka_python_crc32c')}; load average at start {' '.join(f'{x:.2f}' for x in env.get('loadavg_at_start', ()))}"
+    )
+    add(
+        f"embedded Tansu, SQLite stores; payloads {results['payload_bytes']['mean']:,.0f} B mean ({results['payload_bytes']['min']:,}–{results['payload_bytes']['max']:,} B)"
+    )
     add("")
     t = results.get("throughput")
     if t:
-        add(f"Throughput: {t['events']:,} CMS events produced in {t['produce_s']:.2f}s ({t['produce_events_per_s']:,.0f}/s)")
+        add(
+            f"Throughput: {t['events']:,} CMS events produced in {t['produce_s']:.2f}s ({t['produce_events_per_s']:,.0f}/s)"
+        )
         for store in ("publisher", "column", "search"):
             at = t["store_s"][store]
-            add(f"  {store:<10} holds all at  {fmt(at, '.2f', ' s'):>10}   ({t['final_counts'][store]:,}/{t['events']:,})")
-        ok = None if t["events_per_s"] is None else t["events_per_s"] >= TARGET_EVENTS_PER_S
-        add(f"  pipeline               {fmt(t['events_per_s'], ',.0f', ' events/s'):>18}   target ≥ {TARGET_EVENTS_PER_S:,.0f}   {verdict(ok)}")
+            add(
+                f"  {store:<10} holds all at  {fmt(at, '.2f', ' s'):>10}   ({t['final_counts'][store]:,}/{t['events']:,})"
+            )
+        ok = (
+            None
+            if t["events_per_s"] is None
+            else t["events_per_s"] >= TARGET_EVENTS_PER_S
+        )
+        add(
+            f"  pipeline               {fmt(t['events_per_s'], ',.0f', ' events/s'):>18}   target ≥ {TARGET_EVENTS_PER_S:,.0f}   {verdict(ok)}"
+        )
     c = results.get("ceiling")
     if c:
-        add(f"  broker ceiling         {c['events_per_s']:>11,.0f} events/s   (produce {c['produce_s']:.2f}s + consume {c['consume_s']:.2f}s, {PARTITIONS} partitions, no processing)")
+        add(
+            f"  broker ceiling         {c['events_per_s']:>11,.0f} events/s   (produce {c['produce_s']:.2f}s + consume {c['consume_s']:.2f}s, {PARTITIONS} partitions, no processing)"
+        )
         f = results.get("ceiling_aiokafka_producer")
         if f:
-            add(f"  (same, aiokafka producer {f['events_per_s']:>8,.0f} events/s   (produce {f['produce_s']:.2f}s + consume {f['consume_s']:.2f}s; for comparison only)")
+            add(
+                f"  (same, aiokafka producer {f['events_per_s']:>8,.0f} events/s   (produce {f['produce_s']:.2f}s + consume {f['consume_s']:.2f}s; for comparison only)"
+            )
         if t and t["events_per_s"]:
-            add(f"  pipeline / ceiling     {results['ratio_pipeline_to_ceiling']:>18.1%}")
+            add(
+                f"  pipeline / ceiling     {results['ratio_pipeline_to_ceiling']:>18.1%}"
+            )
     add("")
     lat = results.get("latency")
     if lat:
         v = lat["visible_ms"]
-        add(f"Latency: {lat['sent']:,} publications over HTTP at {lat['rate']:g}/s (sent in {lat['send_s']:.1f}s, max send lag {lat['send_lag_max_ms']:.0f} ms), {lat['visible']:,} visible")
+        add(
+            f"Latency: {lat['sent']:,} publications over HTTP at {lat['rate']:g}/s (sent in {lat['send_s']:.1f}s, max send lag {lat['send_lag_max_ms']:.0f} ms), {lat['visible']:,} visible"
+        )
         a = lat["ack_ms"]
         if a:
-            add(f"  publish → 202          p50 {a['p50']:7.0f} ms   p95 {a['p95']:7.0f} ms   p99 {a['p99']:7.0f} ms   max {a['max']:7.0f} ms")
+            add(
+                f"  publish → 202          p50 {a['p50']:7.0f} ms   p95 {a['p95']:7.0f} ms   p99 {a['p99']:7.0f} ms   max {a['max']:7.0f} ms"
+            )
         stages = lat.get("stages", {})
-        labels = {"relay_ms": "outbox → broker ack", "column_ms": "publish → column", "search_ms": "publish → search"}
+        labels = {
+            "relay_ms": "outbox → broker ack",
+            "column_ms": "publish → column",
+            "search_ms": "publish → search",
+        }
         for stage, label in labels.items():
             q = stages.get(stage)
             if q:
-                add(f"  {label:<22} p50 {q['p50']:7.0f} ms   p95 {q['p95']:7.0f} ms   p99 {q['p99']:7.0f} ms   max {q['max']:7.0f} ms")
+                add(
+                    f"  {label:<22} p50 {q['p50']:7.0f} ms   p95 {q['p95']:7.0f} ms   p99 {q['p99']:7.0f} ms   max {q['max']:7.0f} ms"
+                )
         if v:
-            add(f"  publish → visible      p50 {v['p50']:7.0f} ms   p95 {v['p95']:7.0f} ms   p99 {v['p99']:7.0f} ms   max {v['max']:7.0f} ms")
-            add(f"  p99 publish → visible  {v['p99']:>10,.0f} ms   target < {TARGET_P99_MS:,.0f} ms at 100/s   {verdict(v['p99'] < TARGET_P99_MS)}")
+            add(
+                f"  publish → visible      p50 {v['p50']:7.0f} ms   p95 {v['p95']:7.0f} ms   p99 {v['p99']:7.0f} ms   max {v['max']:7.0f} ms"
+            )
+            add(
+                f"  p99 publish → visible  {v['p99']:>10,.0f} ms   target < {TARGET_P99_MS:,.0f} ms at 100/s   {verdict(v['p99'] < TARGET_P99_MS)}"
+            )
         for error in lat["errors"]:
             add(f"  error: {error}")
         add("")
     procs = results.get("processes", {})
     if procs:
         phases = [p for p in results.get("phases", [])]
-        header = f"{'process':<22}{'peak RSS (VmHWM)':>18}{'target':>10}      " + "".join(f"{'CPU% ' + p['name']:>18}" for p in phases)
+        header = (
+            f"{'process':<22}{'peak RSS (VmHWM)':>18}{'target':>10}      "
+            + "".join(f"{'CPU% ' + p['name']:>18}" for p in phases)
+        )
         add("Processes")
         add("  " + header)
         for name, p in procs.items():
             ok = None if name.startswith("bench") else p["hwm_mb"] < TARGET_RSS_MB
-            cpu = "".join(f"{p_['cpu_percent'].get(name, 0.0):>17.0f}%" for p_ in phases)
+            cpu = "".join(
+                f"{p_['cpu_percent'].get(name, 0.0):>17.0f}%" for p_ in phases
+            )
             restarts = f"   restarted {p['restarts']}×" if p["restarts"] else ""
-            add(f"  {name:<22}{p['hwm_mb']:>15.0f} MB{'< 300 MB' if ok is not None else '':>10}  {verdict(ok)}{cpu}{restarts}")
-        add(f"  (CPU% is per process over each phase's wall time; 100% = one core of {env['cpus']})")
+            add(
+                f"  {name:<22}{p['hwm_mb']:>15.0f} MB{'< 300 MB' if ok is not None else '':>10}  {verdict(ok)}{cpu}{restarts}"
+            )
+        add(
+            f"  (CPU% is per process over each phase's wall time; 100% = one core of {env['cpus']})"
+        )
+        before = next((p for p in phases if p["name"] == "latency"), None) or next(
+            (p for p in phases if p["name"] == "throughput"), None
+        )
+        if before and "tansu (broker)" in before.get("rss_mb_at_end", {}):
+            add(
+                f"  tansu RSS before the ceiling topics: {before['rss_mb_at_end']['tansu (broker)']:.0f} MB (memory storage keeps every message; no retention)"
+            )
         busiest = results.get("busiest_in_throughput")
         if busiest:
-            add(f"  busiest during throughput: {busiest['process']} at {busiest['cpu_percent']:.0f}% of a core")
+            add(
+                f"  busiest during throughput: {busiest['process']} at {busiest['cpu_percent']:.0f}% of a core"
+            )
     if results.get("failure"):
         add("")
         add(f"FAILED: {results['failure']}")
@@ -839,12 +1080,38 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events through the pipeline and through the raw broker (default 20000)")
-    parser.add_argument("--latency-events", type=int, default=1_000, help="publications in the latency phase (default 1000; 0 skips it)")
-    parser.add_argument("--rate", type=float, default=100.0, help="publications per second in the latency phase (default 100)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds for the stores to catch up (default 120 + events/25)")
-    parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir (stores, logs) and print its path")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="events through the pipeline and through the raw broker (default 20000)",
+    )
+    parser.add_argument(
+        "--latency-events",
+        type=int,
+        default=1_000,
+        help="publications in the latency phase (default 1000; 0 skips it)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=100.0,
+        help="publications per second in the latency phase (default 100)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for the stores to catch up (default 120 + events/25)",
+    )
+    parser.add_argument(
+        "--keep-var",
+        action="store_true",
+        help="keep the temporary var dir (stores, logs) and print its path",
+    )
     args = parser.parse_args(argv)
     if args.events < 1 or args.rate <= 0 or args.latency_events < 0:
         parser.error("--events must be ≥ 1, --rate > 0, --latency-events ≥ 0")
@@ -857,14 +1124,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
 
     run_id = uuid.uuid4().hex[:8]
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     var_dir = Path(tempfile.mkdtemp(prefix="tongyuan-bench-"))
     results: dict = {
         "run_id": run_id,
         "started_at": started_at.isoformat(timespec="seconds"),
         "args": vars(args),
-        "environment": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform, "kafka_python_crc32c": _crc32c_impl(), "loadavg_at_start": os.getloadavg()},
-        "targets": {"events_per_s": TARGET_EVENTS_PER_S, "p99_visible_ms_at_100_per_s": TARGET_P99_MS, "rss_mb": TARGET_RSS_MB},
+        "environment": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": sys.platform,
+            "kafka_python_crc32c": _crc32c_impl(),
+            "loadavg_at_start": os.getloadavg(),
+        },
+        "targets": {
+            "events_per_s": TARGET_EVENTS_PER_S,
+            "p99_visible_ms_at_100_per_s": TARGET_P99_MS,
+            "rss_mb": TARGET_RSS_MB,
+        },
     }
     phases: list[Phase] = []
     exit_code = 0
@@ -876,9 +1153,15 @@ def main(argv: list[str] | None = None) -> int:
         payloads = Payloads()
         messages = [payloads.cms_event(run_id, i + 1) for i in range(args.events)]
         sizes = [len(v) for _, v in messages]
-        results["payload_bytes"] = {"mean": sum(sizes) / len(sizes), "min": min(sizes), "max": max(sizes)}
+        results["payload_bytes"] = {
+            "mean": sum(sizes) / len(sizes),
+            "min": min(sizes),
+            "max": max(sizes),
+        }
 
-        log(f"starting `tongyuan up` (broker :{stack.broker_port}, portal :{stack.port}, var {var_dir})")
+        log(
+            f"starting `tongyuan up` (broker :{stack.broker_port}, portal :{stack.port}, var {var_dir})"
+        )
         stack.start()
         sampler = Sampler(stack.process.pid)
         sampler.start()
@@ -890,30 +1173,51 @@ def main(argv: list[str] | None = None) -> int:
         log(f"stack up and warm in {results['startup_s']:.1f}s")
 
         phase = begin("throughput", sampler)
-        throughput = throughput_phase(stack, stores, messages, timeout=timeout, stall=120)
+        throughput = throughput_phase(
+            stack, stores, messages, timeout=timeout, stall=120
+        )
         phase.end(sampler)
         phases.append(phase)
         results["throughput"] = {
             "events": throughput.events,
             "produce_s": round(throughput.produce_s, 3),
             "produce_events_per_s": round(throughput.events / throughput.produce_s, 1),
-            "store_s": {k: (round(v, 3) if v is not None else None) for k, v in throughput.store_s.items()},
+            "store_s": {
+                k: (round(v, 3) if v is not None else None)
+                for k, v in throughput.store_s.items()
+            },
             "final_counts": throughput.final_counts,
             "total_s": round(throughput.total_s, 3) if throughput.total_s else None,
-            "events_per_s": round(throughput.events_per_s, 1) if throughput.events_per_s else None,
+            "events_per_s": round(throughput.events_per_s, 1)
+            if throughput.events_per_s
+            else None,
         }
         if not throughput.complete:
             raise BenchFailure(
                 f"not every event arrived within {timeout:.0f}s (or 120 s without progress): "
-                + ", ".join(f"{store} {count:,}/{throughput.events:,}" for store, count in throughput.final_counts.items())
+                + ", ".join(
+                    f"{store} {count:,}/{throughput.events:,}"
+                    for store, count in throughput.final_counts.items()
+                )
                 + ("" if stack.alive() else "; `tongyuan up` exited")
             )
-        log(f"throughput: {throughput.events_per_s:,.0f} events/s ({throughput.total_s:.2f}s)")
+        log(
+            f"throughput: {throughput.events_per_s:,.0f} events/s ({throughput.total_s:.2f}s)"
+        )
 
         if args.latency_events:
-            log(f"latency: {args.latency_events:,} publications over HTTP at {args.rate:g}/s")
+            log(
+                f"latency: {args.latency_events:,} publications over HTTP at {args.rate:g}/s"
+            )
             phase = begin("latency", sampler)
-            latency = latency_phase(stack, stores, payloads, args.latency_events, args.rate, settle_timeout=120)
+            latency = latency_phase(
+                stack,
+                stores,
+                payloads,
+                args.latency_events,
+                args.rate,
+                settle_timeout=120,
+            )
             phase.end(sampler)
             phases.append(phase)
             results["latency"] = {
@@ -924,13 +1228,20 @@ def main(argv: list[str] | None = None) -> int:
                 "send_lag_max_ms": round(latency.send_lag_max_ms, 1),
                 "ack_ms": {k: round(v, 1) for k, v in latency.ack_ms.items()},
                 "visible_ms": {k: round(v, 1) for k, v in latency.visible_ms.items()},
-                "stages": {stage: {k: round(v, 1) for k, v in p.items()} for stage, p in latency.stages.items()},
+                "stages": {
+                    stage: {k: round(v, 1) for k, v in p.items()}
+                    for stage, p in latency.stages.items()
+                },
                 "errors": latency.errors,
             }
             if latency.visible < args.latency_events:
-                raise BenchFailure(f"{args.latency_events - latency.visible} of {args.latency_events} HTTP publications never became visible ({len(latency.errors)} errors)")
+                raise BenchFailure(
+                    f"{args.latency_events - latency.visible} of {args.latency_events} HTTP publications never became visible ({len(latency.errors)} errors)"
+                )
 
-        log(f"broker ceiling: {args.events:,} payloads through a fresh {PARTITIONS}-partition topic")
+        log(
+            f"broker ceiling: {args.events:,} payloads through a fresh {PARTITIONS}-partition topic"
+        )
         phase = begin("ceiling", sampler)
         ceiling = ceiling_phase(stack.bootstrap, run_id, messages, timeout=timeout)
         phase.end(sampler)
@@ -944,16 +1255,20 @@ def main(argv: list[str] | None = None) -> int:
             "consume_events_per_s": round(ceiling.events / ceiling.consume_s, 1),
         }
         try:  # for comparison only: the same, produced by aiokafka (C record batches, C CRC)
-            fast = ceiling_phase(stack.bootstrap, run_id, messages, timeout=timeout, client="aiokafka")
+            fast = ceiling_phase(
+                stack.bootstrap, run_id, messages, timeout=timeout, client="aiokafka"
+            )
             results["ceiling_aiokafka_producer"] = {
                 "events_per_s": round(fast.events_per_s, 1),
                 "produce_s": round(fast.produce_s, 3),
                 "consume_s": round(fast.consume_s, 3),
             }
-        except Exception as exc:  # informational: never fails the run
+        except Exception as exc:  # noqa: BLE001 (informational: never fails the run)
             log(f"aiokafka ceiling: {exc!r}")
         if throughput.events_per_s:
-            results["ratio_pipeline_to_ceiling"] = round(throughput.events_per_s / ceiling.events_per_s, 4)
+            results["ratio_pipeline_to_ceiling"] = round(
+                throughput.events_per_s / ceiling.events_per_s, 4
+            )
     except BenchFailure as exc:
         results["failure"] = str(exc)
         exit_code = 1
@@ -964,10 +1279,21 @@ def main(argv: list[str] | None = None) -> int:
         if sampler is not None:
             try:
                 sampler.sample()  # the last VmHWM, before anything stops
-            except Exception:
-                pass
+            except (OSError, ValueError, IndexError) as exc:
+                log(f"last sample: {exc!r}")
             sampler.stop_event.set()
         stores.close()
+        if sampler is not None:
+            with (
+                sampler.lock
+            ):  # everything ever seen under `up`, even if it already exited
+                stack.seen_pids.update(
+                    {
+                        pid: name
+                        for pid, name in sampler.known_pids.items()
+                        if pid != os.getpid()
+                    }
+                )
         log("stopping `tongyuan up`")
         stack.stop()
         if args.keep_var or exit_code not in (0, 130):
@@ -977,26 +1303,52 @@ def main(argv: list[str] | None = None) -> int:
 
     if sampler is not None:
         results["processes"] = {
-            name: {"pid": p.pid, "hwm_mb": round(p.hwm_kb / PAGE_MB, 1), "peak_sampled_rss_mb": round(p.peak_rss_kb / PAGE_MB, 1), "cpu_s": round(p.cpu_s, 2), "restarts": p.restarts}
-            for name, p in sorted(sampler.processes.items(), key=lambda kv: (kv[0].startswith("bench"), kv[0]))
+            name: {
+                "pid": p.pid,
+                "hwm_mb": round(p.hwm_kb / PAGE_MB, 1),
+                "peak_sampled_rss_mb": round(p.peak_rss_kb / PAGE_MB, 1),
+                "cpu_s": round(p.cpu_s, 2),
+                "restarts": p.restarts,
+            }
+            for name, p in sorted(
+                sampler.processes.items(),
+                key=lambda kv: (kv[0].startswith("bench"), kv[0]),
+            )
         }
     for p in phases:
         if p.name == "throughput" and p.cpu_percent:
-            name, cpu = max(((n, c) for n, c in p.cpu_percent.items() if not n.startswith("bench")), key=lambda nc: nc[1])
+            name, cpu = max(
+                ((n, c) for n, c in p.cpu_percent.items() if not n.startswith("bench")),
+                key=lambda nc: nc[1],
+            )
             results["busiest_in_throughput"] = {"process": name, "cpu_percent": cpu}
-    results["phases"] = [{"name": p.name, "wall_s": round(p.wall_s, 2), "cpu_percent": p.cpu_percent} for p in phases]
+    results["phases"] = [
+        {
+            "name": p.name,
+            "wall_s": round(p.wall_s, 2),
+            "cpu_percent": p.cpu_percent,
+            "rss_mb_at_end": p.rss_mb_at_end,
+        }
+        for p in phases
+    ]
     if exit_code == 1 and stack.log_path.exists():
         tail = stack.log_path.read_text(errors="replace").splitlines()[-20:]
         results["up_log_tail"] = tail
     print(report(results), flush=True)
     if exit_code == 1 and results.get("up_log_tail"):
-        print("last lines of up.log:\n  " + "\n  ".join(results["up_log_tail"]), file=sys.stderr)
+        print(
+            "last lines of up.log:\n  " + "\n  ".join(results["up_log_tail"]),
+            file=sys.stderr,
+        )
     line = json.dumps(results, ensure_ascii=False, sort_keys=True)
     print(f"BENCH_JSON {line}", flush=True)
     try:
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         path = OUT_DIR / f"pipeline-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(results, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
         log(f"wrote {path.relative_to(ROOT)}")
     except OSError as exc:
         log(f"could not write the result file: {exc}")
