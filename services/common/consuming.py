@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -91,16 +92,21 @@ class ConsumerStats:
     started_at: float = field(default_factory=time.time)
 
 
-Apply = Callable[[Sequence[PublishedEvent | WithdrawnEvent]], None]
+# A blocking store write, or an async one that returns what it refused for good.
+Apply = Callable[[Sequence[PublishedEvent | WithdrawnEvent]], object]
 
 
-async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float, what: str) -> None:
-    """Run the (blocking) store write in a thread; wait out store outages with backoff."""
+async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float, what: str) -> list:
+    """Run the store write (a blocking one in a thread); wait out store outages with backoff.
+
+    Returns what the store refused for good, as (event, reason) pairs (async stores only)."""
     delay = 0.2
     while True:
         try:
+            if inspect.iscoroutinefunction(apply):
+                return list(await apply(events) or [])
             await asyncio.to_thread(apply, events)
-            return
+            return []
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -140,7 +146,14 @@ async def process_batch(
     events = [e for _, e in good]
     applied = len(events)
     try:
-        await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
+        refused = await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
+        records = {id(event): record for record, event in good}
+        for event, reason in refused:
+            message = records[id(event)].message
+            await dead_letter(DeadLetter(raw=_raw(records[id(event)].value), error=reason, key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}"))
+            stats.dead_lettered += 1
+            applied -= 1
+            log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=reason[:300])
     except Exception:
         # Something in the batch is refused for good: find it by applying one at a time.
         for record, event in good:

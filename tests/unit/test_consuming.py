@@ -78,3 +78,17 @@ def test_an_event_the_store_refuses_is_isolated_and_dead_lettered():
     assert [e.data.publication_id for e in applied] == ["good"]
     assert (stats.applied, stats.dead_lettered) == (1, 1)
     assert len(letters) == 1 and "refused" in letters[0].error
+
+
+def test_an_async_store_reports_refusals_which_go_to_the_dlq():
+    good, bad = published("good"), published("bad")
+    applied = []
+
+    async def store(events):
+        applied.extend(e for e in events if e.data.publication_id == "good")
+        return [(e, "mapper_parsing_exception: failed to parse [title]") for e in events if e.data.publication_id == "bad"]
+
+    letters, stats = run([record(good.model_dump_json().encode(), 0), record(bad.model_dump_json().encode(), 1)], store)
+    assert [e.data.publication_id for e in applied] == ["good"]
+    assert len(letters) == 1 and letters[0].origin.endswith("/1") and "mapper_parsing" in letters[0].error
+    assert (stats.applied, stats.dead_lettered) == (1, 1)
