@@ -53,8 +53,10 @@ def run(process: Process) -> None:
 
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
         return
+    from services.common import metrics
     from services.common.faust_consumer import run_worker
 
+    metrics.serve(settings.metrics_port)
     if process is Process.publisher:
         from services.publisher.app import create_app as create_faust_app
     elif process is Process.column:
@@ -69,7 +71,7 @@ def run(process: Process) -> None:
 def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
     settings = _settings()
-    from services.common.broker import EmbeddedBroker, die_with_parent
+    from services.common.broker import EmbeddedBroker, die_with_parent, free_port
     from services.common.kafka import ensure_topics, wait_for_broker
     from services.publisher.app import bootstrap
 
@@ -87,8 +89,11 @@ def up() -> None:
         nonlocal stopping
         stopping = True
 
+    metrics_ports = {process: free_port() for process in Process if process is not Process.portal}
+
     def start(process: Process) -> None:
-        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=env, preexec_fn=die_with_parent)
+        child_env = {**env, "TONGYUAN_METRICS_PORT": str(metrics_ports[process])} if process in metrics_ports else env
+        children[process] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", process.value], env=child_env, preexec_fn=die_with_parent)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -100,6 +105,7 @@ def up() -> None:
         for process in Process:
             start(process)
         typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
+        typer.echo("metrics: " + ", ".join(f"{p.value} :{port}" for p, port in metrics_ports.items()) + f", portal {settings.port}/metrics")
         restarts: dict[Process, float] = {}
         while not stopping:
             time.sleep(0.5)
@@ -326,6 +332,80 @@ def catalog_list() -> None:
     with publisher.transaction() as store:
         for row in store.editions():
             typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")
+
+
+dlq_cli = typer.Typer(help="Dead-letter queues: what a consumer group could not apply.", no_args_is_help=True)
+cli.add_typer(dlq_cli, name="dlq")
+GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer"}
+Group = Annotated[str, typer.Option("--group", help=f"one of {', '.join(GROUPS)}")]
+
+
+def _group_apply(group: str, settings: Settings):
+    """The store write of a consumer group, for replaying its dead letters into its own store."""
+    if group == "tongyuan-column":
+        from services.column.app import build_store
+
+        return build_store(settings).apply
+    if group == "tongyuan-indexer":
+        from services.indexer.app import build_index
+
+        return build_index(settings).apply
+    typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
+    raise typer.Exit(2)
+
+
+@dlq_cli.command("list")
+def dlq_list(group: Group) -> None:
+    """Each dead letter: where it came from and why it was refused."""
+    from services.operations import dead_letters
+
+    settings = _settings()
+    letters = dead_letters(settings, group)
+    for letter in letters:
+        typer.echo(f"{letter.partition}/{letter.offset}\t{letter.origin}\t{letter.error[:200]}")
+    typer.echo(f"{len(letters)} dead letter(s) in {group}")
+
+
+@dlq_cli.command("replay")
+def dlq_replay(group: Group) -> None:
+    """Apply every dead letter again with the group's store (after a fix); idempotent by version."""
+    from services.operations import dead_letters, replay_dead_letters
+
+    settings = _settings()
+    apply = _group_apply(group, settings)
+    result = replay_dead_letters(dead_letters(settings, group), apply)
+    for letter, error in result.still_failing:
+        typer.echo(f"still failing {letter.partition}/{letter.offset}: {error[:200]}", err=True)
+    typer.echo(f"applied {result.applied}; {len(result.still_failing)} still failing")
+    if result.still_failing:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def verify() -> None:
+    """Compare every store with the publisher's truth; print what differs (exit 1 if anything does)."""
+    import asyncio
+
+    from services.column.app import build_store
+    from services.indexer.app import build_index
+    from services.operations import compare
+    from services.publisher.app import bootstrap
+
+    settings = _settings()
+    truth = {pid: version for pid, (version, _) in bootstrap(settings, load_reference=False).versions().items()}
+    column = {pid: version for pid, (version, _) in build_store(settings).versions().items()}
+    index = build_index(settings)
+
+    async def indexed() -> dict[str, int]:
+        found = {pid: await index.version_of(pid) for pid in truth}
+        return {pid: version for pid, version in found.items() if version is not None}
+
+    differences = compare(truth, column, "column") + compare(truth, asyncio.run(indexed()), "search")
+    for difference in differences:
+        typer.echo(f"{difference.store}\t{difference.publication_id}\texpected v{difference.expected}\tfound v{difference.found}")
+    typer.echo(f"{len(truth)} publications; {len(differences)} difference(s)")
+    if differences:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ def create_consumer(settings: Settings) -> faust.App:
         group=GROUP,
         apply=store.apply,
         apply_catalog=store.apply_catalogs,
-        heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+        heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag),
     )
     return build_consumer_app(consumer, settings)
 

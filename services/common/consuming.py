@@ -30,6 +30,8 @@ from contracts.events import (
     WithdrawnEvent,
 )
 
+from . import metrics
+
 log = structlog.get_logger("tongyuan.consumer")
 _EVENT = TypeAdapter(PublicationEvent)
 _CATALOG_EVENT = TypeAdapter(CatalogChangedEvent)
@@ -89,6 +91,7 @@ class ConsumerStats:
     skipped: int = 0
     dead_lettered: int = 0
     last_event_at: float | None = None
+    lag: int | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -110,6 +113,7 @@ async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            metrics.STORE_RETRIES.labels(what).inc()
             log.warning("store.unavailable", consumer=what, error=str(exc).splitlines()[0], retry_in=round(delay, 2))
             await asyncio.sleep(delay)
             delay = min(max_backoff, delay * 2)
@@ -135,10 +139,12 @@ async def process_batch(
         except PoisonEvent as exc:
             await dead_letter(DeadLetter(raw=_raw(record.value), error=str(exc), key=message.key, origin=origin))
             stats.dead_lettered += 1
+            metrics.EVENTS_FAILED.labels(what, message.topic).inc()
             log.warning("event.dead_lettered", consumer=what, origin=origin, error=str(exc)[:300])
             continue
         if event is None:
             stats.skipped += 1
+            metrics.EVENTS_SKIPPED.labels(what, message.topic).inc()
             continue
         good.append((record, event))
     if not good:
@@ -147,10 +153,10 @@ async def process_batch(
     applied = len(events)
     try:
         refused = await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
-        records = {id(event): record for record, event in good}
+        record_of = {id(event): record for record, event in good}
         for event, reason in refused:
-            message = records[id(event)].message
-            await dead_letter(DeadLetter(raw=_raw(records[id(event)].value), error=reason, key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}"))
+            message = record_of[id(event)].message
+            await dead_letter(DeadLetter(raw=_raw(record_of[id(event)].value), error=reason, key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}"))
             stats.dead_lettered += 1
             applied -= 1
             log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=reason[:300])
@@ -169,8 +175,14 @@ async def process_batch(
                 log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=repr(exc)[:300])
     stats.applied += applied
     stats.last_event_at = time.time()
+    topic = records[0].message.topic if records else "?"
+    metrics.EVENTS_CONSUMED.labels(what, topic).inc(applied)
     for event in events:
-        log.debug("event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version)
+        if event.time is not None:
+            metrics.VISIBLE_LATENCY.labels(what).observe(max(0.0, stats.last_event_at - event.time.timestamp()))
+        # The request id travels from the HTTP request that caused the event (CloudEvents extension).
+        extra = event.model_extra or {}
+        log.debug("event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version, request_id=extra.get("tongyuanrequestid"))
 
 
 def _raw(value) -> bytes:

@@ -11,6 +11,7 @@ import faust
 
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, dlq_topic
 
+from . import metrics
 from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
 from .kafka import faust_app
 from .settings import Settings
@@ -66,6 +67,10 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
                     await stream.ack(record)
 
     @app.timer(settings.heartbeat_interval)
+    async def measure_lag():
+        stats.lag = await consumer_lag(app, consumer.group)
+
+    @app.timer(settings.heartbeat_interval)
     async def heartbeat():
         try:
             await asyncio.to_thread(consumer.heartbeat, stats)
@@ -74,6 +79,24 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     app.tongyuan_stats = stats  # type: ignore[attr-defined]
     return app
+
+
+async def consumer_lag(app: faust.App, group: str) -> int | None:
+    """Messages between this worker's positions and the ends of its partitions."""
+    try:
+        assigned = app.consumer.assignment()
+        total = 0
+        for tp in assigned:
+            position = await app.consumer.position(tp)
+            highwater = app.consumer.highwater(tp)
+            if position is None or highwater is None:
+                continue
+            behind = max(0, highwater - position)
+            metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(behind)
+            total += behind
+        return total
+    except Exception:  # not assigned yet, or rebalancing
+        return None
 
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:

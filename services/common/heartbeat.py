@@ -33,6 +33,7 @@ def heartbeat_table(metadata: MetaData, store: str) -> Table:
         Column("seen_at", DateTime(timezone=True), nullable=False),
         Column("applied", Integer, nullable=False, default=0),
         Column("dead_lettered", Integer, nullable=False, default=0),
+        Column("lag", Integer),  # messages behind the end of its partitions, when known
     )
 
 
@@ -40,15 +41,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def beat(engine: Engine, table: Table, *, group_id: str, applied: int, dead_lettered: int) -> None:
+def beat(engine: Engine, table: Table, *, group_id: str, applied: int, dead_lettered: int, lag: int | None = None) -> None:
     now = datetime.now(timezone.utc)
     worker = worker_name()
     with writing(engine) as connection:
         updated = connection.execute(
-            table.update().where(table.c.worker == worker).values(seen_at=now, applied=applied, dead_lettered=dead_lettered)
+            table.update().where(table.c.worker == worker).values(seen_at=now, applied=applied, dead_lettered=dead_lettered, lag=lag)
         ).rowcount
         if not updated:
-            connection.execute(table.insert().values(worker=worker, group_id=group_id, seen_at=now, applied=applied, dead_lettered=dead_lettered))
+            connection.execute(table.insert().values(worker=worker, group_id=group_id, seen_at=now, applied=applied, dead_lettered=dead_lettered, lag=lag))
 
 
 def live_workers(engine: Engine, table: Table, *, within: float) -> list[dict]:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(1000, ge=1, le=50_000)
     heartbeat_interval: float = Field(2.0, gt=0, le=60)
 
+    # /readyz answers 503 while a consumer group is further behind than this.
+    ready_max_lag: int = Field(10_000, ge=0)
+    # Consumers (which have no web server) expose Prometheus metrics here; unset: not served.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     max_request_bytes: int = Field(2_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False

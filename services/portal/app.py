@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from prometheus_client import make_asgi_app
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from services.column import app as column_app
@@ -62,9 +63,12 @@ def create_app(settings: Settings) -> FastAPI:
                 health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
                 health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
                 health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
-            ]
+            ],
+            max_lag=settings.ready_max_lag,
         )
     )
+
+    app.mount("/metrics", make_asgi_app())
 
     @app.get("/", include_in_schema=False)
     def home():

@@ -54,23 +54,37 @@ def store_probe(healthy: Callable[[], bool]) -> Callable[[], dict]:
 def consumer_probe(workers: Callable[[], list[dict]]) -> Callable[[], dict]:
     def probe() -> dict:
         live = workers()
-        return {"up": bool(live), "workers": len(live)}
+        lags = [w["lag"] for w in live if w.get("lag") is not None]
+        return {"up": bool(live), "workers": len(live), "lag": sum(lags) if lags else None}
 
     return probe
 
 
-def build_router(checks: list[Check]) -> APIRouter:
+def build_router(checks: list[Check], *, max_lag: int) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
-    async def healthz():
+    async def run_checks() -> dict[str, dict]:
         results = {}
         for check in checks:
             try:
                 results[check.name] = await asyncio.to_thread(check.probe)
             except Exception as exc:
                 results[check.name] = {"up": False, "error": type(exc).__name__}
+        return results
+
+    @router.get("/healthz")
+    async def healthz():
+        """Broker, every consumer and every store: 200 only when all are up."""
+        results = await run_checks()
         up = all(r.get("up") for r in results.values())
         return JSONResponse(status_code=200 if up else 503, content={"status": "up" if up else "down", "checks": results})
+
+    @router.get("/readyz")
+    async def readyz():
+        """Up, and no consumer further behind than max_lag: what a load balancer should ask."""
+        results = await run_checks()
+        behind = {name: r["lag"] for name, r in results.items() if (r.get("lag") or 0) > max_lag}
+        ready = all(r.get("up") for r in results.values()) and not behind
+        return JSONResponse(status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "behind": behind, "max_lag": max_lag, "checks": results})
 
     return router

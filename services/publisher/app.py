@@ -17,6 +17,7 @@ from contracts.catalog import STANDARD, regions_of_city, standard_catalog, stand
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS
 from services.common.consuming import is_transient
 from services.common.db import create_store_engine
+from services.common import metrics
 from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> faust.App:
     async def heartbeat():
         try:
             await asyncio.to_thread(beat, publisher.engine, heartbeats, group_id=GROUP, applied=0, dead_lettered=0)
+            metrics.OUTBOX_BACKLOG.set(await asyncio.to_thread(publisher.outbox_backlog))
         except Exception:  # shows up as a stale heartbeat in /healthz
             pass
 

@@ -410,6 +410,11 @@ class Publisher:
         with writing(self.engine) as connection:
             yield PublisherStore(connection)
 
+    def versions(self) -> dict[str, tuple[int, str]]:
+        """publication_id → (version, status): the truth every store is verified against."""
+        with self.engine.connect() as connection:
+            return {pid: (version, status) for pid, version, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))}
+
     def healthy(self) -> bool:
         try:
             with self.engine.connect() as connection:

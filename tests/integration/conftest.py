@@ -57,6 +57,51 @@ class Stack:
     def bootstrap(self) -> str:
         return self.settings.bootstrap
 
+    def kill(self, name: str) -> None:
+        """kill -9: no clean shutdown, no final commit."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def start(self, name: str) -> None:
+        log = open(Path(self.env["TONGYUAN_VAR_DIR"]) / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", name], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+            return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+        finally:
+            consumer.close()
+
+    def wait_caught_up(self, topic: str, groups=("tongyuan-column", "tongyuan-indexer"), timeout: float = 60.0) -> None:
+        """Until every group has committed up to the current end of the topic."""
+        for partition, end in self.end_offsets(topic).items():
+            if end:
+                self.wait_consumed(topic, partition, end - 1, groups, timeout)
+
+    def cli(self, *args: str):
+        """Run a `tongyuan` command against this stack, in-process."""
+        from typer.testing import CliRunner
+
+        from services.cli import cli
+        from services.common.settings import get_settings
+
+        keys = ("TONGYUAN_KAFKA_BOOTSTRAP", "TONGYUAN_VAR_DIR", "TONGYUAN_DATABASE_URL")
+        saved = {k: os.environ.get(k) for k in keys}
+        os.environ.update({k: self.env[k] for k in keys if k in self.env})
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            get_settings.cache_clear()
+
     def produce(self, topic: str, value: bytes, key: bytes | None = None):
         """Send one raw message; returns (partition, offset) once the broker acked it."""
         if self.producer is None:
@@ -169,12 +214,11 @@ def stack(request, tmp_path_factory):
     )
     ensure_topics(broker.bootstrap, settings.topic_partitions)
     bootstrap(settings)
-    processes = {}
-    for name in PROCESSES:
-        log = open(var / f"{name}.log", "wb")
-        processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", name], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     client = TestClient(create_app(settings))
-    stack = Stack(backend=backend, settings=settings, env=env, client=client, processes=processes)
+    stack = Stack(backend=backend, settings=settings, env=env, client=client)
+    for name in PROCESSES:
+        stack.start(name)
+    processes = stack.processes
     try:
         # Warm-up: the first publication through every process proves the groups have joined.
         receipt = stack.publish(_warmup_body())

@@ -139,3 +139,24 @@ def test_healthz_is_503_without_a_broker(client):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["up"] is False
+
+
+def test_readyz_and_metrics(client):
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "not ready"
+    assert client.post("/v1/publications", json=body()).status_code == 202
+    exposition = client.get("/metrics/").text
+    assert "tongyuan_events_consumed_total" in exposition and "tongyuan_outbox_backlog" in exposition
+
+
+def test_readyz_reports_a_consumer_too_far_behind():
+    from fastapi import FastAPI
+
+    from services.portal.health import Check, build_router
+
+    app = FastAPI()
+    app.include_router(build_router([Check("consumer:x", lambda: {"up": True, "lag": 50}), Check("store:y", lambda: {"up": True})], max_lag=10))
+    with TestClient(app) as test:
+        assert test.get("/healthz").status_code == 200
+        behind = test.get("/readyz")
+        assert behind.status_code == 503 and behind.json()["behind"] == {"consumer:x": 50}

@@ -1,0 +1,96 @@
+"""Operations that span services (part of the CLI composition root): DLQ and verify.
+
+- `dead_letters` / `replay_dead_letters`: what a consumer group could not apply, and applying
+  it again after a fix — straight into that group's own store, idempotent by version, so the
+  canonical topic is still written by the publisher's relay alone.
+- `verify`: the publisher's tables are the truth; every store must hold exactly its versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, TopicPartition
+
+from contracts.events import dlq_topic
+from services.common.consuming import PoisonEvent, parse_publication_event
+from services.common.settings import Settings
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    group: str
+    partition: int
+    offset: int
+    origin: str
+    error: str
+    raw: bytes
+
+
+def dead_letters(settings: Settings, group: str, timeout: float = 5.0) -> list[DeadLetter]:
+    """Every message in the group's DLQ, read by partition assignment (no consumer group)."""
+    topic = dlq_topic(group)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        letters: list[DeadLetter] = []
+        stop = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < stop:
+            for batch in consumer.poll(timeout_ms=200).values():
+                for record in batch:
+                    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or []}
+                    letters.append(
+                        DeadLetter(group, record.partition, record.offset, headers.get("tongyuan-origin", "?"), headers.get("tongyuan-error", ""), record.value or b"")
+                    )
+        return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ReplayResult:
+    applied: int = 0
+    still_failing: list[tuple[DeadLetter, str]] = field(default_factory=list)
+
+
+def replay_dead_letters(letters: list[DeadLetter], apply) -> ReplayResult:
+    """Apply each letter with the group's own store write (sync or async)."""
+    result = ReplayResult()
+    for letter in letters:
+        try:
+            event = parse_publication_event(letter.raw)
+            if event is None:
+                continue
+            outcome = apply([event])
+            if inspect.isawaitable(outcome):
+                refused = asyncio.run(outcome)
+                if refused:
+                    raise ValueError(refused[0][1])
+            result.applied += 1
+        except (PoisonEvent, Exception) as exc:  # reported, not raised: the rest still replay
+            result.still_failing.append((letter, f"{type(exc).__name__}: {exc}"))
+    return result
+
+
+@dataclass
+class Difference:
+    store: str
+    publication_id: str
+    expected: int | None
+    found: int | None
+
+
+def compare(truth: dict[str, int], held: dict[str, int], store: str) -> list[Difference]:
+    """Pure: a store's version of each publication against the publisher's. A version names
+    one event (a publish or a withdrawal), so equal versions mean equal state."""
+    differences = [Difference(store, pid, version, held.get(pid)) for pid, version in truth.items() if held.get(pid) != version]
+    differences += [Difference(store, pid, None, held[pid]) for pid in held.keys() - truth.keys()]
+    return differences
