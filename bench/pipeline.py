@@ -176,7 +176,7 @@ class Payloads:
             "source": CMS_SOURCE,
             "type": CMS_PUBLISH_REQUESTED,
             "datacontenttype": "application/json",
-            "data": {"source_ref": ref, **self.draft(n).as_body()},
+            "data": {"source_ref": ref, "actor": {"user": "bench-cms", "roles": ["admin"]}, **self.draft(n).as_body()},
         }
         return ref.encode(), json.dumps(event, ensure_ascii=False).encode()
 
@@ -415,6 +415,18 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def auth(self) -> dict[str, str]:
+        """An office (admin) token from the stack's own local key, minted the way `tongyuan token` does."""
+        from contracts.identity import Principal
+        from services.common.auth import build_verifier
+        from services.common.settings import Settings
+
+        settings = Settings(var_dir=self.var_dir, kafka_bootstrap=None)
+        _, local = build_verifier(settings)
+        token = local.mint(Principal(user="bench", roles=("admin",)), audience=settings.auth_audience)
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
     def log_path(self) -> Path:
         return self.var_dir / "up.log"
 
@@ -607,7 +619,7 @@ def wait_until(
 def warm_up(stack: Stack, stores: Stores, payloads: Payloads, run_id: str) -> None:
     """One publication over HTTP and one over the CMS topic, both visible everywhere: every
     consumer group (publisher, column, indexer) is assigned and has applied an event."""
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=stack.auth) as client:
         response = client.post(
             f"{stack.url}/v1/publications", json=payloads.draft(0).as_body()
         )
@@ -758,11 +770,12 @@ def latency_phase(
 
     def client() -> httpx.Client:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=30)
+            local.client = httpx.Client(timeout=30, headers=headers)
             clients.append(local.client)
         return local.client
 
     clients: list[httpx.Client] = []
+    headers = stack.auth
     bodies = [payloads.draft(100_000 + i).as_body() for i in range(count)]
 
     def send(body: dict, scheduled: float) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from .catalog import Catalog
+from .identity import Principal
 
 PUBLISHED = "cn.gov.tongyuan.publication.published.v1"
 WITHDRAWN = "cn.gov.tongyuan.publication.withdrawn.v1"
@@ -174,6 +175,9 @@ class PublishRequestData(PublicationDraft):
     """
 
     source_ref: Annotated[str, Field(min_length=1, max_length=120, description="the CMS's own id for the item")]
+    # The clerk acting in the CMS. The topic is trusted by transport (broker ACLs), so the
+    # claims come as data, and the gate authorises them exactly as it does a bearer token's.
+    actor: Principal
     withdraw: WithdrawalType | None = None
     explanation: Annotated[str, Field(max_length=2000)] = ""
 

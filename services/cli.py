@@ -157,6 +157,32 @@ def republish(
 
 
 @cli.command()
+def token(
+    region: Annotated[list[str], typer.Option("--region", help="a region the user publishes for; repeatable")] = [],  # noqa: B006
+    role: Annotated[list[str], typer.Option("--role", help="editor, approver or admin; repeatable")] = ["editor"],  # noqa: B006
+    user: Annotated[str, typer.Option(help="who the token is for")] = "clerk",
+    hours: Annotated[float, typer.Option(help="how long it is valid")] = 8.0,
+) -> None:
+    """Mint a bearer token with the embedded identity provider's local key."""
+    from pydantic import ValidationError
+
+    from contracts.identity import Principal
+    from services.common.auth import build_verifier
+
+    settings = _settings()
+    if settings.auth_jwks_url:
+        typer.echo("tokens come from the identity provider (TONGYUAN_AUTH_JWKS_URL is set)", err=True)
+        raise typer.Exit(2)
+    try:
+        principal = Principal(user=user, roles=tuple(role), regions=tuple(region))
+    except ValidationError as exc:
+        typer.echo(f"bad claims: {exc.errors(include_url=False)}", err=True)
+        raise typer.Exit(2) from None
+    _, local = build_verifier(settings)
+    typer.echo(local.mint(principal, audience=settings.auth_audience, ttl=hours * 3600))
+
+
+@cli.command()
 def schemas(check: Annotated[bool, typer.Option(help="fail if contracts/schemas is out of date")] = False) -> None:
     """Generate the JSON Schemas of the event types into contracts/schemas/."""
     from contracts import schemas as generator

@@ -6,12 +6,18 @@ import pytest
 
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.events import PlacementRef, PublicationDraft
+from contracts.identity import Principal
 from services.publisher.domain import Directory
 
 # A township of 芙蓉区 and the county itself, both real 2023 codes.
 TOWNSHIP = "430102001"
 COUNTY = "430102"
 OTHER_COUNTY = "430103"
+
+
+# A 芙蓉区 editor (publishes for the county and its townships) and an administrator.
+EDITOR = Principal(user="furong-clerk", roles=("editor",), regions=(COUNTY,))
+ADMIN = Principal(user="office", roles=("admin",))
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # Consumers (which have no web server) expose Prometheus metrics here; unset: not served.
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
+    # Bearer tokens: the identity provider's JWKS in production; unset, a local key under
+    # var/auth signs tokens minted by `tongyuan token`.
+    auth_jwks_url: str | None = None
+    auth_issuer: str = "tongyuan-local"
+    auth_audience: str = "tongyuan"
+    auth_leeway: float = Field(30.0, ge=0, le=300)
+
     max_request_bytes: int = Field(2_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False

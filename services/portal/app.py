@@ -14,11 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import make_asgi_app
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from prometheus_client import make_asgi_app
 
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
+from services.common.auth import bearer_principal, build_verifier
 from services.common.settings import Settings
 from services.indexer import app as indexer_app
 from services.indexer.api import build_router as search_router
@@ -48,8 +49,16 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.include_router(publish_router(publisher, directory))
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate))
+    verifier, local_key = build_verifier(settings)
+    authenticate = bearer_principal(verifier)
+    app.include_router(publish_router(publisher, directory, authenticate))
+    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate))
+    if local_key is not None:
+
+        @app.get("/.well-known/jwks.json", include_in_schema=False)
+        def jwks():
+            return local_key.jwks()
+
     app.include_router(column_router(column_store, pages, regions=lambda: directory().regions))
     app.include_router(search_router(index, pages))
     within = settings.heartbeat_interval * 3 + 5

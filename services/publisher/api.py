@@ -1,18 +1,18 @@
 """The publish API (POST /v1/publications …): translate HTTP into gate calls, nothing more."""
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.events import PublicationDraft
+from contracts.identity import Principal
 
 from . import handlers
-from .domain import Directory, Rejected, VersionConflict
+from .domain import Directory, Forbidden, Rejected, VersionConflict
 from .store import Publisher
 
 PublicationIdPath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]
@@ -53,11 +53,13 @@ def rejected_response(exc: Rejected) -> JSONResponse:
 
 
 def answer(call: Callable[[], handlers.Accepted]) -> JSONResponse:
-    """The gate's outcome as HTTP: 202 with a receipt, or 422 / 404 / 409 with reasons."""
+    """The gate's outcome as HTTP: 202 with a receipt, or 422 / 403 / 404 / 409 with reasons."""
     try:
         accepted = call()
     except Rejected as exc:
         return rejected_response(exc)
+    except Forbidden as exc:
+        return JSONResponse(status_code=403, content={"detail": [{"loc": ["body", *e.loc], "msg": e.msg, "type": e.type} for e in exc.errors]})
     except handlers.NotFound:
         return JSONResponse(status_code=404, content={"detail": "no such publication"})
     except VersionConflict as exc:
@@ -65,22 +67,25 @@ def answer(call: Callable[[], handlers.Accepted]) -> JSONResponse:
     return JSONResponse(status_code=202, content={"publication_id": accepted.publication_id, "version": accepted.version, "status": accepted.status})
 
 
-def build_router(publisher: Publisher, directory: Callable[[], Directory]) -> APIRouter:
+def build_router(publisher: Publisher, directory: Callable[[], Directory], authenticate: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(prefix="/v1/publications", tags=["publications"])
+    Editor = Annotated[Principal, Depends(authenticate)]
 
     @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}})
-    def publish(draft: Annotated[PublicationDraft, Body()], x_request_id: RequestId = None):
-        return answer(lambda: handlers.publish(draft, publisher=publisher, directory=directory(), request_id=x_request_id))
+    def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, x_request_id: RequestId = None):
+        return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=x_request_id))
 
     @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
-    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], x_request_id: RequestId = None):
+    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, x_request_id: RequestId = None):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
         return answer(
-            lambda: handlers.revise(publication_id, draft, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id)
+            lambda: handlers.revise(
+                publication_id, draft, principal=principal, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id
+            )
         )
 
     @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
-    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], x_request_id: RequestId = None):
+    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], principal: Editor, x_request_id: RequestId = None):
         return answer(
             lambda: handlers.withdraw(
                 publication_id,
@@ -88,7 +93,9 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory]) -> AP
                 explanation=request.explanation,
                 redirect_to=request.redirect_to,
                 expected_version=request.version,
+                principal=principal,
                 publisher=publisher,
+                directory=directory(),
                 request_id=x_request_id,
             )
         )

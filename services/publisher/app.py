@@ -15,9 +15,9 @@ import structlog
 
 from contracts.catalog import STANDARD, regions_of_city, standard_catalog, standard_catalog_2021
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS
+from services.common import metrics
 from services.common.consuming import is_transient
 from services.common.db import create_store_engine
-from services.common import metrics
 from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings

@@ -1,7 +1,6 @@
 """The catalog API: pickers for CMSes (region → domains → level-1 → level-2) with ETag/304,
 and edition management (derive, Excel import/export, publish, diff)."""
 
-from __future__ import annotations
 
 import hashlib
 import json
@@ -9,11 +8,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, edition_key
+from contracts.identity import Principal
 
 from . import catalogs
 from .domain import Directory
@@ -61,9 +61,16 @@ def _level1_summary(level1: Level1Item) -> dict:
     return {"id": level1.id, "name": level1.name, "items": [{"id": j.id, "name": j.name} for j in level1.items]}
 
 
-def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on_change: Callable[[], None]) -> APIRouter:
+def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on_change: Callable[[], None], authenticate: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(tags=["catalog"])
     cache = RenderedCache()
+
+    def administrator(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if "admin" not in principal.roles:
+            raise HTTPException(403, "catalog changes need the admin role")
+        return principal
+
+    Admin = Annotated[Principal, Depends(administrator)]
 
     def conditional(request: Request, key: tuple, render: Callable[[], object]) -> Response:
         body, etag = cache.get(key, render)
@@ -130,7 +137,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return Response(export_catalog(catalog), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}})
-    async def import_edition(request: Request, scope: ScopePath, edition: EditionPath, publish: Annotated[bool, Query()] = False):
+    async def import_edition(request: Request, scope: ScopePath, edition: EditionPath, _: Admin, publish: Annotated[bool, Query()] = False):
         from .catalog_xlsx import CatalogImportError
 
         workbook = await request.body()
@@ -147,7 +154,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return {"key": catalog.key, "status": "published" if publish else "draft"}
 
     @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201)
-    def derive(scope: ScopePath, edition: EditionPath, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
+    def derive(scope: ScopePath, edition: EditionPath, _: Admin, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
         try:
             catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
         except catalogs.CatalogRefused as exc:
@@ -155,7 +162,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
 
     @router.patch("/v1/catalogs/{scope}/{edition}")
-    def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()]):
+    def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin):
         try:
             catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
         except catalogs.CatalogRefused as exc:
@@ -163,7 +170,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return {"key": catalog.key, "status": "draft"}
 
     @router.post("/v1/catalogs/{scope}/{edition}/publish")
-    def publish(scope: ScopePath, edition: EditionPath):
+    def publish(scope: ScopePath, edition: EditionPath, _: Admin):
         try:
             reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions)
         except catalogs.CatalogRefused as exc:

@@ -23,6 +23,7 @@ from contracts.events import (
     WithdrawalData,
     WithdrawalType,
 )
+from contracts.identity import Principal, may_publish_for
 
 SUMMARY_LENGTH = 120
 # ammonia's defaults plus nothing: no style, no script, no event handlers, only web links.
@@ -35,6 +36,35 @@ class Rejected(Exception):
     def __init__(self, errors: list[FieldError]):
         super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
         self.errors = errors
+
+
+class Forbidden(Exception):
+    """The acting user may not publish for (some of) these regions."""
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(e.msg for e in errors))
+        self.errors = errors
+
+
+def authorize(principal: Principal, placements: list[tuple[tuple, str]], directory: "Directory") -> None:
+    """Every (location, region code) must be one the principal publishes for. An unknown
+    region is left to validation, which refuses it with the valid choices (422)."""
+    errors = [
+        FieldError(loc=loc, msg=f"{principal.user} may not publish for region {region}", type="auth.region")
+        for loc, region in placements
+        if region in directory.regions and not may_publish_for(principal, region, directory.regions)
+    ]
+    if errors:
+        raise Forbidden(errors)
+
+
+def authorize_draft(principal: Principal, draft: PublicationDraft, directory: "Directory", current: PublicationData | None = None) -> None:
+    """A draft's placements, and for a revision or withdrawal those already filed too: nobody
+    moves another unit's publication into or out of their own column."""
+    checks = [(("placements", i, "region_code"), ref.region_code) for i, ref in enumerate(draft.placements)] if draft else []
+    if current is not None:
+        checks += [(("publication", "placements", i, "region_code"), p.region_code) for i, p in enumerate(current.placements)]
+    authorize(principal, checks, directory)
 
 
 class VersionConflict(Exception):

@@ -26,6 +26,7 @@ from contracts.events import (
     WithdrawnEvent,
     new_event_id,
 )
+from contracts.identity import Principal
 
 from . import domain
 from .domain import Directory, Rejected
@@ -70,6 +71,7 @@ def _withdrawn_event(data: WithdrawalData, now: datetime, request_id: str | None
 def publish(
     draft: PublicationDraft,
     *,
+    principal: Principal,
     publisher: Publisher,
     directory: Directory,
     source: SourceRef = SourceRef(source="/http"),
@@ -77,6 +79,7 @@ def publish(
     request_id: str | None = None,
 ) -> Accepted:
     """A new publication, version 1."""
+    domain.authorize_draft(principal, draft, directory)
     now = clock()
     publication_id = uuid.uuid4().hex
     with publisher.transaction() as store:
@@ -86,7 +89,7 @@ def publish(
         store.save_published(data, content_hash=domain.content_hash(draft), created=True)
         event = _published_event(data, now, request_id)
         _emit(store, event)
-    log.info("publication.accepted", publication_id=publication_id, version=1, event_id=event.id, source=source.source)
+    log.info("publication.accepted", publication_id=publication_id, version=1, event_id=event.id, source=source.source, user=principal.user)
     return Accepted(publication_id, 1, "published", event.id)
 
 
@@ -98,6 +101,7 @@ def revise(
     publication_id: str,
     draft: PublicationDraft,
     *,
+    principal: Principal,
     expected_version: int | None,
     publisher: Publisher,
     directory: Directory,
@@ -108,6 +112,7 @@ def revise(
     now = clock()
     with publisher.transaction() as store:
         current = _current(store, publication_id, expected_version)
+        domain.authorize_draft(principal, draft, directory, current.document)
         return _revise(store, current, draft, now=now, directory=directory, request_id=request_id)
 
 
@@ -149,13 +154,16 @@ def withdraw(
     explanation: str,
     redirect_to: str | None,
     expected_version: int | None,
+    principal: Principal,
     publisher: Publisher,
+    directory: Directory,
     clock: Clock = utc_clock,
     request_id: str | None = None,
 ) -> Accepted:
     now = clock()
     with publisher.transaction() as store:
         current = _current(store, publication_id, expected_version)
+        domain.authorize_draft(principal, None, directory, current.document)
         return _withdraw(store, current, withdrawal_type, explanation, redirect_to, now=now, request_id=request_id)
 
 
@@ -273,6 +281,10 @@ def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], h
 
 def _apply_request(message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict) -> tuple[Accepted, object | None]:
     request = message.request
+    try:
+        domain.authorize_draft(request.actor, None if request.withdraw else request, directory, current.document if current else None)
+    except domain.Forbidden as forbidden:
+        raise Rejected([e.model_copy(update={"loc": ("actor", *e.loc)}) for e in forbidden.errors]) from None
     if request.withdraw:
         if current is None or current.document is None:
             raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])

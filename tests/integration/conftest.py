@@ -19,6 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from contracts.identity import Principal
+from services.common.auth import build_verifier
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import ensure_topics
 from services.common.settings import Settings
@@ -214,7 +216,10 @@ def stack(request, tmp_path_factory):
     )
     ensure_topics(broker.bootstrap, settings.topic_partitions)
     bootstrap(settings)
-    client = TestClient(create_app(settings))
+    _, local_key = build_verifier(settings)
+    # The tests act as the disclosure office (admin); tests/unit covers who may publish where.
+    token = local_key.mint(Principal(user="office", roles=("admin",)), audience=settings.auth_audience)
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
     stack = Stack(backend=backend, settings=settings, env=env, client=client)
     for name in PROCESSES:
         stack.start(name)

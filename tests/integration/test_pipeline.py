@@ -60,7 +60,7 @@ def test_cms_publish_over_kafka_goes_through_the_same_gate(stack):
         "source": "/cms/furong",
         "type": "cn.gov.tongyuan.cms.publish-requested.v1",
         "datacontenttype": "application/json",
-        "data": {"source_ref": ref, **body(f"养老服务补贴发放公示 {tag}", "<p>养老服务补贴</p>", level2="D14-02-03")},
+        "data": {"source_ref": ref, "actor": {"user": "furong-cms", "roles": ["editor"], "regions": [COUNTY]}, **body(f"养老服务补贴发放公示 {tag}", "<p>养老服务补贴</p>", level2="D14-02-03")},
     }
     stack.produce(TOPIC_CMS, json.dumps(request, ensure_ascii=False).encode(), key=ref.encode())
     pid = wait_for(lambda: stack.search_ids(tag), what="the CMS publication in search")[0]

@@ -6,6 +6,8 @@ from fastapi.testclient import TestClient
 from services.column.app import build_store
 from services.common.settings import Settings
 from services.portal.app import create_app
+from services.common.auth import build_verifier
+from tests.conftest import ADMIN, EDITOR
 from tests.factories import catalog_changed, place, published
 
 
@@ -16,7 +18,17 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    return TestClient(create_app(settings))
+    _, local = build_verifier(settings)
+    return TestClient(create_app(settings), headers={"Authorization": f"Bearer {local.mint(ADMIN, audience=settings.auth_audience)}"})
+
+
+def test_catalog_changes_need_an_administrator(client, settings):
+    _, local = build_verifier(settings)
+    editor = {"Authorization": f"Bearer {local.mint(EDITOR, audience=settings.auth_audience)}"}
+    anonymous = TestClient(client.app)
+    assert anonymous.post("/v1/catalogs/430102/2023/derive", json={}).status_code == 401
+    assert anonymous.post("/v1/catalogs/430102/2023/derive", json={}, headers=editor).status_code == 403
+    assert anonymous.get("/v1/catalogs/430102/2023").status_code == 404  # nothing was derived
 
 
 def test_picker_walks_region_domain_level1_level2(client):

@@ -11,7 +11,7 @@ from services.common.db import create_store_engine
 from services.publisher import catalogs, handlers
 from services.publisher.domain import Directory, Rejected
 from services.publisher.store import Publisher, outbox
-from tests.conftest import COUNTY, OTHER_COUNTY, TOWNSHIP, draft, placement
+from tests.conftest import ADMIN, COUNTY, OTHER_COUNTY, TOWNSHIP, draft, placement
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 
@@ -71,16 +71,16 @@ def test_a_county_edition_governs_the_county_and_its_townships_only(publisher):
     assert current.catalog_for(OTHER_COUNTY).key == "standard@2022"
     assert current.catalog_for(TOWNSHIP).level2("D14-02-02").subject == "芙蓉区民政局"
     with pytest.raises(Rejected) as caught:
-        handlers.publish(draft(placements=[placement(TOWNSHIP, "D14-02-04")]), publisher=publisher, directory=current)
+        handlers.publish(principal=ADMIN, draft=draft(placements=[placement(TOWNSHIP, "D14-02-04")]), publisher=publisher, directory=current)
     assert "D14-02-04" not in [c["id"] for c in caught.value.errors[0].choices]
     # Another county still publishes under the standard item.
-    handlers.publish(draft(placements=[placement(OTHER_COUNTY, "D14-02-04")]), publisher=publisher, directory=current)
+    handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY, "D14-02-04")]), publisher=publisher, directory=current)
 
 
 def test_renaming_reissues_the_publications_filed_under_the_item(publisher):
     before = directory(publisher)
-    mine = handlers.publish(draft(placements=[placement(TOWNSHIP, "D14-02-02")]), publisher=publisher, directory=before)
-    theirs = handlers.publish(draft(placements=[placement(OTHER_COUNTY, "D14-02-02")]), publisher=publisher, directory=before)
+    mine = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(TOWNSHIP, "D14-02-02")]), publisher=publisher, directory=before)
+    theirs = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY, "D14-02-02")]), publisher=publisher, directory=before)
     catalogs.derive_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS)
     catalogs.edit_draft(publisher, scope=COUNTY, edition="2023", rename={"D14-02-02": "低保办事指南"}, drop=set(), specialise={})
     assert catalogs.publish_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS) == 1
@@ -93,7 +93,7 @@ def test_renaming_reissues_the_publications_filed_under_the_item(publisher):
 
 
 def test_a_dropped_item_keeps_its_publications(publisher):
-    filed = handlers.publish(draft(placements=[placement(TOWNSHIP, "D14-02-04")]), publisher=publisher, directory=directory(publisher))
+    filed = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(TOWNSHIP, "D14-02-04")]), publisher=publisher, directory=directory(publisher))
     catalogs.derive_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS)
     catalogs.edit_draft(publisher, scope=COUNTY, edition="2023", rename={}, drop={"D14-02-04"}, specialise={})
     catalogs.publish_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS)

@@ -9,6 +9,8 @@ from services.column.app import build_store
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.store import outbox, publications
+from services.common.auth import build_verifier
+from tests.conftest import EDITOR
 from tests.factories import catalog_changed, place, published, withdrawn
 
 
@@ -19,7 +21,12 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), headers=token_headers(settings, EDITOR))
+
+
+def token_headers(settings, principal):
+    _, local = build_verifier(settings)
+    return {"Authorization": f"Bearer {local.mint(principal, audience=settings.auth_audience)}"}
 
 
 def body(**overrides):
@@ -65,7 +72,7 @@ def test_publish_then_read_back(client):
         ({"attachments": [{"name": "x", "url": "javascript:alert(1)"}]}, ["body", "attachments", 0, "url"]),
         ({"unexpected": 1}, ["body", "unexpected"]),
         ({"placements": [{"region_code": "999999", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}]}, ["body", "placements", 0, "region_code"]),
-        ({"placements": [{"region_code": "430102", "domain_code": "D28", "level1_id": "D28-01", "level2_id": "D28-01-01"}]}, ["body", "placements", 0, "level2_id"]),
+        ({"placements": [{"region_code": "430102", "domain_code": "D28", "level1_id": "D28-01", "level2_id": "D28-01-99"}]}, ["body", "placements", 0, "level2_id"]),
     ],
 )
 def test_bad_drafts_get_field_level_422_and_write_nothing(client, overrides, loc):
@@ -160,3 +167,21 @@ def test_readyz_reports_a_consumer_too_far_behind():
         assert test.get("/healthz").status_code == 200
         behind = test.get("/readyz")
         assert behind.status_code == 503 and behind.json()["behind"] == {"consumer:x": 50}
+
+
+def test_writes_need_a_valid_token_for_the_region(client, settings):
+    anonymous = TestClient(client.app)
+    assert anonymous.post("/v1/publications", json=body()).status_code == 401
+    forged = {"Authorization": "Bearer " + token_headers(settings, EDITOR)["Authorization"].split()[1][:-4] + "AAAA"}
+    assert anonymous.post("/v1/publications", json=body(), headers=forged).status_code == 401
+    _, local = build_verifier(settings)
+    expired = local.mint(EDITOR, audience=settings.auth_audience, ttl=60, now=0)
+    assert anonymous.post("/v1/publications", json=body(), headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    wrong_audience = local.mint(EDITOR, audience="another-system")
+    assert anonymous.post("/v1/publications", json=body(), headers={"Authorization": f"Bearer {wrong_audience}"}).status_code == 401
+    elsewhere = body(placements=[{"region_code": "430103", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}])
+    refused = client.post("/v1/publications", json=elsewhere)
+    assert refused.status_code == 403 and refused.json()["detail"][0]["loc"] == ["body", "placements", 0, "region_code"]
+    assert written(client) == (0, 0)
+    # Reads need no token.
+    assert anonymous.get("/v1/regions/430102/catalog").status_code == 200

@@ -10,7 +10,7 @@ from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.domain import Rejected, VersionConflict
 from services.publisher.store import Publisher, outbox, publications
-from tests.conftest import draft, placement
+from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def outbox_events(publisher):
 
 
 def test_publish_writes_the_publication_and_its_event_together(publisher, directory):
-    accepted = handlers.publish(draft(), publisher=publisher, directory=directory)
+    accepted = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
     assert accepted.version == 1
     (event,) = outbox_events(publisher)
     assert event["type"] == PUBLISHED and event["subject"] == accepted.publication_id
@@ -41,16 +41,16 @@ def test_publish_writes_the_publication_and_its_event_together(publisher, direct
 
 def test_a_rejected_draft_writes_nothing(publisher, directory):
     with pytest.raises(Rejected):
-        handlers.publish(draft(placements=[placement(level2="D14-02-99")]), publisher=publisher, directory=directory)
+        handlers.publish(principal=ADMIN, draft=draft(placements=[placement(level2="D14-02-99")]), publisher=publisher, directory=directory)
     assert rows(publisher, publications) == 0 and rows(publisher, outbox) == 0
 
 
 def test_revision_needs_the_current_version(publisher, directory):
-    first = handlers.publish(draft(), publisher=publisher, directory=directory)
-    second = handlers.revise(first.publication_id, draft(title="更正"), expected_version=1, publisher=publisher, directory=directory)
+    first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
+    second = handlers.revise(first.publication_id, principal=ADMIN, draft=draft(title="更正"), expected_version=1, publisher=publisher, directory=directory)
     assert second.version == 2
     with pytest.raises(VersionConflict) as caught:
-        handlers.revise(first.publication_id, draft(title="过时的更正"), expected_version=1, publisher=publisher, directory=directory)
+        handlers.revise(first.publication_id, principal=ADMIN, draft=draft(title="过时的更正"), expected_version=1, publisher=publisher, directory=directory)
     assert caught.value.current == 2
     assert [e["data"]["version"] for e in outbox_events(publisher)] == [1, 2]
     # The correction keeps the index number (索引号) of the original.
@@ -58,15 +58,15 @@ def test_revision_needs_the_current_version(publisher, directory):
 
 
 def test_withdrawal_is_a_new_version(publisher, directory):
-    first = handlers.publish(draft(), publisher=publisher, directory=directory)
-    gone = handlers.withdraw(first.publication_id, withdrawal_type="gone", explanation="信息有误", redirect_to=None, expected_version=None, publisher=publisher)
+    first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
+    gone = handlers.withdraw(first.publication_id, principal=ADMIN, directory=directory, withdrawal_type="gone", explanation="信息有误", redirect_to=None, expected_version=None, publisher=publisher)
     assert (gone.version, gone.status) == (2, "withdrawn")
     last = outbox_events(publisher)[-1]
     assert last["type"] == WITHDRAWN and last["data"]["withdrawal_type"] == "gone" and last["data"]["version"] == 2
 
 
 def cms_request(**overrides):
-    values = dict(source_ref="cms-42", **draft().model_dump())
+    values = dict(source_ref="cms-42", actor=EDITOR.model_dump(), **draft().model_dump())
     values.update(overrides)
     return PublishRequestData.model_validate(values)
 
@@ -96,9 +96,9 @@ def test_another_cms_with_the_same_ref_is_another_publication(publisher, directo
 
 
 def test_republish_re_emits_current_state_with_unchanged_versions(publisher, directory):
-    kept = handlers.publish(draft(title="保留"), publisher=publisher, directory=directory)
-    gone = handlers.publish(draft(title="撤销"), publisher=publisher, directory=directory)
-    handlers.withdraw(gone.publication_id, withdrawal_type="withdrawn", explanation="废止", redirect_to=None, expected_version=1, publisher=publisher)
+    kept = handlers.publish(principal=ADMIN, draft=draft(title="保留"), publisher=publisher, directory=directory)
+    gone = handlers.publish(principal=ADMIN, draft=draft(title="撤销"), publisher=publisher, directory=directory)
+    handlers.withdraw(gone.publication_id, principal=ADMIN, directory=directory, withdrawal_type="withdrawn", explanation="废止", redirect_to=None, expected_version=1, publisher=publisher)
     before = len(outbox_events(publisher))
     assert handlers.republish_all(publisher) == 2
     again = {e["subject"]: e for e in outbox_events(publisher)[before:]}
@@ -137,3 +137,29 @@ def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, 
     # The same batch again is all redeliveries: nothing new.
     handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
     assert len(outbox_events(publisher)) == 4
+
+
+def test_editors_publish_only_for_their_county_and_its_townships(publisher, directory):
+    from services.publisher.domain import Forbidden
+
+    handlers.publish(principal=EDITOR, draft=draft(), publisher=publisher, directory=directory)  # a township of 芙蓉区
+    with pytest.raises(Forbidden) as caught:
+        handlers.publish(principal=EDITOR, draft=draft(placements=[placement(), placement(OTHER_COUNTY)]), publisher=publisher, directory=directory)
+    assert [e.loc for e in caught.value.errors] == [("placements", 1, "region_code")]
+    theirs = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY)]), publisher=publisher, directory=directory)
+    with pytest.raises(Forbidden):
+        handlers.withdraw(theirs.publication_id, principal=EDITOR, directory=directory, withdrawal_type="gone", explanation="x", redirect_to=None, expected_version=None, publisher=publisher)
+    # Nor can an editor move another unit's publication into their own column.
+    with pytest.raises(Forbidden):
+        handlers.revise(theirs.publication_id, principal=EDITOR, draft=draft(), expected_version=1, publisher=publisher, directory=directory)
+    assert rows(publisher, publications) == 2
+
+
+def test_a_cms_actor_is_authorised_like_a_token(publisher, directory):
+    from contracts.identity import Principal
+
+    township_clerk = Principal(user="t", roles=("editor",), regions=("430102002",))
+    with pytest.raises(Rejected) as caught:
+        handlers.accept_cms_request("e1", "/cms/furong", cms_request(actor=township_clerk.model_dump()), publisher=publisher, directory=directory)
+    assert caught.value.errors[0].loc == ("actor", "placements", 0, "region_code") and caught.value.errors[0].type == "auth.region"
+    assert rows(publisher, outbox) == 0

@@ -6,7 +6,7 @@ from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.relay import OutboxRelay
 from services.publisher.store import Publisher
-from tests.conftest import draft
+from tests.conftest import ADMIN, draft
 
 
 class Future:
@@ -39,7 +39,7 @@ def publisher(tmp_path, directory):
     publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'publisher.db'}"))
     publisher.create_tables()
     for n in range(5):
-        handlers.publish(draft(title=f"公告{n}"), publisher=publisher, directory=directory)
+        handlers.publish(principal=ADMIN, draft=draft(title=f"公告{n}"), publisher=publisher, directory=directory)
     return publisher
 
 
