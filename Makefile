@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-catalog clean
+.PHONY: run test unit integration schemas bench bench-catalog bench-bridge clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 
 bench-catalog: $(STAMP)
 	$(BIN)/python -m bench.catalog_api $(BENCH_ARGS)
+
+bench-bridge: $(STAMP)
+	$(BIN)/python -m bench.bridge $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

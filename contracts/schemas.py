@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .events import CatalogChangedEvent, PublishedEvent, PublishRequestedEvent, RejectedEvent, WithdrawnEvent
+from .service_items import ServiceItemChangedEvent
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 MODELS = {
@@ -14,6 +15,7 @@ MODELS = {
     "cn.gov.tongyuan.publication.rejected.v1": RejectedEvent,
     "cn.gov.tongyuan.cms.publish-requested.v1": PublishRequestedEvent,
     "cn.gov.tongyuan.catalog.changed.v1": CatalogChangedEvent,
+    "cn.gov.tongyuan.service-item.changed.v1": ServiceItemChangedEvent,
 }
 
 

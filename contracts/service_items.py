@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
 from .events import SERVICE_ITEM_CHANGED, CloudEvent, Contract, PlacementRef
+from .identity import Principal
 
 ITEM_TYPES: dict[str, str] = {
     "01": "行政许可",
@@ -176,7 +177,9 @@ class ServiceItemChangedData(Contract):
     """An item changed on the platform (or was revoked there): what the gate needs to publish it.
 
     `placements` are the catalog placements the bridge's mapping chose; `content_hash` covers the
-    item and its placements, so a repeat of the same state is recognisable anywhere.
+    item and its placements, so a repeat of the same state is recognisable anywhere. `actor` is
+    the bridge's own principal (an editor for the regions it is configured for): like a CMS
+    event's, it comes as data over a topic trusted by transport, and the gate authorises it.
     """
 
     platform: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
@@ -187,6 +190,7 @@ class ServiceItemChangedData(Contract):
     title: Annotated[str | None, Field(max_length=300)] = None  # the last known name, for a revocation
     placements: Annotated[tuple[PlacementRef, ...], Field(max_length=20)] = ()
     platform_updated_at: datetime | None = None
+    actor: Principal
 
     @model_validator(mode="after")
     def _complete(self) -> "ServiceItemChangedData":

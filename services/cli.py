@@ -157,6 +157,14 @@ def republish(
 
 
 @cli.command()
+def reindex(keep_old: Annotated[bool, typer.Option("--keep-old", help="keep the previous index instead of deleting it")] = False) -> None:
+    """Rebuild the Elasticsearch index into a new one and swap the alias, without downtime."""
+    from services.indexer.reindex import reindex_command
+
+    reindex_command(keep_old=keep_old)
+
+
+@cli.command()
 def token(
     region: Annotated[list[str], typer.Option("--region", help="a region the user publishes for; repeatable")] = [],  # noqa: B006
     role: Annotated[list[str], typer.Option("--role", help="editor, approver or admin; repeatable")] = ["editor"],  # noqa: B006
@@ -359,6 +367,10 @@ def catalog_list() -> None:
         for row in store.editions():
             typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")
 
+
+from services.bridge.cli import bridge_cli  # noqa: E402  (its heavy imports are lazy)
+
+cli.add_typer(bridge_cli, name="bridge")
 
 dlq_cli = typer.Typer(help="Dead-letter queues: what a consumer group could not apply.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STORES = ("publisher", "column", "search")
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     search_backend: Literal["embedded", "elasticsearch"] = "embedded"
     elasticsearch_url: str | None = None
+    elasticsearch_index_prefix: str = Field("tongyuan", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    elasticsearch_analyzer: Literal["smartcn", "ik_max_word", "cjk"] = "smartcn"
 
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_batch_within: float = Field(0.05, gt=0, le=10)
@@ -70,6 +72,12 @@ class Settings(BaseSettings):
             # SQLAlchemy would pick psycopg2, which we do not ship; psycopg 3 is installed.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _elasticsearch_needs_a_url(self) -> "Settings":
+        if self.search_backend == "elasticsearch" and not self.elasticsearch_url:
+            raise ValueError("TONGYUAN_SEARCH_BACKEND=elasticsearch needs TONGYUAN_ELASTICSEARCH_URL")
+        return self
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -1,14 +1,24 @@
-"""The indexer's wiring (group tongyuan-indexer): its search index and its faust app."""
+"""The indexer's wiring (group tongyuan-indexer): its search index and its faust app.
+
+TONGYUAN_SEARCH_BACKEND picks the index: `embedded` (default; tantivy + SQLite under var/)
+or `elasticsearch` (services/indexer/elasticsearch.py, imported only when chosen).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import TypeVar
 
 import faust
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.exc import OperationalError
 
+from services.common.db import create_store_engine
 from services.common.faust_consumer import PublicationConsumer, build_consumer_app
-from services.common.heartbeat import beat, live_workers
+from services.common.heartbeat import beat, heartbeat_table, live_workers
 from services.common.settings import Settings
 
 from .embedded import EmbeddedSearchIndex
@@ -16,27 +26,49 @@ from .index import SearchIndex
 
 STORE = "search"
 GROUP = "tongyuan-indexer"
+T = TypeVar("T")
 
 
 def search_url(settings: Settings) -> str:
-    # Always SQLite, even when the other stores are on PostgreSQL: the embedded index is FTS5.
+    # Always SQLite, even when the other stores are on PostgreSQL: the embedded index's
+    # ledger lives beside its text index (var/search.db and var/search-index/).
     return f"sqlite:///{(settings.var_dir / 'search.db').resolve()}"
 
 
+def heartbeat_url(settings: Settings) -> str:
+    # With Elasticsearch the indexer has no SQL store of its own: its heartbeats get a file.
+    return f"sqlite:///{(settings.var_dir / 'search-heartbeat.db').resolve()}"
+
+
 def build_index(settings: Settings) -> SearchIndex:
-    """The configured search index, its schema created."""
+    """The configured search index, its schema (or template and alias) created."""
+    if settings.search_backend == "elasticsearch":
+        # Created through an instance of its own, in a loop of its own: an async client
+        # belongs to the loop it first ran in, and the one returned will run in the caller's.
+        def create_and_close() -> Awaitable[None]:
+            async def run() -> None:
+                index = _elasticsearch(settings)
+                try:
+                    await index.create()
+                finally:
+                    await index.close()
+
+            return run()
+
+        run_blocking(create_and_close)
+        return _elasticsearch(settings)
     index = _embedded(settings)
-    index.create()
+    index.create_now()
     return index
 
 
 def create_consumer(settings: Settings) -> faust.App:
-    index = _embedded(settings)
-    index.create()
+    index = build_index(settings)
+    engine, table = _heartbeats(settings)
     consumer = PublicationConsumer(
         group=GROUP,
         apply=index.apply,
-        heartbeat=lambda stats: beat(index.engine, index.heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+        heartbeat=lambda stats: beat(engine, table, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
     )
     return build_consumer_app(consumer, settings)
 
@@ -44,23 +76,69 @@ def create_consumer(settings: Settings) -> faust.App:
 def heartbeat_status(settings: Settings, within: float) -> list[dict]:
     """Indexer workers seen within `within` seconds, for the portal's /healthz."""
     try:
-        index = _embedded(settings)
-        return live_workers(index.engine, index.heartbeats, within=within)
+        engine, table = _heartbeats(settings)
+        return live_workers(engine, table, within=within)
     except OperationalError:
-        return []  # no index file or table yet: no indexer has ever run, so none is live
-    except NotImplementedError:
-        return []
+        return []  # no file or table yet: no indexer has ever run, so none is live
+
+
+def health_probe(settings: Settings) -> Callable[[], bool]:
+    """A blocking health check of the search index, for /healthz (which runs probes in
+    threads): the index's `healthy()` is a coroutine."""
+    if settings.search_backend == "elasticsearch":
+
+        def elasticsearch_up() -> bool:
+            async def check() -> bool:
+                index = _elasticsearch(settings)
+                try:
+                    return await index.healthy()
+                finally:
+                    await index.close()
+
+            return run_blocking(check)
+
+        return elasticsearch_up
+    return _embedded(settings).healthy_now
+
+
+def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from blocking code, even when this thread already runs
+    an event loop (the portal's startup under uvicorn): in a thread with a loop of its own."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(_awaited(make))).result()
+
+
+async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _elasticsearch(settings: Settings) -> SearchIndex:
+    from .elasticsearch import elasticsearch_index
+
+    return elasticsearch_index(settings)
+
+
+def _heartbeats(settings: Settings) -> tuple[Engine, Table]:
+    if settings.search_backend == "elasticsearch":
+        return _heartbeat_file(heartbeat_url(settings))
+    index = _embedded(settings)
+    return index.engine, index.heartbeats
 
 
 def _embedded(settings: Settings) -> EmbeddedSearchIndex:
-    if settings.search_backend == "elasticsearch":
-        raise NotImplementedError(
-            "TONGYUAN_SEARCH_BACKEND=elasticsearch is not available yet: the Elasticsearch adapter comes with the search issue; use 'embedded'"
-        )
     return _index_at(search_url(settings))
 
 
 @lru_cache(maxsize=8)
 def _index_at(url: str) -> EmbeddedSearchIndex:
-    # One engine per file per process: /healthz asks for heartbeats on every request.
+    # One engine and text index per file per process: /healthz asks on every request.
     return EmbeddedSearchIndex(url)
+
+
+@lru_cache(maxsize=8)
+def _heartbeat_file(url: str) -> tuple[Engine, Table]:
+    metadata = MetaData()
+    table = heartbeat_table(metadata, STORE)
+    engine = create_store_engine(url)
+    metadata.create_all(engine)
+    return engine, table

@@ -1,30 +1,50 @@
-"""The embedded search backend: SQLite FTS5 over Chinese bigrams (see tokenize.py).
+"""The embedded search backend: a tantivy index (BM25 over Chinese bigrams, see tokenize.py)
+beside a SQLite ledger of versions.
 
-Always a SQLite file, even when the other stores are on PostgreSQL: FTS5 is the point.
-The indexer consumer is its only writer; the portal reads it.
+Chosen by measurement over SQLite FTS5 (bench/search.py, figures in bench/README.md): on the
+same 200,000 documents FTS5 needed ~1.2 GB and 90–170 ms for a common word with facets, the
+tantivy index ~110 MB and 2–3 ms; indexing costs the same (it is bound by our tokenising).
+
+Files (next to each other under var/):
+- search.db — the ledger: every publication's version and status, tombstones included (what
+  `version_of` answers), and the indexer's heartbeats. Always SQLite, even when the other
+  stores are on PostgreSQL (production search is Elasticsearch).
+- search-index/ — the text index: live documents only, each with what a hit renders.
+
+A batch is written as: BEGIN IMMEDIATE on the ledger → read the stored versions, keep only
+newer events → delete + add them in the text index and commit it (atomic, fsync'd by tantivy)
+→ write the ledger rows (executemany) and commit. A crash before the text commit leaves
+nothing of the batch anywhere. A crash between the two commits leaves the text index ahead of
+the ledger; the consumer has not acked the batch, so it is applied again, the ledger still
+shows the older versions, and the same documents are deleted and added again: idempotent.
+Rebuilding from the topic or from `tongyuan republish` is the fallback for a lost or
+incompatible index, not the plan.
+
+tantivy has one writer per index; the indexer keeps it while it is busy (merges then run in
+the background) and lets go when idle, so another process can write too (see _Writer).
+Readers in other processes (the portal) see each commit at their next search.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
 import re
+import shutil
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    select,
-    text,
-)
-from sqlalchemy.engine import Connection
+import structlog
+import tantivy
+from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy.engine import Connection, make_url
 
 from contracts.events import PublishedEvent
 from services.common.db import create_store_engine, writing
@@ -36,62 +56,135 @@ from .index import (
     SearchQuery,
     SearchResults,
     as_utc,
+    county_of,
     document_of,
     hit_of,
     newest_per_publication,
+    placement_keys,
     searchable_text,
 )
-from .tokenize import both_terms, query_expression
+from .tokenize import index_terms, is_single_char, normalise, query_phrases
+
+log = structlog.get_logger("tongyuan.search")
 
 metadata = MetaData()
 
 documents = Table(
     "search_documents",
     metadata,
-    # An explicit INTEGER PRIMARY KEY is SQLite's rowid, stable across VACUUM, so the FTS
-    # rows can be keyed by it; publication_id is the natural key.
+    # A small stable number per publication: the text index's tie-breaker among equals.
     Column("id", Integer, primary_key=True),
     Column("publication_id", String(80), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
-    Column("published_at", DateTime, nullable=True),  # naive UTC, for ordering
-    Column("document", Text, nullable=True),  # JSON of index.document_of; NULL for tombstones
-)
-
-placements = Table(
-    "search_placements",
-    metadata,
-    Column("document_id", Integer, ForeignKey("search_documents.id", ondelete="CASCADE"), nullable=False),
-    Column("region_code", String(20), nullable=False),
-    Column("domain_code", String(8), nullable=False),
-    Index("search_placements_region", "region_code", "domain_code"),
-    Index("search_placements_document", "document_id"),
 )
 
 heartbeats = heartbeat_table(metadata, "search")
 
-# title and body carry bigrams; the *_chars columns carry unigrams for one-character queries.
-_FTS_DDL = "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, title_chars, body_chars, tokenize='unicode61')"
-# bm25 weights per column: a title match outranks a body match.
-_RANK = "bm25(search_fts, 10.0, 1.0, 10.0, 1.0)"
-_CODE = re.compile(r"^[0-9A-Z]{1,20}$")
+# Bump when the text index's fields or terms change: an index of another layout is rebuilt.
+LAYOUT = "tongyuan-search-3"
+# A title match outweighs a body match (bm25 per field, title scores multiplied).
+TITLE_BOOST = 5.0
+# An exact 索引号 outranks any text match.
+INDEX_NUMBER_BOOST = 1000.0
+# Region code lengths: province, city, county (or 4301GX-style), township, village.
+REGION_LEVELS = (2, 4, 6, 9, 12)
+WRITER_HEAP = 64_000_000
+IDLE_SECONDS = 2.0  # a writer unused this long is released (see _Writer)
+WRITER_WAIT_SECONDS = 30.0
+# Date order and ties: published second, then the ledger id (unique below 2**24 documents).
+_ID_BITS = 24
+_TERMS = "tongyuan_terms"
+_UTC = timezone.utc
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    for name in ("title", "body"):
+        builder.add_text_field(name, tokenizer_name=_TERMS, index_option="position")
+    builder.add_text_field("pid", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("ixn", tokenizer_name="raw", index_option="basic")  # the folded 索引号
+    builder.add_text_field("kind", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("pl", tokenizer_name="raw", index_option="basic")  # placement filter keys
+    builder.add_text_field("fc", tokenizer_name="raw", index_option="basic", fast=True)  # facet keys
+    builder.add_integer_field("published", indexed=True, fast=True)  # epoch seconds
+    builder.add_integer_field("rank", fast=True)  # published << 24 | ledger id
+    builder.add_bytes_field("doc", stored=True)  # JSON: what a hit renders
+    return builder.build()
+
+
+SCHEMA = _schema()
 
 
 class EmbeddedSearchIndex(SearchIndex):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, text_dir: str | Path | None = None) -> None:
         self.engine = create_store_engine(url)
         self.heartbeats = heartbeats
+        database = make_url(url).database
+        if text_dir is None and database and database != ":memory:":
+            path = Path(database)
+            text_dir = path.with_name(f"{path.stem}-index")
+        self.text_dir = Path(text_dir) if text_dir is not None else None  # None: in memory (tests)
+        self._text: tantivy.Index | None = None
+        self._seen_commit: int | None = None
+        self._reload_lock = threading.Lock()
+        self._text_writer: _Writer | None = None
 
-    def create(self) -> None:
-        metadata.create_all(self.engine)
-        with writing(self.engine) as connection:
-            connection.exec_driver_sql(_FTS_DDL)
+    def _writer(self) -> _Writer:
+        if self._text_writer is None:
+            self._text_writer = _Writer(self._require_text())
+        return self._text_writer
 
-    def apply(self, events: Sequence[Event]) -> None:
+    # --- the port ---------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        await asyncio.to_thread(self.create_now)
+
+    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+        return await asyncio.to_thread(self.apply_now, events)
+
+    async def search(self, query: SearchQuery) -> SearchResults:
+        return await asyncio.to_thread(self.search_now, query)
+
+    async def version_of(self, publication_id: str) -> int | None:
+        return await asyncio.to_thread(self._version_of, publication_id)
+
+    async def count(self) -> int:
+        return await asyncio.to_thread(self._count)
+
+    async def healthy(self) -> bool:
+        return await asyncio.to_thread(self.healthy_now)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_now)
+
+    def close_now(self) -> None:
+        if self._text_writer is not None:
+            self._text_writer.release()
+        self.engine.dispose()
+
+    # --- blocking work (in a thread) --------------------------------------------------------
+
+    def create_now(self) -> None:
+        """Ledger tables and the text index; safe to call again, from several processes."""
+        with self._creating():
+            _drop_legacy_tables(self.engine)
+            metadata.create_all(self.engine)
+            fresh = self._open_text(create=True)
+            if fresh:
+                with writing(self.engine) as connection:
+                    # A new text index holds nothing, so neither may the ledger: otherwise the
+                    # versions it keeps would make every replayed event look stale.
+                    forgotten = connection.execute(documents.delete()).rowcount
+                if forgotten:
+                    log.warning("search.index_rebuilt", forgotten=forgotten, hint="replay the topic or run `tongyuan republish` to fill it")
+
+    def apply_now(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
         newest = newest_per_publication(events)
         if not newest:
-            return
-        with writing(self.engine) as connection:  # one transaction per batch
+            return []
+        self._require_text()
+        with writing(self.engine) as connection:  # one ledger transaction per batch
             stored = {
                 row.publication_id: row
                 for row in connection.execute(select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(list(newest))))
@@ -102,111 +195,412 @@ class EmbeddedSearchIndex(SearchIndex):
                 # Skipped: a duplicate, a replay, or older than what we hold.
                 if pid not in stored or stored[pid].version < event.data.version
             ]
-            if fresh:
-                _write_batch(connection, fresh)
+            if not fresh:
+                return []
+            rows = _ledger_rows(connection, fresh)
+            with self._writer().borrowed() as writer:
+                _write_text(writer, rows)
+            _write_ledger(connection, rows)
+        self._reload(force=True)
+        return []
 
-    def search(self, query: SearchQuery) -> SearchResults:
-        expression = query_expression(query.q)
-        empty = SearchResults(total=0, hits=[], page=query.page, per_page=query.per_page)
-        if query.q.strip() and expression is None:
-            return empty  # only punctuation, emoji …: nothing can match
-        params: dict[str, Any] = {"limit": query.per_page, "offset": query.offset}
-        conditions = ["d.status = 'published'"]
-        if query.region is not None or query.domain is not None:
-            placement = _placement_condition(query, params)
-            if placement is None:
-                return empty
-            conditions.append(placement)
-        if expression is None:
-            source, order = "search_documents AS d", "d.published_at DESC, d.id DESC"
-        else:
-            source, order = "search_fts JOIN search_documents AS d ON d.id = search_fts.rowid", f"{_RANK}, d.published_at DESC, d.id DESC"
-            conditions.append("search_fts MATCH :expression")
-            params["expression"] = expression
-        where = " AND ".join(conditions)
-        with self.engine.connect() as connection:
-            total = connection.execute(text(f"SELECT count(*) FROM {source} WHERE {where}"), params).scalar_one()
-            rows = connection.execute(
-                text(f"SELECT d.publication_id, d.version, d.document FROM {source} WHERE {where} ORDER BY {order} LIMIT :limit OFFSET :offset"), params
-            ).all()
-        hits = [hit_of(row.publication_id, row.version, json.loads(row.document), query.q) for row in rows]
-        return SearchResults(total=total, hits=hits, page=query.page, per_page=query.per_page)
+    def search_now(self, query: SearchQuery) -> SearchResults:
+        text_index = self._require_text()
+        self._reload()
+        return _Search(text_index.searcher(), query).results()
 
-    def version_of(self, publication_id: str) -> int | None:
+    def _version_of(self, publication_id: str) -> int | None:
         with self.engine.connect() as connection:
             return connection.execute(select(documents.c.version).where(documents.c.publication_id == publication_id)).scalar_one_or_none()
 
-    def count(self) -> int:
-        with self.engine.connect() as connection:
-            return connection.execute(text("SELECT count(*) FROM search_documents WHERE status = 'published'")).scalar_one()
+    def _count(self) -> int:
+        text_index = self._require_text()
+        self._reload()
+        return text_index.searcher().num_docs
 
-    def healthy(self) -> bool:
+    def healthy_now(self) -> bool:
         try:
             with self.engine.connect() as connection:
-                connection.execute(text("SELECT rowid FROM search_fts LIMIT 1")).all()
+                connection.execute(select(documents.c.id).limit(1)).all()
+            self._require_text().searcher()
             return True
         except Exception:
             return False
 
+    # --- the text index ---------------------------------------------------------------------
 
-def _placement_condition(query: SearchQuery, params: dict[str, Any]) -> str | None:
-    """One placement must satisfy both filters; None when a code cannot match anything."""
-    clauses = ["p.document_id = d.id"]
-    for name, code in (("region", query.region), ("domain", query.domain)):
-        if code is None:
-            continue
-        if not _CODE.match(code):
-            return None  # stored codes are all [0-9A-Z], so this also keeps LIKE wildcards out
-        params[name] = code
-    if query.region is not None:
-        clauses.append("p.region_code LIKE :region || '%'")
-    if query.domain is not None:
-        clauses.append("p.domain_code = :domain")
-    return f"EXISTS (SELECT 1 FROM search_placements AS p WHERE {' AND '.join(clauses)})"
-
-
-def _write_batch(connection: Connection, fresh: list[tuple[Event, int | None]]) -> None:
-    """Replace what is stored for each publication with its newer event: one statement per
-    kind of row for the whole batch (the indexer's throughput is bound by this)."""
-    # New rows get ids here; the write lock taken at BEGIN makes max(id) safe.
-    next_id = (connection.execute(text("SELECT coalesce(max(id), 0) FROM search_documents")).scalar_one() or 0) + 1
-    inserted, updated, fts_rows, placement_rows = [], [], [], []
-    for event, document_id in fresh:
-        data = event.data
-        published = isinstance(event, PublishedEvent)
-        document = document_of(data) if published else None
-        if document_id is None:
-            document_id, next_id = next_id, next_id + 1
-            target = inserted
+    def _open_text(self, *, create: bool) -> bool:
+        """Open (or, with `create`, make) the text index; True if it was made new."""
+        if self._text is not None:
+            return False
+        made = False
+        if self.text_dir is None:
+            index, made = tantivy.Index(SCHEMA), True
         else:
-            target = updated
-        target.append(
+            marker = self.text_dir / "LAYOUT"
+            current = marker.read_text().strip() if marker.exists() else None
+            if current != LAYOUT:
+                if not create:
+                    return False
+                if self.text_dir.exists():
+                    log.warning("search.layout_changed", path=str(self.text_dir), found=current, wanted=LAYOUT)
+                    shutil.rmtree(self.text_dir)
+                self.text_dir.mkdir(parents=True)
+                made = True
+            index = tantivy.Index(SCHEMA, path=str(self.text_dir), reuse=True)
+            if made:
+                marker.write_text(LAYOUT + "\n")
+        index.register_tokenizer(_TERMS, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
+        self._text = index
+        return made
+
+    def _require_text(self) -> tantivy.Index:
+        if self._text is None:
+            self._open_text(create=False)
+        if self._text is None:
+            raise RuntimeError("the search index is not created yet (EmbeddedSearchIndex.create)")
+        return self._text
+
+    def _reload(self, *, force: bool = False) -> None:
+        """See other processes' commits at once (tantivy would otherwise poll for them)."""
+        if self.text_dir is None:
+            if force:
+                self._text.reload()
+            return
+        try:
+            stamp = (self.text_dir / "meta.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if force or stamp != self._seen_commit:
+            with self._reload_lock:
+                self._text.reload()
+                self._seen_commit = stamp
+
+    @contextmanager
+    def _creating(self):
+        # The portal and the indexer may start together: one of them creates at a time.
+        if self.text_dir is None:
+            yield
+            return
+        self.text_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.text_dir.parent / f".{self.text_dir.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def _ledger_rows(connection: Connection, fresh: list[tuple[Event, int | None]]) -> list[dict[str, Any]]:
+    # New rows get ids here; the write lock taken at BEGIN IMMEDIATE makes max(id) safe.
+    next_id = (connection.execute(text("SELECT coalesce(max(id), 0) FROM search_documents")).scalar_one() or 0) + 1
+    rows = []
+    for event, document_id in fresh:
+        new = document_id is None
+        if new:
+            document_id, next_id = next_id, next_id + 1
+        published = isinstance(event, PublishedEvent)
+        rows.append(
             {
                 "id": document_id,
-                "publication_id": data.publication_id,
-                "version": data.version,
+                "new": new,
+                "event": event,
+                "publication_id": event.data.publication_id,
+                "version": event.data.version,
                 "status": "published" if published else "withdrawn",
-                "published_at": as_utc(data.published_at).replace(tzinfo=None) if published else None,
-                "document": json.dumps(document, ensure_ascii=False) if document else None,
             }
         )
-        if document is None:
-            continue  # a tombstone: kept for its version, invisible to search
-        title, body = searchable_text(document)
-        title_terms, title_chars = both_terms(title)
-        body_terms, body_chars = both_terms(body)
-        fts_rows.append({"id": document_id, "title": title_terms, "body": body_terms, "title_chars": title_chars, "body_chars": body_chars})
-        placement_rows += [{"document_id": document_id, "region_code": p["region_code"], "domain_code": p["domain_code"]} for p in document["placements"]]
-    if updated:
-        ids = [{"id": row["id"]} for row in updated]
-        connection.execute(text("DELETE FROM search_fts WHERE rowid = :id"), ids)
-        connection.execute(text("DELETE FROM search_placements WHERE document_id = :id"), ids)
-        connection.execute(
-            text("UPDATE search_documents SET version = :version, status = :status, published_at = :published_at, document = :document WHERE id = :id"), updated
-        )
+    return rows
+
+
+def _write_text(writer: tantivy.IndexWriter, rows: list[dict[str, Any]]) -> None:
+    try:
+        for row in rows:
+            # Also for publications the ledger has never seen: after a crash between the two
+            # commits the text index may already hold them.
+            writer.delete_documents_by_term("pid", row["publication_id"])
+            if row["status"] == "published":
+                writer.add_document(_text_document(row["id"], row["event"]))
+        writer.commit()
+    except BaseException:
+        writer.rollback()
+        raise
+
+
+class _Writer:
+    """The text index's single writer (tantivy allows one per index, across processes).
+
+    Kept while batches keep coming, so segment merges run in the background instead of inside
+    a batch; released once no batch came for IDLE_SECONDS (after its merges finish), so another
+    process — a second indexer worker, `tongyuan dlq replay` — can take it. Whoever finds it
+    taken waits, and after WRITER_WAIT_SECONDS gives up with a TimeoutError, which the consumer
+    treats as a passing outage (it retries the batch with backoff)."""
+
+    def __init__(self, index: tantivy.Index) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+        self._writer: tantivy.IndexWriter | None = None
+        self._idle: threading.Timer | None = None
+
+    @contextmanager
+    def borrowed(self):
+        with self._lock:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            if self._writer is None:
+                self._writer = self._acquire()
+            try:
+                yield self._writer
+            finally:
+                self._idle = threading.Timer(IDLE_SECONDS, self.release)
+                self._idle.daemon = True
+                self._idle.start()
+
+    def release(self) -> None:
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+        if writer is not None:
+            writer.wait_merging_threads()  # then the writer and its lock are gone
+
+    def _acquire(self) -> tantivy.IndexWriter:
+        deadline = monotonic() + WRITER_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                return self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            except ValueError as exc:
+                if "LockBusy" not in str(exc):
+                    raise
+                if monotonic() > deadline:
+                    raise TimeoutError("another process is writing the search index") from exc
+                sleep(delay)
+                delay = min(0.5, delay * 2)
+
+
+def _write_ledger(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    inserted = [{k: row[k] for k in ("id", "publication_id", "version", "status")} for row in rows if row["new"]]
+    updated = [{k: row[k] for k in ("id", "version", "status")} for row in rows if not row["new"]]
     if inserted:
         connection.execute(documents.insert(), inserted)
-    if fts_rows:
-        connection.execute(text("INSERT INTO search_fts (rowid, title, body, title_chars, body_chars) VALUES (:id, :title, :body, :title_chars, :body_chars)"), fts_rows)
-    if placement_rows:
-        connection.execute(placements.insert(), placement_rows)
+    if updated:
+        connection.execute(text("UPDATE search_documents SET version = :version, status = :status WHERE id = :id"), updated)
+
+
+def region_path(code: str) -> list[str]:
+    """The code and every ancestor: 430102001 → 43, 4301, 430102, 430102001."""
+    return [code[:size] for size in REGION_LEVELS if size < len(code)] + [code]
+
+
+def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
+    data = event.data
+    document = {**document_of(data), "attachment_names": [attachment.name for attachment in data.attachments]}
+    title, body = searchable_text(document)
+    published = int(as_utc(data.published_at).timestamp())
+    filters: set[str] = set()
+    facets: set[str] = set()
+    for key in placement_keys(data):
+        items = ("", key.domain, key.level1, key.level2)
+        for region in ("", *region_path(key.region_code)):
+            filters.update(f"{region}|{item}" for item in items)
+            facets.add(f"d{region}|{key.domain}")
+        county = county_of(key.region_code)
+        if county is not None:
+            facets.update(f"c{county}|{item}" for item in items)
+    filters.discard("|")
+    return tantivy.Document(
+        title=index_terms(title),
+        body=index_terms(body),
+        pid=data.publication_id,
+        ixn=normalise(data.index_number),
+        kind=data.kind,
+        pl=sorted(filters),
+        fc=sorted(facets),
+        published=published,
+        rank=(published << _ID_BITS) | (document_id & ((1 << _ID_BITS) - 1)),
+        doc=json.dumps({"publication_id": data.publication_id, "version": data.version, **document}, ensure_ascii=False).encode(),
+    )
+
+
+def _drop_legacy_tables(engine) -> None:
+    """The FTS5 index this replaced: its tables go, and the new index is filled by a replay."""
+    names = set(inspect(engine).get_table_names())
+    legacy = "search_fts" in names or "search_placements" in names
+    if "search_documents" in names and not legacy:
+        legacy = "document" in {column["name"] for column in inspect(engine).get_columns("search_documents")}
+    if legacy:
+        log.warning("search.legacy_fts5_dropped", hint="replay the topic or run `tongyuan republish` to fill the new index")
+        with writing(engine) as connection:
+            for name in ("search_fts", "search_placements", "search_documents"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+
+# --- searching ------------------------------------------------------------------------------
+
+
+class _Nothing(Exception):
+    """The filters contradict each other (e.g. a level-1 item outside the domain): no hit."""
+
+
+def _item_filter(domain: str | None, level1: str | None, level2: str | None) -> str | None:
+    """The most specific catalog filter, if the others agree with it."""
+    item = None
+    for code in (domain, level1, level2):
+        if code is None:
+            continue
+        if item is not None and not code.startswith(item + "-"):
+            raise _Nothing
+        item = code
+    return item
+
+
+class _Search:
+    def __init__(self, searcher: tantivy.Searcher, query: SearchQuery) -> None:
+        self.searcher = searcher
+        self.query = query
+        self.phrases = query_phrases(query.q)
+
+    def results(self) -> SearchResults:
+        query = self.query
+        facets: dict[str, dict[str, int]] = {"domain": {}, "region": {}} if query.facets else {}
+        empty = SearchResults(total=0, page=query.page, per_page=query.per_page, facets=facets)
+        if query.q.strip() and not self.phrases:
+            return empty  # only punctuation, emoji …: nothing can match
+        try:
+            compiled = self.compile()
+        except _Nothing:
+            return empty
+        if not self.phrases or query.sort == "date":
+            found = self.searcher.search(compiled, limit=query.per_page, count=True, order_by_field="rank", offset=query.offset, order=tantivy.Order.Desc)
+            total, addresses = found.count, [address for _, address in found.hits]
+        else:
+            total, addresses = self.by_relevance(compiled)
+        hits = []
+        for address in addresses:
+            stored = json.loads(self.searcher.doc(address).get_first("doc"))
+            hits.append(hit_of(stored["publication_id"], stored["version"], stored, query.q))
+        if query.facets:
+            facets = self.facets()
+        return SearchResults(total=total, hits=hits, page=query.page, per_page=query.per_page, facets=facets)
+
+    def by_relevance(self, compiled: tantivy.Query) -> tuple[int, list]:
+        """Best score first; among equal scores the newest, then the ledger id — for which the
+        whole group of equals at the page's end is fetched (tantivy breaks ties by address)."""
+        need = self.query.offset + self.query.per_page
+        limit = need + 1
+        while True:
+            found = self.searcher.search(compiled, limit=limit, count=True)
+            hits = found.hits
+            if len(hits) < limit or len(hits) <= need or hits[-1][0] < hits[need - 1][0]:
+                break
+            limit *= 4
+        ranks = self.searcher.fast_field_values("rank", [address for _, address in hits])
+        ordered = sorted(zip(hits, ranks, strict=True), key=lambda pair: (-pair[0][0], -pair[1]))
+        return found.count, [address for (_, address), _ in ordered[self.query.offset : need]]
+
+    def compile(self, *, ignoring: str | None = None) -> tantivy.Query:
+        """The query's text and filters as one tantivy query, leaving out one facet's filter."""
+        query = self.query
+        must: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        should: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        for phrase in self.phrases:
+            must.append((tantivy.Occur.Must, _phrase_query(phrase)))
+        if self.phrases:
+            should.append((tantivy.Occur.Should, tantivy.Query.boost_query(_term("ixn", normalise(query.q.strip())), INDEX_NUMBER_BOOST)))
+        filters = []
+        if query.kind is not None:
+            filters.append(_term("kind", query.kind))
+        if query.published_from is not None or query.published_to is not None:
+            lower = int(datetime.combine(query.published_from, time.min, _UTC).timestamp()) if query.published_from else None
+            upper = int(datetime.combine(query.published_to + timedelta(days=1), time.min, _UTC).timestamp()) if query.published_to else None
+            filters.append(tantivy.Query.range_query(SCHEMA, "published", tantivy.FieldType.Integer, lower, upper, True, upper is None))
+        placement = self.placement_filter(ignoring)
+        if placement is not None:
+            filters.append(placement)
+        must += [(tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters]
+        if not must:
+            return tantivy.Query.all_query()
+        return tantivy.Query.boolean_query(must + should)
+
+    def placement_filter(self, ignoring: str | None) -> tantivy.Query | None:
+        query = self.query
+        region = None if ignoring == "region" else query.region
+        item = _item_filter(None if ignoring == "domain" else query.domain, query.level1, query.level2)
+        if region is None and item is None:
+            return None
+        if region is None or len(region) in REGION_LEVELS:
+            return _term("pl", f"{region or ''}|{item or ''}")
+        # Not a code length we keep ancestors for: any region code that starts with it.
+        return tantivy.Query.regex_query(SCHEMA, "pl", f"{re.escape(region)}[0-9A-Z]*\\|{re.escape(item or '')}")
+
+    def facets(self) -> dict[str, dict[str, int]]:
+        """Counts per domain and per county-level region, each without its own filter.
+
+        The facet keys (`fc`) make both a terms aggregation: "d<region>|<domain>" for every
+        ancestor of each placement's region (and "" for none), "c<county>|<item>" for the
+        county with no item, the domain, and the level-1 and level-2 items."""
+        query = self.query
+        item = _item_filter(query.domain, query.level1, query.level2)
+        region_spec = _terms(f"c[0-9A-Z]+\\|{re.escape(item or '')}", 10_000)
+        domain_by_keys = query.level1 is None and query.level2 is None and (query.region is None or len(query.region) in REGION_LEVELS)
+        domain_spec = _terms(f"d{re.escape(query.region or '')}\\|D[0-9]+", 200)
+        if domain_by_keys and query.domain is None and query.region is None:
+            # Neither facet has a filter of its own: one pass counts both.
+            answer = self.searcher.aggregate(self.compile(), {"domain": domain_spec, "region": region_spec})
+        else:
+            answer = self.searcher.aggregate(self.compile(ignoring="region"), {"region": region_spec})
+            if domain_by_keys:
+                answer |= self.searcher.aggregate(self.compile(ignoring="domain"), {"domain": domain_spec})
+        regions = {bucket["key"][1:].split("|", 1)[0]: bucket["doc_count"] for bucket in answer["region"]["buckets"]}
+        if domain_by_keys:
+            domains = {bucket["key"].split("|", 1)[1]: bucket["doc_count"] for bucket in answer["domain"]["buckets"]}
+        else:
+            domains = self.domain_facet_by_counting()
+        return {"domain": domains, "region": regions}
+
+    def domain_facet_by_counting(self) -> dict[str, int]:
+        """The shapes the facet keys do not cover (a level-1/2 filter, which leaves one domain
+        possible; an odd-length region code): count each domain that can still occur."""
+        query = self.query
+        item = query.level2 or query.level1
+        candidates = [item[:3]] if item else [f"D{n:02d}" for n in range(1, 100)]
+        counts = {}
+        for domain in candidates:
+            try:
+                compiled = _Search(self.searcher, replace(query, domain=domain)).compile()
+            except _Nothing:
+                continue
+            total = self.searcher.search(compiled, limit=1, count=True).count
+            if total:
+                counts[domain] = total
+        return counts
+
+
+def _terms(include: str, size: int) -> dict:
+    return {"terms": {"field": "fc", "size": size, "segment_size": size, "include": include}}
+
+
+def _term(field: str, value: str) -> tantivy.Query:
+    return tantivy.Query.term_query(SCHEMA, field, value)
+
+
+def _phrase_query(phrase: tuple[str, ...]) -> tantivy.Query:
+    """One required part: found in the title (worth more) or the body."""
+    clauses = []
+    for field, boost in (("title", TITLE_BOOST), ("body", 1.0)):
+        if is_single_char(phrase):
+            # The character alone, or inside any bigram (a constant score).
+            char = phrase[0]
+            found = [tantivy.Query.term_query(SCHEMA, field, char, index_option="freq"), tantivy.Query.regex_query(SCHEMA, field, f"{char}.|.{char}")]
+        elif len(phrase) == 1:
+            found = [tantivy.Query.term_query(SCHEMA, field, phrase[0], index_option="freq")]
+        else:
+            found = [tantivy.Query.phrase_query(SCHEMA, field, list(phrase))]
+        clauses += [(tantivy.Occur.Should, tantivy.Query.boost_query(clause, boost) if boost != 1.0 else clause) for clause in found]
+    return tantivy.Query.boolean_query(clauses)

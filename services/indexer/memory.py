@@ -1,7 +1,9 @@
-"""An in-memory SearchIndex: a fake for unit tests of code that depends on the port."""
+"""An in-memory SearchIndex: a fake for unit tests of code that depends on the port, and the
+plain-Python statement of the search rules every backend follows (see index.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,68 +12,103 @@ from typing import Any
 from contracts.events import PublishedEvent
 
 from .index import (
+    FACETS,
     Event,
+    PlacementKey,
     SearchIndex,
     SearchQuery,
     SearchResults,
     document_of,
+    facet_value,
     hit_of,
+    key_matches,
     newest_per_publication,
-    placement_matches,
+    placement_keys,
+    published_within,
     searchable_text,
 )
-from .tokenize import matches, query_phrases
+from .tokenize import matches, normalise, query_phrases
 
 
 @dataclass
 class _Entry:
     version: int
-    document: dict[str, Any] | None  # None: a withdrawal tombstone
+    document: dict[str, Any] | None = None  # None: a withdrawal tombstone
+    keys: tuple[PlacementKey, ...] = ()
 
 
 class InMemorySearchIndex(SearchIndex):
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def create(self) -> None:
+    async def create(self) -> None:
         pass
 
-    def apply(self, events: Sequence[Event]) -> None:
+    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
         for publication_id, event in newest_per_publication(events).items():
             stored = self._entries.get(publication_id)
             if stored is not None and stored.version >= event.data.version:
                 continue
-            document = document_of(event.data) if isinstance(event, PublishedEvent) else None
-            self._entries[publication_id] = _Entry(event.data.version, document)
+            if isinstance(event, PublishedEvent):
+                document = {**document_of(event.data), "attachment_names": [a.name for a in event.data.attachments]}
+                self._entries[publication_id] = _Entry(event.data.version, document, tuple(placement_keys(event.data)))
+            else:
+                self._entries[publication_id] = _Entry(event.data.version)
+        return []
 
-    def search(self, query: SearchQuery) -> SearchResults:
+    async def search(self, query: SearchQuery) -> SearchResults:
         phrases = query_phrases(query.q)
         if query.q.strip() and not phrases:
-            return SearchResults(total=0, hits=[], page=query.page, per_page=query.per_page)
-        found = []
+            return SearchResults(total=0, page=query.page, per_page=query.per_page, facets=_no_facets(query))
+        exact = normalise(query.q.strip())
+        candidates = []  # every live document matching the text and the non-placement filters
         for publication_id, entry in self._entries.items():
             document = entry.document
-            if document is None or not any(placement_matches(p, query.region, query.domain) for p in document["placements"]):
+            if document is None or (query.kind is not None and document["kind"] != query.kind):
+                continue
+            published_at = datetime.fromisoformat(document["published_at"])
+            if not published_within(published_at, query):
                 continue
             title, body = searchable_text(document)
             if phrases and not matches(phrases, title, body):
                 continue
-            # Title matches first (as bm25 with a heavy title weight does), then newest.
-            in_title = bool(phrases) and matches(phrases, title)
-            newest_first = -datetime.fromisoformat(document["published_at"]).timestamp()
-            found.append((not in_title, newest_first, publication_id, entry))
-        found.sort(key=lambda row: row[:3])
+            candidates.append((publication_id, entry, title, published_at))
+        found = []
+        for publication_id, entry, title, published_at in candidates:
+            if not any(key_matches(key, query) for key in entry.keys):
+                continue
+            if not phrases or query.sort == "date":
+                rank: tuple = ()
+            else:
+                # An exact 索引号 first, then title matches (as bm25 with a heavy title weight does).
+                rank = (normalise(entry.document["index_number"]) != exact, not matches(phrases, title))
+            found.append((*rank, -published_at.timestamp(), publication_id, entry))
+        found.sort(key=lambda row: row[:-1])
         page = found[query.offset : query.offset + query.per_page]
-        hits = [hit_of(pid, entry.version, entry.document, query.q) for _, _, pid, entry in page]
-        return SearchResults(total=len(found), hits=hits, page=query.page, per_page=query.per_page)
+        hits = [hit_of(row[-2], row[-1].version, row[-1].document, query.q) for row in page]
+        facets = {}
+        if query.facets:
+            facets = {facet: _counts(candidates, query, facet) for facet in FACETS}
+        return SearchResults(total=len(found), hits=hits, page=query.page, per_page=query.per_page, facets=facets)
 
-    def version_of(self, publication_id: str) -> int | None:
+    async def version_of(self, publication_id: str) -> int | None:
         entry = self._entries.get(publication_id)
         return entry.version if entry else None
 
-    def count(self) -> int:
+    async def count(self) -> int:
         return sum(1 for entry in self._entries.values() if entry.document is not None)
 
-    def healthy(self) -> bool:
+    async def healthy(self) -> bool:
         return True
 
+
+def _counts(candidates: list, query: SearchQuery, facet: str) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for _, entry, _, _ in candidates:
+        values = {facet_value(key, facet) for key in entry.keys if key_matches(key, query, ignoring=facet)}
+        counts.update(value for value in values if value is not None)
+    return dict(counts.most_common())
+
+
+def _no_facets(query: SearchQuery) -> dict[str, dict[str, int]]:
+    return {facet: {} for facet in FACETS} if query.facets else {}

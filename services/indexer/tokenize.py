@@ -1,14 +1,14 @@
-"""Chinese-aware terms for search, shared by every SearchIndex adapter (pure functions).
+"""Chinese-aware terms, query parsing and highlighting, shared by the search adapters (pure functions).
 
-Chinese has no spaces, so CJK runs are indexed as overlapping bigrams (最低生活保障 →
-最低 低生 生活 活保 保障): a query word of two or more characters is then a phrase of its
-bigrams, with no dictionary to maintain. A single character cannot be found among bigrams,
-so every CJK character is also indexed on its own, in separate columns (`char_terms`) —
-mixing unigrams into the bigram stream would break phrase adjacency.
+Chinese has no spaces, so CJK text is indexed as overlapping bigrams (最低生活保障 → 最低 低生
+生活 活保 保障): a query word of two or more characters is then a phrase of its bigrams, with
+no dictionary to maintain, and a two-character word (低保) is a single term. Letters and
+digits are indexed as words, lowercased, after the bigrams and in text order, so a code such as
+an 索引号 (430102001/2026-00001) is a phrase of its words. A CJK character standing alone
+(between punctuation) is indexed on its own, last; a one-character query matches it or any
+bigram that contains the character.
 
-The terms are written space-separated for SQLite FTS5's `unicode61` tokenizer, which keeps
-runs of letters/digits together: CJK ideographs and [0-9a-z] are all letter/number
-characters to it, so it splits exactly at our spaces.
+Terms are written space-separated; the index splits them at spaces only.
 """
 
 from __future__ import annotations
@@ -16,80 +16,115 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterator
-from html.parser import HTMLParser
+from array import array
+from functools import lru_cache
 
 # Unified ideographs, extension A, compatibility ideographs, extensions B–G, and 〇.
 _CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_RUN = re.compile(f"([{_CJK}]+)|([0-9a-z]+)")
 
 SNIPPET_CHARS = 120
+# A query is cut into at most this many required parts; the rest is ignored (a 500-character
+# query of distinct words stays one bounded query).
+MAX_PARTS = 32
+
+# Text made only of ASCII, common CJK ideographs and CJK/full-width punctuation needs no NFKC:
+# NFKC would change only punctuation there, which separates terms either way. Anything else
+# (full-width letters and digits, compatibility ideographs, circled numbers …) is normalised.
+_NEEDS_NFKC = re.compile("[^\x00-\x7f\u3000-\u3037\u303b-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2010-\u2027\u2030-\u205e]")
+_WORD = re.compile("[0-9a-z]+")
+_NOT_CJK = re.compile(f"[^{_CJK}]+")
+# Quotation and title marks sit inside words as often as around them (“三公”经费, 《条例》):
+# they do not end a run, so 三公经费 is found in “三公”经费.
+_INLINE_MARKS = "“”‘’\"'「」『』《》〈〉·・"
+_INLINE = re.compile(f"[{_INLINE_MARKS}]+")
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+# A query part: a CJK run, or letters/digits joined by punctuation (a code: pm2.5, 430102001/2026-00001).
+_PART = re.compile(f"([{_CJK}]+)|([0-9a-z]+(?:[^\\s{_CJK}0-9a-z]+[0-9a-z]+)*)")
+
+_SPACE = array("I", [32])
+assert _SPACE.itemsize == 4, "UTF-32 code units must fit array('I')"
 
 
-def _runs(text: str) -> Iterator[tuple[bool, str]]:
-    """(is_cjk, run) for each CJK run and ASCII word; everything else separates runs."""
-    # NFKC folds full-width letters/digits (２０２２) and compatibility ideographs.
-    normalised = (text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)).lower()
-    for match in _RUN.finditer(normalised):
-        yield match.group(1) is not None, match.group(0)
-
-
-def _run_terms(is_cjk: bool, run: str) -> list[str]:
-    if not is_cjk or len(run) == 1:
-        return [run]
-    return [run[i : i + 2] for i in range(len(run) - 1)]
+def normalise(text: str) -> str:
+    """NFKC (only when it can matter) and lower case: what the index and the query both see."""
+    if _NEEDS_NFKC.search(text):
+        text = unicodedata.normalize("NFKC", text)
+    return text.lower()
 
 
 def index_terms(text: str) -> str:
-    """Bigrams of CJK runs (a lone CJK character stays a unigram) and lowercased ASCII words."""
-    return both_terms(text)[0]
+    """CJK bigrams, then lowercased ASCII words, then CJK characters that stand alone."""
+    folded = _INLINE.sub("", normalise(text))
+    runs = _CJK_RUN.findall(folded)
+    lone = [run for run in runs if len(run) == 1]
+    return " ".join(filter(None, (_bigrams(runs), *_WORD.findall(folded), *lone)))
 
 
 def char_terms(text: str) -> str:
-    """Every CJK character on its own, so a one-character query can match."""
-    return both_terms(text)[1]
+    """Every CJK character of the text (what a one-character query can match)."""
+    return " ".join(_NOT_CJK.sub("", normalise(text)))
 
 
-# The same terms as _runs/_run_terms, found by the regex engine in text order: every
-# overlapping CJK bigram (zero-width lookahead), a CJK character standing alone, or an
-# ASCII word. Indexing is the consumer's hot path, so this stays out of Python loops.
-_TERM = re.compile(f"(?=([{_CJK}]{{2}}))|(?<![{_CJK}])([{_CJK}])(?![{_CJK}])|([0-9a-z]+)")
-_NOT_CJK = re.compile(f"[^{_CJK}]+")
+def _bigrams(runs: list[str]) -> str:
+    """Every overlapping pair of characters within the CJK runs, space-separated.
+
+    The pairs' first characters (each run but its last) and second characters (each run but
+    its first) are interleaved in C by array slicing: indexing is the consumer's hot path,
+    and per-pair Python code costs several times more."""
+    firsts = "".join([run[:-1] for run in runs])
+    size = len(firsts)
+    if not size:
+        return ""
+    pairs = array("I", bytes(12 * size - 4))
+    pairs[0::3] = array("I", firsts.encode("utf-32-le"))
+    pairs[1::3] = array("I", "".join([run[1:] for run in runs]).encode("utf-32-le"))
+    pairs[2::3] = _SPACE * (size - 1)
+    return pairs.tobytes().decode("utf-32-le")
 
 
-def both_terms(text: str) -> tuple[str, str]:
-    """(index_terms, char_terms), normalising once and only when the text needs it."""
-    normalised = (text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)).lower()
-    terms = " ".join(a or b or c for a, b, c in _TERM.findall(normalised))
-    return terms, " ".join(_NOT_CJK.sub("", normalised))
+# --- queries ------------------------------------------------------------------------------
+
+
+def query_parts(user_query: str) -> list[str]:
+    """The parts every hit must contain, folded, in order, without repeats: each CJK run
+    (低保, 最低生活保障) and each code or word (2022, pm2.5, 430102001/2026-00001).
+
+    Nothing a user types is syntax: quotes, operators, brackets, `field:`, `*`, SQL or emoji
+    only separate parts, so parsing cannot fail.
+    """
+    parts: list[str] = []
+    for cjk, code in _PART.findall(_INLINE.sub("", normalise(user_query))):
+        part = cjk or code
+        if part not in parts:
+            parts.append(part)
+            if len(parts) == MAX_PARTS:
+                break
+    return parts
+
+
+def phrase_of(part: str) -> tuple[str, ...]:
+    """The index terms a part must match in order: a code's words, or a CJK run's bigrams (a
+    lone CJK character stands for itself, found among the single characters)."""
+    if _NOT_CJK.match(part):
+        return tuple(_WORD.findall(part))
+    return (part,) if len(part) == 1 else tuple(part[i : i + 2] for i in range(len(part) - 1))
 
 
 def query_phrases(user_query: str) -> list[tuple[str, ...]]:
-    """The phrases a document must all contain: one per CJK run or ASCII word of the query."""
-    phrases: list[tuple[str, ...]] = []
-    for is_cjk, run in _runs(user_query):
-        phrase = tuple(_run_terms(is_cjk, run))
-        if phrase not in phrases:
-            phrases.append(phrase)
-    return phrases
+    return [phrase_of(part) for part in query_parts(user_query)]
 
 
-def query_expression(user_query: str) -> str | None:
-    """A safe FTS5 MATCH expression, or None when the query has nothing searchable.
-
-    Every phrase is double-quoted and built only from CJK characters and [0-9a-z], so no
-    user input (quotes, AND/OR/NOT, column filters, `*`, SQL) can reach FTS5 as syntax.
-    """
-    phrases = query_phrases(user_query)
-    if not phrases:
-        return None
-    return " AND ".join('"' + " ".join(phrase) + '"' for phrase in phrases)
+def is_single_char(phrase: tuple[str, ...]) -> bool:
+    """A one-character CJK phrase: it matches that character alone or inside a bigram."""
+    return len(phrase) == 1 and len(phrase[0]) == 1 and _NOT_CJK.fullmatch(phrase[0]) is None
 
 
 def matches(phrases: list[tuple[str, ...]], *texts: str) -> bool:
-    """FTS5 semantics in Python (for the in-memory index): every phrase occurs in some column."""
-    columns = [terms.split() for text in texts for terms in (index_terms(text), char_terms(text))]
-    return all(any(_contains(column, phrase) for column in columns) for phrase in phrases)
+    """The index's matching rule in Python (for the in-memory index): every phrase occurs,
+    as consecutive terms, in one of the texts."""
+    terms = [index_terms(text).split() for text in texts]
+    chars = set(char_terms(" ".join(texts)).split()) if any(map(is_single_char, phrases)) else set()
+    return all(phrase[0] in chars if is_single_char(phrase) else any(_contains(column, phrase) for column in terms) for phrase in phrases)
 
 
 def _contains(terms: list[str], phrase: tuple[str, ...]) -> bool:
@@ -97,61 +132,94 @@ def _contains(terms: list[str], phrase: tuple[str, ...]) -> bool:
     return any(tuple(terms[i : i + size]) == phrase for i in range(len(terms) - size + 1))
 
 
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
+# --- text and highlighting ----------------------------------------------------------------
 
-    def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style"):
-            self._skipping += 1
-        elif tag in ("p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"):
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag):
-        if tag in ("script", "style") and self._skipping:
-            self._skipping -= 1
-
-    def handle_data(self, data):
-        if not self._skipping:
-            self.parts.append(data)
+_BLOCK = "p|br|div|li|tr|td|th|h[1-6]|ul|ol|table|blockquote|section|article|dt|dd|hr"
+# Script/style with their content; block tags (a space); any other tag (nothing); comments.
+_MARKUP = re.compile(f"<(script|style)\\b.*?</\\1\\s*>|<!--.*?-->|<(/?)({_BLOCK})\\b[^>]*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
 def plain_text(body_html: str) -> str:
-    """The visible text of an HTML fragment, whitespace collapsed."""
-    extractor = _TextExtractor()
-    extractor.feed(body_html)
-    extractor.close()
-    return " ".join("".join(extractor.parts).split())
+    """The visible text of an (already sanitised) HTML fragment, whitespace collapsed."""
+    text = _MARKUP.sub(lambda m: " " if m.group(3) else "", body_html)
+    return " ".join(html.unescape(text).split())
+
+
+def highlight(text: str, user_query: str) -> str:
+    """Safe HTML of the whole text: escaped, the query's parts wrapped in <mark>."""
+    return _marked(text, 0, len(text), _needles(user_query))
 
 
 def snippet(texts: list[str], user_query: str, width: int = SNIPPET_CHARS) -> str:
-    """Safe HTML: a window of the first text that contains a query word, around that word,
-    with every text character escaped and the query words wrapped in <mark>.
+    """Safe HTML: a window of the first text that contains a query part, around it, with
+    every character escaped and the parts in <mark>.
 
     `texts` are plain text in order of preference (e.g. body, summary, title); with no match
     the window is the start of the first non-empty one.
     """
-    texts = [" ".join(unicodedata.normalize("NFKC", text).split()) for text in texts if text]
-    needles = sorted({run for _, run in _runs(user_query)}, key=len, reverse=True)
-    pattern = re.compile("|".join(map(re.escape, needles)), re.IGNORECASE) if needles else None
+    texts = [" ".join(text.split()) for text in texts if text]
+    pattern = _needles(user_query)
     for text in texts:
-        first = pattern.search(text) if pattern else None
-        if first:
-            return _window(text, max(0, first.start() - width // 4), width, pattern)
-    return _window(texts[0], 0, width, pattern) if texts else ""
+        first = _find(pattern, text)
+        if first is not None:
+            return _marked(text, max(0, first - width // 4), width, pattern)
+    return _marked(texts[0], 0, width, pattern) if texts else ""
 
 
-def _window(text: str, start: int, width: int, pattern: re.Pattern | None) -> str:
-    window = text[start : start + width]
+@lru_cache(maxsize=256)
+def _needles(user_query: str) -> re.Pattern | None:
+    """What to mark, matched against folded text: the parts, a code's words with any
+    punctuation between them."""
+    alternatives = []
+    for part in sorted(query_parts(user_query), key=len, reverse=True):
+        words = _WORD.findall(part)
+        if words and len(words) > 1:
+            alternatives.append(f"[^{_CJK}0-9a-z]*".join(map(re.escape, words)))
+        else:
+            alternatives.append(f"[{_INLINE_MARKS}]*".join(map(re.escape, part)))
+    return re.compile("|".join(alternatives)) if alternatives else None
+
+
+def _folded_with_origin(text: str) -> tuple[str, list[int]]:
+    """The folded text and, for each of its characters, the index of the original one."""
+    if not _NEEDS_NFKC.search(text):
+        return text.lower(), list(range(len(text) + 1))
+    folded, origin = [], []
+    for i, char in enumerate(text):
+        piece = unicodedata.normalize("NFKC", char).lower()
+        folded.append(piece)
+        origin += [i] * len(piece)
+    origin.append(len(text))
+    return "".join(folded), origin
+
+
+def _find(pattern: re.Pattern | None, text: str) -> int | None:
+    if pattern is None:
+        return None
+    folded, origin = _folded_with_origin(text)
+    match = pattern.search(folded)
+    return origin[match.start()] if match else None
+
+
+def _marked(text: str, start: int, width: int, pattern: re.Pattern | None) -> str:
+    """Escaped text[start:start+width] with the needles' matches in <mark> (found on the
+    folded text, marked on the original, so 全角 text is shown as written)."""
+    end = min(len(text), start + width)
+    window = text[start:end]
     out = ["…"] if start else []
     done = 0
-    for match in pattern.finditer(window) if pattern else ():
-        out.append(html.escape(window[done : match.start()]))
-        out.append(f"<mark>{html.escape(match.group(0))}</mark>")
-        done = match.end()
+    if pattern is not None:
+        folded, origin = _folded_with_origin(window)
+        for match in pattern.finditer(folded):
+            if match.end() == match.start():
+                continue
+            begin, finish = origin[match.start()], origin[match.end() - 1] + 1
+            if begin < done:
+                continue
+            out.append(html.escape(window[done:begin]))
+            out.append(f"<mark>{html.escape(window[begin:finish])}</mark>")
+            done = finish
     out.append(html.escape(window[done:]))
-    if start + width < len(text):
+    if end < len(text):
         out.append("…")
     return "".join(out)

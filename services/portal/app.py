@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from prometheus_client import make_asgi_app
 
+from services.bridge.app import portal_router as bridge_router
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
 from services.common.auth import bearer_principal, build_verifier
@@ -35,7 +36,7 @@ SERVICES = HERE.parent
 
 
 def templates() -> Jinja2Templates:
-    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer"))])
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge"))])
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(column_router(column_store, pages, regions=lambda: directory().regions))
     app.include_router(search_router(index, pages))
+    app.include_router(bridge_router(settings, pages))
     within = settings.heartbeat_interval * 3 + 5
     app.include_router(
         health.build_router(

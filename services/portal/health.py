@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +48,16 @@ def broker_probe(bootstrap: str | None, cache_seconds: float = 2.0) -> Callable[
     return probe
 
 
-def store_probe(healthy: Callable[[], bool]) -> Callable[[], dict]:
-    return lambda: {"up": bool(healthy())}
+def store_probe(healthy: Callable[[], object]) -> Callable[[], dict]:
+    """`healthy` may be async (the search port is); probes run in a worker thread."""
+
+    def probe() -> dict:
+        result = healthy()
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)
+        return {"up": bool(result)}
+
+    return probe
 
 
 def consumer_probe(workers: Callable[[], list[dict]]) -> Callable[[], dict]:

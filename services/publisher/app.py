@@ -14,7 +14,7 @@ import faust
 import structlog
 
 from contracts.catalog import STANDARD, regions_of_city, standard_catalog, standard_catalog_2021
-from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS
+from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS
 from services.common import metrics
 from services.common.consuming import is_transient
 from services.common.db import create_store_engine
@@ -26,6 +26,7 @@ from . import catalogs
 from .domain import Directory
 from .inbound import handle_cms_batch
 from .relay import OutboxRelay, start_relay_thread
+from .service_items import handle_service_item_batch
 from .store import Publisher, heartbeats
 
 GROUP = "tongyuan-publisher"
@@ -75,11 +76,13 @@ def create_app(settings: Settings) -> faust.App:
     cms = app.topic(TOPIC_CMS, value_type=bytes, value_serializer="raw", key_serializer="raw")
     rejections = app.topic(TOPIC_REJECTIONS, value_type=bytes, value_serializer="raw", key_serializer="raw")
 
-    async def accept(raws: list[bytes]):
+    service_items = app.topic(TOPIC_SERVICE_ITEMS, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    async def accept(raws: list[bytes], handler):
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(handle_cms_batch, raws, publisher=publisher, directory=directory())
+                return await asyncio.to_thread(handler, raws, publisher=publisher, directory=directory())
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -87,18 +90,27 @@ def create_app(settings: Settings) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(settings.store_retry_max_seconds, delay * 2)
 
-    @app.agent(cms, concurrency=1, name="tongyuan-publisher.cms")
-    async def accept_cms_requests(stream):
+    async def gate_lane(stream, handler) -> None:
+        """One inbound lane through the gate: a batch per transaction, rejections to
+        tongyuan.rejections.v1, acks only after both are durable."""
         async for records in stream.noack_take(settings.consumer_batch_size, within=settings.consumer_batch_within):
-            outcomes = await accept([record.value for record in records])
+            outcomes = await accept([record.value for record in records], handler)
             for record, outcome in zip(records, outcomes, strict=True):
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
-                    log.info("cms.rejected", original_id=rejection.data.original_id, errors=len(rejection.data.errors))
+                    log.info("inbound.rejected", topic=record.message.topic, original_id=rejection.data.original_id, errors=len(rejection.data.errors))
                     pending = await rejections.send(key=record.message.key, value=rejection.model_dump_json(exclude_none=True).encode())
                     await pending
             for record in records:
                 await stream.ack(record)
+
+    @app.agent(cms, concurrency=1, name="tongyuan-publisher.cms")
+    async def accept_cms_requests(stream):
+        await gate_lane(stream, handle_cms_batch)
+
+    @app.agent(service_items, concurrency=1, name="tongyuan-publisher.service-items")
+    async def accept_service_items(stream):
+        await gate_lane(stream, handle_service_item_batch)
 
     @app.timer(settings.heartbeat_interval)
     async def heartbeat():

@@ -202,6 +202,7 @@ def build_publication(
     directory: Directory,
     now: datetime,
     kind: str = "info",
+    service_guide: dict | None = None,
 ) -> PublicationData:
     placements = resolve_placements(draft.placements, directory)
     published_at = draft.published_at or now
@@ -224,6 +225,7 @@ def build_publication(
         formed_at=draft.formed_at,
         published_at=published_at,
         catalog=catalog_attributes(directory, placements),
+        service_guide=service_guide,
         source_ref=source,
     )
 

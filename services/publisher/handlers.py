@@ -6,6 +6,8 @@ transaction (the outbox); nothing here talks to Kafka.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -183,6 +185,17 @@ class InboundRequest:
     event_id: str
     source: str
     request: PublishRequestData
+    kind: str = "info"  # the bridge lane sends "service"
+    service_guide: dict | None = None  # becomes PublicationData.service_guide
+
+
+def _request_hash(message: InboundRequest) -> str:
+    """The draft's content hash, covering the service guide when there is one."""
+    digest = domain.content_hash(message.request)
+    if message.service_guide is None:
+        return digest
+    guide = json.dumps(message.service_guide, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(f"{digest}:{message.kind}:{guide}".encode()).hexdigest()
 
 
 @dataclass
@@ -252,7 +265,7 @@ def accept_cms_batch(
                 else:
                     record = held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
                     record.version, record.status, record.document = event.data.version, "published", event.data
-                    record.content_hash = domain.content_hash(message.request)
+                    record.content_hash = _request_hash(message)
                     target = created if record.created_here else revised
                     target[outcome.publication_id] = (event.data, record.content_hash)
                     withdrawn.pop(outcome.publication_id, None)
@@ -304,10 +317,12 @@ def _apply_request(message: InboundRequest, current: _Held | None, *, now: datet
             source=SourceRef(source=message.source, ref=request.source_ref),
             directory=directory,
             now=now,
+            kind=message.kind,
+            service_guide=message.service_guide,
         )
         event = _published_event(data, now, message.event_id)
         return Accepted(publication_id, 1, "published", event.id), event
-    if current.status == "published" and current.content_hash == domain.content_hash(request):
+    if current.status == "published" and current.content_hash == _request_hash(message):
         return Accepted(current.publication_id, current.version, current.status, None), None
     data = domain.build_publication(
         request,
@@ -317,7 +332,8 @@ def _apply_request(message: InboundRequest, current: _Held | None, *, now: datet
         source=current.document.source_ref,
         directory=directory,
         now=now,
-        kind=current.document.kind,
+        kind=message.kind if message.service_guide is not None else current.document.kind,
+        service_guide=message.service_guide,
     )
     if request.published_at is None:
         data = data.model_copy(update={"published_at": current.document.published_at})

@@ -185,3 +185,12 @@ def test_writes_need_a_valid_token_for_the_region(client, settings):
     assert written(client) == (0, 0)
     # Reads need no token.
     assert anonymous.get("/v1/regions/430102/catalog").status_code == 200
+
+
+def test_an_async_store_probe_is_awaited():
+    from services.portal.health import store_probe
+
+    async def down():
+        return False
+
+    assert store_probe(down)() == {"up": False}

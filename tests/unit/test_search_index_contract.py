@@ -1,13 +1,28 @@
-"""One contract for every SearchIndex adapter: the in-memory fake and embedded SQLite FTS5."""
+"""One contract for every SearchIndex adapter: in-memory, embedded (tantivy) and Elasticsearch.
+
+How a backend runs it: its test module provides a `make_index` fixture — a factory
+`make(tmp_path) -> SearchIndex` of fresh, empty, not yet created indexes — and subclasses
+`SearchIndexContract`. Here `make_index` is parametrized over every backend; the Elasticsearch
+case runs only when TONGYUAN_TEST_ES_URL points at a server (it borrows the live suite's
+factory, tests/integration/test_elasticsearch_live.py, which also runs this contract) and is
+skipped otherwise.
+
+Each test drives its index through one event loop (`Blocking`), as an async client such as
+AsyncElasticsearch needs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import os
 from datetime import date, datetime, timedelta, timezone
 from itertools import count
 
 import pytest
 
 from contracts.events import (
+    Attachment,
     Placement,
     PublicationData,
     PublishedEvent,
@@ -24,14 +39,15 @@ _ids = count(1)
 
 YUELU_TOWNSHIP = "430104001"  # 岳麓区 → 430104
 FURONG_TOWNSHIP = "430102001"  # 芙蓉区 → 430102
+ES_URL = os.environ.get("TONGYUAN_TEST_ES_URL")
 
 
-def placement(region_code: str = FURONG_TOWNSHIP, domain_code: str = "D14") -> Placement:
+def placement(region_code: str = FURONG_TOWNSHIP, domain_code: str = "D14", level1: str = "02", level2: str = "01") -> Placement:
     return Placement(
         region_code=region_code,
         domain_code=domain_code,
-        level1_id=f"{domain_code}-02",
-        level2_id=f"{domain_code}-02-01",
+        level1_id=f"{domain_code}-{level1}",
+        level2_id=f"{domain_code}-{level1}-{level2}",
         region_name=f"区划{region_code}",
         domain_name=f"领域{domain_code}",
         level1_name="一级事项",
@@ -48,15 +64,20 @@ def published(
     summary: str | None = None,
     placements: tuple[Placement, ...] | None = None,
     days: int = 0,
+    kind: str = "info",
+    index_number: str | None = None,
+    attachments: tuple[str, ...] = (),
 ) -> PublishedEvent:
     data = PublicationData(
         publication_id=publication_id,
         version=version,
         placements=placements or (placement(),),
+        kind=kind,
         title=title,
         summary=summary,
         body_html=body,
-        index_number=f"430102001/2024-{next(_ids):05d}",
+        attachments=tuple(Attachment(name=name, url="https://example.gov.cn/file.pdf") for name in attachments),
+        index_number=index_number or f"430102001/2024-{next(_ids):05d}",
         formed_at=date(2024, 3, 1),
         published_at=BASE_TIME + timedelta(days=days),
         source_ref=SourceRef(source="cms", ref=publication_id),
@@ -69,20 +90,46 @@ def withdrawn(publication_id: str, version: int) -> WithdrawnEvent:
     return WithdrawnEvent(id=f"evt-{next(_ids)}", source="/publisher", subject=publication_id, data=data)
 
 
-def ids(index: SearchIndex, q: str = "", **filters) -> list[str]:
-    return [hit.publication_id for hit in index.search(SearchQuery(q=q, per_page=100, **filters)).hits]
+class Blocking:
+    """A SearchIndex driven from plain test code: every call runs in the test's one loop."""
+
+    def __init__(self, index: SearchIndex, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = index
+        self.loop = loop
+
+    def __getattr__(self, name):
+        method = getattr(self.backend, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method
+        return lambda *args, **kwargs: self.loop.run_until_complete(method(*args, **kwargs))
+
+
+def blocking(index: SearchIndex):
+    """Context for tests that make an index of their own: (Blocking index, teardown)."""
+    loop = asyncio.new_event_loop()
+    wrapped = Blocking(index, loop)
+
+    def close() -> None:
+        try:
+            wrapped.close()
+        finally:
+            loop.close()
+
+    return wrapped, close
+
+
+def ids(index, q: str = "", **filters) -> list[str]:
+    return [hit.publication_id for hit in index.search(SearchQuery(q=q, per_page=100, facets=False, **filters)).hits]
 
 
 class SearchIndexContract:
-    def make_index(self, tmp_path) -> SearchIndex:
-        raise NotImplementedError
-
     @pytest.fixture
-    def index(self, tmp_path) -> SearchIndex:
-        index = self.make_index(tmp_path)
-        index.create()
-        index.create()  # idempotent
-        return index
+    def index(self, make_index, tmp_path):
+        wrapped, close = blocking(make_index(tmp_path))
+        wrapped.create()
+        wrapped.create()  # idempotent
+        yield wrapped
+        close()
 
     # --- matching -------------------------------------------------------------------------
 
@@ -113,6 +160,23 @@ class SearchIndexContract:
         assert ids(index, "pm2") == ["a"]
         assert ids(index, "２０２４年") == ["a"]
 
+    def test_an_exact_index_number_finds_its_document_first(self, index):
+        index.apply(
+            [
+                published("cites-it", title="关于430102001/2026-00001号公示的更正", days=9, index_number="430102001/2026-00009"),
+                published("target", title="低保名单", index_number="430102001/2026-00001"),
+                published("neighbour", title="低保名单", index_number="430102001/2026-00010"),
+                published("other-year", title="低保名单", index_number="430102001/2025-00001"),
+            ]
+        )
+        assert ids(index, "430102001/2026-00001")[0] == "target"
+        assert "neighbour" not in ids(index, "430102001/2026-00001")
+        assert ids(index, "  430102001/2026-00001 ")[0] == "target"
+
+    def test_attachment_names_are_searched(self, index):
+        index.apply([published("a", title="公示", attachments=("2024年第三季度低保对象名单.xlsx",)), published("b", title="公示")])
+        assert ids(index, "低保对象名单") == ["a"]
+
     def test_title_match_ranks_above_body_match(self, index):
         index.apply([published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5), published("in-title", title="临时救助办法", body="<p>正文</p>")])
         assert ids(index, "临时救助") == ["in-title", "in-body"]
@@ -121,25 +185,32 @@ class SearchIndexContract:
         index.apply([published("old", title="低保公示", days=1), published("new", title="低保公示", days=3), published("mid", title="低保公示", days=2)])
         assert ids(index, "低保") == ["new", "mid", "old"]
 
+    def test_sort_by_date_ignores_relevance(self, index):
+        index.apply([published("in-title", title="临时救助办法", body="<p>正文</p>"), published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5)])
+        assert ids(index, "临时救助", sort="date") == ["in-body", "in-title"]
+
     def test_empty_query_lists_newest_documents(self, index):
         index.apply([published("a", days=1), published("b", days=2)])
         assert ids(index, "") == ["b", "a"]
+        assert ids(index, "", sort="date") == ["b", "a"]
 
     def test_hit_carries_what_the_page_shows(self, index):
-        index.apply([published("a", version=3, title="低保名单", summary="摘要", body="<p>本月低保<b>名单</b></p>")])
+        index.apply([published("a", version=3, title="低保<名单>", summary="摘要", body="<p>本月低保<b>名单</b></p>")])
         [hit] = index.search(SearchQuery(q="低保")).hits
-        assert (hit.publication_id, hit.version, hit.title, hit.summary, hit.kind) == ("a", 3, "低保名单", "摘要", "info")
+        assert (hit.publication_id, hit.version, hit.title, hit.summary, hit.kind) == ("a", 3, "低保<名单>", "摘要", "info")
         assert hit.published_at == BASE_TIME
         assert hit.index_number.startswith("430102001/2024-")
         assert hit.placements == [
             {"region_code": FURONG_TOWNSHIP, "region_name": f"区划{FURONG_TOWNSHIP}", "domain_code": "D14", "domain_name": "领域D14", "level1_name": "一级事项", "level2_name": "二级事项"}
         ]
+        assert hit.title_html == "<mark>低保</mark>&lt;名单&gt;"
         assert hit.snippet == "本月<mark>低保</mark>名单"
 
     def test_snippet_escapes_text(self, index):
         index.apply([published("x", title="<script>alert(1)</script> 低保", body="<p>a &lt;b&gt; 低保 &amp; c</p>")])
         [hit] = index.search(SearchQuery(q="低保")).hits
         assert hit.title == "<script>alert(1)</script> 低保"  # raw: the template escapes it
+        assert hit.title_html == "&lt;script&gt;alert(1)&lt;/script&gt; <mark>低保</mark>"
         assert hit.snippet == "a &lt;b&gt; <mark>低保</mark> &amp; c"
 
     # --- filters --------------------------------------------------------------------------
@@ -161,11 +232,87 @@ class SearchIndexContract:
         assert ids(index, "", domain="D09") == ["d09"]
         assert ids(index, "通知", domain="D14") == ["d14"]
 
+    def test_level1_and_level2_filters(self, index):
+        index.apply(
+            [
+                published("d14-02-01", placements=(placement(level1="02", level2="01"),)),
+                published("d14-02-03", placements=(placement(level1="02", level2="03"),)),
+                published("d14-03-01", placements=(placement(level1="03", level2="01"),)),
+            ]
+        )
+        assert sorted(ids(index, "", level1="D14-02")) == ["d14-02-01", "d14-02-03"]
+        assert ids(index, "", level2="D14-02-03") == ["d14-02-03"]
+        assert ids(index, "", domain="D14", level1="D14-03", level2="D14-03-01") == ["d14-03-01"]
+
+    def test_contradicting_filters_find_nothing(self, index):
+        index.apply([published("a")])
+        assert ids(index, "", domain="D09", level1="D14-02") == []
+        assert ids(index, "", level1="D14-03", level2="D14-02-01") == []
+
+    def test_kind_filter(self, index):
+        index.apply([published("guide", title="低保办事指南", kind="service"), published("notice", title="低保公示")])
+        assert ids(index, "低保", kind="service") == ["guide"]
+        assert ids(index, "低保", kind="info") == ["notice"]
+
+    def test_date_range_is_inclusive_by_utc_date(self, index):
+        index.apply([published(f"day{d}", title="低保", days=d) for d in range(5)])  # 2024-03-01 … 03-05, 09:00 UTC
+        assert ids(index, "低保", published_from=date(2024, 3, 2), published_to=date(2024, 3, 4)) == ["day3", "day2", "day1"]
+        assert ids(index, "", published_from=date(2024, 3, 5)) == ["day4"]
+        assert ids(index, "", published_to=date(2024, 3, 1)) == ["day0"]
+
     def test_filters_apply_to_one_placement(self, index):
         filed_twice = (placement(FURONG_TOWNSHIP, "D14"), placement(YUELU_TOWNSHIP, "D09"))
         index.apply([published("a", placements=filed_twice)])
         assert ids(index, "", region="430104", domain="D09") == ["a"]
         assert ids(index, "", region="430104", domain="D14") == []
+        assert ids(index, "", region="430104", level1="D09-02") == ["a"]
+        assert ids(index, "", region="430104", level2="D14-02-01") == []
+
+    # --- facets ---------------------------------------------------------------------------
+
+    @pytest.fixture
+    def filed(self, index):
+        index.apply(
+            [
+                published("a", title="低保", placements=(placement(FURONG_TOWNSHIP, "D14"),)),
+                published("b", title="低保", placements=(placement("430104", "D14"),)),
+                published("c", title="低保", placements=(placement("430102", "D09"),)),
+                published("d", title="低保", placements=(placement(FURONG_TOWNSHIP, "D14"), placement(YUELU_TOWNSHIP, "D09"))),
+                published("e", title="低保", placements=(placement("4301", "D14"),)),  # city level: no county to count
+                published("f", title="养老", placements=(placement("430103", "D15"),)),
+            ]
+        )
+        return index
+
+    def facets(self, index, q: str = "低保", **filters) -> dict:
+        return index.search(SearchQuery(q=q, **filters)).facets
+
+    def test_facets_count_documents_per_domain_and_county(self, filed):
+        assert self.facets(filed) == {"domain": {"D14": 4, "D09": 2}, "region": {"430102": 3, "430104": 2}}
+        assert self.facets(filed, "") == {"domain": {"D14": 4, "D09": 2, "D15": 1}, "region": {"430102": 3, "430104": 2, "430103": 1}}
+
+    def test_a_facet_ignores_its_own_filter_but_not_the_others(self, filed):
+        # Picking a domain keeps the other domains' counts; the regions count D14 filings only.
+        assert self.facets(filed, domain="D14") == {"domain": {"D14": 4, "D09": 2}, "region": {"430102": 2, "430104": 1}}
+        # d is filed in 岳麓区 under D09 only: it counts for D09 there, not for D14.
+        assert self.facets(filed, region="430104") == {"domain": {"D14": 1, "D09": 1}, "region": {"430102": 3, "430104": 2}}
+        assert self.facets(filed, region="430104", domain="D14") == {"domain": {"D14": 1, "D09": 1}, "region": {"430102": 2, "430104": 1}}
+        assert self.facets(filed, level1="D09-02") == {"domain": {"D09": 2}, "region": {"430102": 1, "430104": 1}}
+
+    def test_facets_follow_the_other_filters(self, filed):
+        assert self.facets(filed, published_from=date(2030, 1, 1)) == {"domain": {}, "region": {}}
+        assert self.facets(filed, kind="service") == {"domain": {}, "region": {}}
+
+    def test_a_picked_facet_value_finds_what_it_counted(self, filed):
+        for filters in ({}, {"domain": "D14"}, {"region": "430104"}, {"region": "430102", "domain": "D09"}):
+            facets = self.facets(filed, **filters)
+            for domain, counted in facets["domain"].items():
+                assert filed.search(SearchQuery(q="低保", **{**filters, "domain": domain})).total == counted, (filters, domain)
+            for region, counted in facets["region"].items():
+                assert filed.search(SearchQuery(q="低保", **{**filters, "region": region})).total == counted, (filters, region)
+
+    def test_no_facets_when_not_asked(self, filed):
+        assert filed.search(SearchQuery(q="低保", facets=False)).facets == {}
 
     # --- versions and tombstones ----------------------------------------------------------
 
@@ -196,6 +343,7 @@ class SearchIndexContract:
         assert ids(index, "旧标题") == []
         assert ids(index, "新标题", region="430104") == ["a"]
         assert ids(index, "", region="430102") == []
+        assert index.count() == 1
 
     def test_withdrawal_removes_and_late_older_publish_does_not_revive(self, index):
         index.apply([published("a", version=1, title="低保")])
@@ -221,6 +369,9 @@ class SearchIndexContract:
         assert index.count() == 1
         assert index.version_of("a") == 3
 
+    def test_apply_refuses_nothing_valid(self, index):
+        assert index.apply([published("a"), withdrawn("b", 2)]) == []
+
     def test_unknown_publication_has_no_version(self, index):
         assert index.version_of("nope") is None
         assert index.count() == 0
@@ -228,44 +379,207 @@ class SearchIndexContract:
 
     # --- hostile input and paging ---------------------------------------------------------
 
-    @pytest.mark.parametrize("q", ['"', 'AND OR NOT', "'; DROP TABLE x; --", "title:*", "😀", "a" * 500, "低保 OR", "NEAR(a b)", "(", "-低保", "^a", "低" * 500, "\x00", "{title}: x"])
+    @pytest.mark.parametrize(
+        "q",
+        ['"', '"低保', 'AND OR NOT', "'; DROP TABLE x; --", "title:*", "😀", "a" * 500, "低保 OR", "NEAR(a b)", "(", "-低保", "^a", "低" * 500, "\x00", "{title}: x",
+         "低保~2", "title:(低保) AND body:[* TO *]", "/.*/", "\\", "*?", " ".join(f"词{i}" for i in range(250))],
+    )
     def test_hostile_queries_never_raise(self, index, q):
         index.apply([published("a", title="低保 and or not drop table")])
         results = index.search(SearchQuery(q=q))
         assert results.total == len(results.hits) <= 1
 
+    def test_operators_are_searched_as_text(self, index):
+        index.apply([published("a", title="低保 养老"), published("b", title="低保")])
+        assert ids(index, '"低保" -养老') == ["a"]  # quotes and the minus only separate words
+
     def test_punctuation_only_query_finds_nothing(self, index):
         index.apply([published("a")])
         assert index.search(SearchQuery(q="？！…")).total == 0
 
-    def test_paging_is_stable_and_complete(self, index):
+    @pytest.mark.parametrize("sort", ["relevance", "date"])
+    def test_paging_is_stable_and_complete(self, index, sort):
         # Same title and time for all: only the tie-breaker decides the order.
         index.apply([published(f"p{i:02d}", title="低保公示") for i in range(23)])
-        pages = [index.search(SearchQuery(q="低保", page=page, per_page=10)) for page in (1, 2, 3)]
+        pages = [index.search(SearchQuery(q="低保", page=page, per_page=10, sort=sort)) for page in (1, 2, 3)]
         assert [r.total for r in pages] == [23, 23, 23]
         assert [len(r.hits) for r in pages] == [10, 10, 3]
         seen = [hit.publication_id for r in pages for hit in r.hits]
         assert sorted(seen) == [f"p{i:02d}" for i in range(23)]
-        again = [hit.publication_id for page in (1, 2, 3) for hit in index.search(SearchQuery(q="低保", page=page, per_page=10)).hits]
+        again = [hit.publication_id for page in (1, 2, 3) for hit in index.search(SearchQuery(q="低保", page=page, per_page=10, sort=sort)).hits]
         assert again == seen
-        assert index.search(SearchQuery(q="低保", page=4, per_page=10)).hits == []
+        assert index.search(SearchQuery(q="低保", page=4, per_page=10, sort=sort)).hits == []
 
 
-class TestInMemorySearchIndex(SearchIndexContract):
-    def make_index(self, tmp_path) -> SearchIndex:
-        return InMemorySearchIndex()
+def _elasticsearch_factory():
+    live = importlib.import_module("tests.integration.test_elasticsearch_live")
+    made: list[str] = []
+    return (lambda *_: live.new_index(live.fresh_prefix(made))), (lambda: asyncio.run(live.drop(made)))
 
 
-class TestEmbeddedSearchIndex(SearchIndexContract):
-    def make_index(self, tmp_path) -> SearchIndex:
-        return EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}")
+# Elasticsearch joins only when there is a server; without one a single test says so.
+BACKENDS = ["memory", "embedded", *(["elasticsearch"] if ES_URL else [])]
 
-    def test_index_survives_reopening(self, index, tmp_path):
+
+@pytest.fixture(params=BACKENDS)
+def make_index(request):
+    if request.param == "memory":
+        yield lambda tmp_path: InMemorySearchIndex()
+    elif request.param == "embedded":
+        yield lambda tmp_path: EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}")
+    else:
+        make, cleanup = _elasticsearch_factory()
+        yield make
+        cleanup()
+
+
+@pytest.mark.skipif(not ES_URL, reason="TONGYUAN_TEST_ES_URL is not set: the search contract did not run against Elasticsearch")
+def test_the_contract_covers_elasticsearch_when_a_server_is_given():
+    assert "elasticsearch" in BACKENDS
+
+
+class TestSearchIndex(SearchIndexContract):
+    pass
+
+
+class TestEmbeddedSearchIndex:
+    """What only the on-disk index has to show: restarts, crashes, other processes."""
+
+    @pytest.fixture
+    def opened(self, tmp_path):
+        closers = []
+
+        def open_index():
+            wrapped, close = blocking(EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}"))
+            closers.append(close)
+            wrapped.create()
+            return wrapped
+
+        yield open_index
+        for close in closers:
+            close()
+
+    def test_index_survives_reopening(self, opened):
+        index = opened()
         index.apply([published("a", version=2, title="低保"), withdrawn("b", version=3)])
-        reopened = self.make_index(tmp_path)
-        reopened.create()
+        reopened = opened()
         assert ids(reopened, "低保") == ["a"]
         assert reopened.version_of("b") == 3
+        assert reopened.count() == 1
 
     def test_unhealthy_before_create(self, tmp_path):
-        assert not self.make_index(tmp_path).healthy()
+        index, close = blocking(EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}"))
+        try:
+            assert not index.healthy()
+        finally:
+            close()
+
+    def test_a_writer_in_another_instance_is_seen_at_once(self, opened):
+        reader, writer = opened(), opened()
+        assert ids(reader, "低保") == []
+        writer.apply([published("a", title="低保")])
+        assert ids(reader, "低保") == ["a"]
+        assert reader.count() == 1
+
+    def test_a_batch_that_fails_midway_leaves_nothing(self, opened, monkeypatch):
+        from services.indexer import embedded
+
+        index = opened()
+        index.apply([published("kept", title="低保")])
+        made = embedded._text_document
+        calls = count()
+
+        def failing(document_id, event):
+            if next(calls) == 2:
+                raise RuntimeError("disk full")
+            return made(document_id, event)
+
+        monkeypatch.setattr(embedded, "_text_document", failing)
+        batch = [published(f"n{i}", title="低保") for i in range(5)] + [published("kept", version=2, title="养老")]
+        with pytest.raises(RuntimeError):
+            index.apply(batch)
+        assert ids(index, "低保") == ["kept"] and index.count() == 1
+        assert [index.version_of(e.data.publication_id) for e in batch] == [None] * 5 + [1]
+        monkeypatch.setattr(embedded, "_text_document", made)
+        index.apply(batch)  # the consumer's retry
+        assert sorted(ids(index, "低保")) == [f"n{i}" for i in range(5)]
+        assert ids(index, "养老") == ["kept"] and index.count() == 6
+
+    def test_a_crash_between_text_and_ledger_commits_is_repaired_by_the_replay(self, opened, monkeypatch):
+        from services.indexer import embedded
+
+        index = opened()
+        index.apply([published("a", title="低保")])
+        batch = [published("a", version=2, title="养老"), published("b", title="养老"), withdrawn("c", 4)]
+
+        def crash(*_):
+            raise OSError("killed")
+
+        monkeypatch.setattr(embedded, "_write_ledger", crash)
+        with pytest.raises(OSError):
+            index.apply(batch)
+        monkeypatch.undo()
+        # The offsets were not committed, so the consumer applies the same batch again.
+        reopened = opened()
+        reopened.apply(batch)
+        assert sorted(ids(reopened, "养老")) == ["a", "b"]
+        assert ids(reopened, "低保") == []
+        assert reopened.count() == 2  # no document twice
+        assert [reopened.version_of(p) for p in "abc"] == [2, 1, 4]
+
+    def test_a_killed_writer_leaves_whole_batches(self, tmp_path):
+        """kill -9 while a big batch is written: after a restart it is all there or not at all."""
+        import signal
+        import subprocess
+        import sys
+        import textwrap
+        import time
+
+        script = textwrap.dedent(
+            f"""
+            import asyncio, sys
+            from services.indexer.embedded import EmbeddedSearchIndex
+            from tests.unit.test_search_index_contract import published
+            index = EmbeddedSearchIndex("sqlite:///{tmp_path / 'search.db'}")
+            asyncio.run(index.create())
+            asyncio.run(index.apply([published(f"first{{i}}", title="低保") for i in range(100)]))
+            print("ready", flush=True)
+            asyncio.run(index.apply([published(f"second{{i}}", title="低保", body="<p>" + "城乡低保" * 200 + "</p>") for i in range(3000)]))
+            print("done", flush=True)
+            """
+        )
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        index, close = blocking(EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}"))
+        try:
+            index.create()
+            live = index.count()
+            assert live in (100, 3100)
+            versions = {index.version_of(p) for p in ("second0", "second2999")}
+            assert versions in ({None}, {1})
+            # Whatever was left, the replay of the unacked batch makes it whole.
+            index.apply([published(f"second{i}", title="低保") for i in range(3000)])
+            assert index.count() == 3100
+        finally:
+            close()
+
+    def test_the_old_fts5_tables_make_way_for_the_new_index(self, tmp_path):
+        import sqlite3
+
+        db = sqlite3.connect(tmp_path / "search.db")
+        db.execute("CREATE TABLE search_documents (id INTEGER PRIMARY KEY, publication_id TEXT UNIQUE, version INT, status TEXT, published_at TEXT, document TEXT)")
+        db.execute("INSERT INTO search_documents VALUES (1, 'old', 7, 'published', NULL, '{}')")
+        db.execute("CREATE VIRTUAL TABLE search_fts USING fts5(title, body)")
+        db.commit()
+        db.close()
+        index, close = blocking(EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}"))
+        try:
+            index.create()
+            assert index.version_of("old") is None  # forgotten, so a replay fills the new index
+            index.apply([published("old", version=7, title="低保")])
+            assert ids(index, "低保") == ["old"]
+        finally:
+            close()

@@ -1,0 +1,93 @@
+"""The bridge's HTTP surface: the platform's webhook, the unmapped-items page and its JSON twin,
+the mapping workbook (GET/PUT xlsx) and a status document."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from contracts.catalog import standard_catalog
+
+from .mapping import MappingImportError, from_xlsx, to_xlsx
+from .store import BridgeStore
+from .sync import Bridge
+from .webhooks import MAX_BODY, WebhookRefused, verify
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PlatformPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
+
+
+def build_router(store: BridgeStore, templates: Jinja2Templates, *, bridge: Bridge | None, secrets: list[str], window: float = 300.0) -> APIRouter:
+    """`bridge` None: a read-only mount (pages and workbook export; webhooks answer 503)."""
+    router = APIRouter(tags=["bridge"])
+
+    @router.post("/bridge/webhooks/{platform}", status_code=202)
+    async def webhook(request: Request, platform: PlatformPath):
+        if platform != store.platform:
+            raise HTTPException(404, f"no bridge for platform {platform}")
+        if bridge is None or not secrets:
+            raise HTTPException(503, "webhooks are not configured here (TONGYUAN_BRIDGE_WEBHOOK_SECRET)")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, "body too large")
+        try:
+            # Signature and time first; the nonce is recorded only for a genuine request.
+            notice = await run_in_threadpool(verify, request.headers, body, secrets=secrets, now=time.time(), window=window, nonce_unused=store.nonce_unused)
+        except WebhookRefused as refused:
+            return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+        report = await run_in_threadpool(bridge.on_notice, notice)
+        if report.failed:  # the platform could not be read back: ask the sender to try later
+            return JSONResponse({"detail": "the item could not be fetched; polling will catch up", **report.as_dict()}, status_code=503)
+        return report.as_dict()
+
+    def listing() -> dict:
+        status = store.status()
+        return {
+            "status": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in status.items()},
+            "unmapped": [
+                {
+                    "implementation_code": k.implementation_code,
+                    "name": k.title,
+                    "region": k.region,
+                    "mapping": k.mapping,
+                    "reason": k.reason,
+                    "basic_code": (k.document or {}).get("basic_code"),
+                    "item_type": (k.document or {}).get("item_type"),
+                    "department": (k.document or {}).get("department"),
+                    "live": k.live,
+                }
+                for k in store.unmapped()
+            ],
+            "unreadable": [{"implementation_code": p["implementation_code"], "detail": p["detail"], "seen_at": p["seen_at"].isoformat()} for p in store.problems()],
+        }
+
+    @router.get("/v1/bridge/unmapped")
+    def unmapped_json():
+        return listing()
+
+    @router.get("/bridge/unmapped", response_class=HTMLResponse)
+    def unmapped_page(request: Request):
+        return templates.TemplateResponse(request, "bridge/unmapped.html", listing())
+
+    @router.get("/v1/bridge/mapping.xlsx")
+    def export_mapping():
+        data = to_xlsx(store.mapping(), standard_catalog())
+        return Response(data, media_type=XLSX, headers={"content-disposition": 'attachment; filename="bridge-mapping.xlsx"'})
+
+    @router.put("/v1/bridge/mapping.xlsx")
+    async def import_mapping(request: Request):
+        body = await request.body()
+        try:
+            table = from_xlsx(body, catalog=standard_catalog(), regions=bridge.regions if bridge else None)
+        except MappingImportError as exc:
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": problem, "type": "mapping.invalid"} for problem in exc.problems]}, status_code=422)
+        store.save_mapping(table)
+        report = await run_in_threadpool(bridge.remap) if bridge else None
+        return {"rules": len(table.rules), "overrides": len(table.overrides), "areas": len(table.areas), "remap": report.as_dict() if report else None}
+
+    return router

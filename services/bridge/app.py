@@ -1,0 +1,181 @@
+"""The bridge's wiring: its settings (TONGYUAN_BRIDGE_*), store, client, relay, and the loop that
+polls every `poll_interval` seconds and reconciles every `reconcile_interval` seconds.
+
+The bridge runs as `tongyuan bridge poll` (poller + reconciler + relay, optionally serving the
+webhook endpoint itself); the portal can mount the same router for webhooks and the unmapped page.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.catalog import Region, regions_of_city, regions_of_province
+from services.common.db import create_store_engine
+from services.common.settings import Settings
+
+from .api import build_router
+from .client import PlatformClient
+from .relay import BridgeRelay, start_relay
+from .store import BridgeStore
+from .sync import Bridge
+
+log = structlog.get_logger("tongyuan.bridge")
+HERE = Path(__file__).parent
+
+
+class BridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGYUAN_BRIDGE_", extra="ignore")
+
+    platform: str = Field("hunan-zwfw", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    platform_url: str = "http://127.0.0.1:8700"
+    # Empty: webhooks are refused (polling still works). During a rotation set both.
+    webhook_secret: str = ""
+    webhook_previous_secret: str = ""
+    webhook_window: float = Field(300.0, gt=0, le=3600)
+    poll_interval: float = Field(5.0, gt=0, le=3600)
+    reconcile_interval: float = Field(3600.0, gt=0)
+    timeout: float = Field(3.0, gt=0, le=120)
+    attempts: int = Field(6, ge=1, le=20)
+    page_size: int = Field(100, ge=1, le=500)
+    concurrency: int = Field(8, ge=1, le=64)
+    overlap_seconds: float = Field(2.0, ge=0, le=3600)
+    # Which regions items may be filed under: a city (4 digits) or a province (2 digits).
+    regions: str = Field("4301", pattern=r"^\d{2}(\d{2})?$")
+    # The relay is nudged by this process's own commits; this is the delay for everyone else's.
+    relay_interval: float = Field(0.1, gt=0, le=10)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.webhook_secret, self.webhook_previous_secret) if s]
+
+
+def bridge_store_url(settings: Settings) -> str:
+    """Settings.store_url knows only the publisher/column/search stores; the bridge's follows the
+    same rule (its own SQLite file, or its bridge_* tables in the shared PostgreSQL database)."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{(Path(settings.var_dir) / 'bridge.db').resolve()}"
+
+
+def load_regions(bridge: BridgeSettings) -> dict[str, Region]:
+    found = regions_of_city(bridge.regions) if len(bridge.regions) == 4 else regions_of_province(bridge.regions)
+    return {r.code: r for r in found}
+
+
+def build_store(settings: Settings, bridge: BridgeSettings) -> BridgeStore:
+    store = BridgeStore(create_store_engine(bridge_store_url(settings)), bridge.platform)
+    store.create()
+    return store
+
+
+def build_client(bridge: BridgeSettings, **overrides) -> PlatformClient:
+    return PlatformClient(
+        bridge.platform_url,
+        timeout=bridge.timeout,
+        attempts=bridge.attempts,
+        page_size=bridge.page_size,
+        concurrency=bridge.concurrency,
+        **overrides,
+    )
+
+
+def build_bridge(store: BridgeStore, bridge: BridgeSettings, *, client: PlatformClient | None = None, on_events=lambda: None) -> Bridge:
+    return Bridge(
+        store,
+        client or build_client(bridge),
+        load_regions(bridge),
+        platform=bridge.platform,
+        overlap=timedelta(seconds=bridge.overlap_seconds),
+        on_events=on_events,
+    )
+
+
+def templates() -> Jinja2Templates:
+    """The bridge's own pages when it serves them itself (`bridge poll --webhook-port`)."""
+    portal = HERE.parent / "portal" / "templates"  # the shared layout, read as a file: no import
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(portal))])
+    return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
+
+
+@dataclass
+class Runtime:
+    """A running bridge: the poll/reconcile loop and the relay, each in its own thread."""
+
+    bridge: Bridge
+    store: BridgeStore
+    settings: BridgeSettings
+    relay: BridgeRelay | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    last_poll: dict | None = None
+    last_reconcile: dict | None = None
+
+    def start(self, *, poll: bool = True) -> "Runtime":
+        if self.relay is not None:
+            thread, relay_stop = start_relay(self.relay, interval=self.settings.relay_interval)
+            self.threads.append(thread)
+            threading.Thread(target=lambda: (self.stop.wait(), relay_stop.set(), self.relay.nudge()), daemon=True).start()
+        if poll:
+            loop = threading.Thread(target=self._loop, name="bridge-poll", daemon=True)
+            loop.start()
+            self.threads.append(loop)
+        return self
+
+    def _loop(self) -> None:
+        status = self.store.status()
+        reconciled = status["reconciled_at"]
+        next_reconcile = time.monotonic() if reconciled is None else time.monotonic() + self.settings.reconcile_interval
+        while not self.stop.is_set():
+            try:
+                if time.monotonic() >= next_reconcile:
+                    self.last_reconcile = self.bridge.reconcile().as_dict()
+                    next_reconcile = time.monotonic() + self.settings.reconcile_interval
+                else:
+                    self.last_poll = self.bridge.poll().as_dict()
+            except Exception as exc:  # the platform is away: the cursor stays, try again next round
+                log.warning("bridge.round_failed", error=repr(exc))
+            self.stop.wait(self.settings.poll_interval)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        if self.relay is not None:
+            self.relay.nudge()
+        for thread in self.threads:
+            thread.join(timeout)
+        self.bridge.client.close()
+
+
+def create_runtime(settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None) -> Runtime:
+    """`producer`: a kafka-python producer (services.common.kafka.idempotent_producer) to relay
+    with; None leaves the outbox to another process's relay."""
+    store = build_store(settings, bridge_settings)
+    relay = BridgeRelay(store, producer) if producer is not None else None
+    bridge = build_bridge(store, bridge_settings, client=client, on_events=relay.nudge if relay else (lambda: None))
+    return Runtime(bridge=bridge, store=store, settings=bridge_settings, relay=relay)
+
+
+def portal_router(settings: Settings, templates: Jinja2Templates, bridge_settings: BridgeSettings | None = None):
+    """The router the portal mounts: webhooks (fetch, decide, write the outbox; the relay of
+    `tongyuan bridge poll` ships the events), the unmapped page and the mapping workbook."""
+    bridge_settings = bridge_settings or BridgeSettings()
+    store = build_store(settings, bridge_settings)
+    bridge = build_bridge(store, bridge_settings)
+    return build_router(store, templates, bridge=bridge, secrets=bridge_settings.secrets, window=bridge_settings.webhook_window)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The bridge's own small HTTP app: the webhook endpoint and its status/unmapped pages."""
+    app = FastAPI(title="Tongyuan bridge", docs_url=None, redoc_url=None)
+    app.include_router(build_router(runtime.store, templates(), bridge=runtime.bridge, secrets=runtime.settings.secrets, window=runtime.settings.webhook_window))
+    return app

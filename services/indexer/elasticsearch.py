@@ -1,0 +1,266 @@
+"""The production search backend: Elasticsearch 8, through the official async client.
+
+- One alias, `<prefix>-publications`, in front of one concrete index
+  `<prefix>-publications-<timestamp>` made from the index template (es_mapping.py);
+  reindex.py builds a new concrete index and swaps the alias.
+- Writes: `_id` = publication id, `version_type=external` with our version (never a Kafka
+  offset), so Elasticsearch itself refuses a stale write with 409, whatever order events
+  arrive in and however often they are replayed.
+- Withdrawals are tombstone documents, not deletes: see `_action`.
+- Searches and counts see `status: published` only (es_query.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import structlog
+from elastic_transport import TransportError
+from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch.helpers import async_streaming_bulk
+
+from contracts.events import PublishedEvent
+
+from .es_mapping import check_analyzer, index_template, published_document, tombstone_document
+from .es_query import results_of, search_body, words_of
+from .index import Event, SearchIndex, SearchQuery, SearchResults, newest_per_publication
+
+log = structlog.get_logger("tongyuan.indexer.elasticsearch")
+
+# Per-item statuses worth retrying: the node is overloaded (429, its write queue is full)
+# or briefly unavailable (5xx, e.g. a primary shard relocating).
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+CHUNK_SIZE = 500
+CHUNK_BYTES = 10 * 1024 * 1024  # well under http.max_content_length (100 MB)
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,100}$")
+
+Outcome = Literal["applied", "stale", "refused", "unavailable"]
+
+
+class SearchBackendUnavailable(ConnectionError):
+    """Elasticsearch cannot take the batch now (down, overloaded, misconfigured).
+
+    A ConnectionError, so the consumer treats it as transient: it holds the batch, backs off
+    and retries, and commits no offset until the whole batch is in."""
+
+
+class ElasticsearchIndex(SearchIndex):
+    def __init__(
+        self,
+        url: str,
+        index_prefix: str = "tongyuan",
+        analyzer: str = "smartcn",
+        client: AsyncElasticsearch | None = None,
+        *,
+        refresh: bool = False,
+        shards: int = 1,
+        replicas: int = 1,
+        bulk_retries: int = 3,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """`refresh=True` makes every write searchable before apply returns (tests; costly
+        in production, where the 1 s refresh interval applies). `bulk_retries` bounds the
+        retries of items refused with 429/5xx within one apply (backoff doubling from
+        `initial_backoff` up to `max_backoff` seconds); after that apply raises."""
+        if not _PREFIX.match(index_prefix):
+            raise ValueError(f"index prefix {index_prefix!r}: lower-case letters, digits, '-' and '_' only")
+        self.url = url
+        self.analyzer = check_analyzer(analyzer)
+        self.alias = f"{index_prefix}-publications"
+        self.template_name = self.alias
+        self._owns_client = client is None
+        # Connection errors and timeouts are retried by the transport (another node, if any);
+        # statuses are left to the bulk helper, which backs off between tries.
+        self.client = client if client is not None else AsyncElasticsearch(url, request_timeout=30, max_retries=3, retry_on_timeout=True)
+        self._refresh = refresh
+        self._shards = shards
+        self._replicas = replicas
+        self._bulk_retries = bulk_retries
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def template(self) -> dict[str, Any]:
+        return index_template([f"{self.alias}-*"], self.analyzer, shards=self._shards, replicas=self._replicas)
+
+    async def create(self) -> None:
+        """Put the index template (always: it is how a new analyzer reaches the next index)
+        and, if the alias does not exist yet, a first concrete index behind it."""
+        await self.put_template()
+        if await self.client.indices.exists_alias(name=self.alias):
+            return
+        try:
+            await self.create_concrete_index(write_alias=True)
+        except ApiError:
+            # Another worker created it between our check and our create; two write indices
+            # for one alias are refused by Elasticsearch, so at most one of us wins.
+            if not await self.client.indices.exists_alias(name=self.alias):
+                raise
+
+    async def put_template(self) -> None:
+        body = self.template()
+        await self.client.indices.put_index_template(
+            name=self.template_name, index_patterns=body["index_patterns"], priority=body["priority"], meta=body["_meta"], template=body["template"]
+        )
+
+    async def create_concrete_index(self, *, write_alias: bool) -> str:
+        """A new concrete index, its settings and mapping from the template."""
+        name = f"{self.alias}-{self._clock().strftime('%Y%m%d%H%M%S%f')}"
+        if write_alias:
+            await self.client.indices.create(index=name, aliases={self.alias: {"is_write_index": True}})
+        else:
+            await self.client.indices.create(index=name)
+        return name
+
+    async def concrete_indices(self) -> list[str]:
+        """The concrete indices behind the alias (one, except mid-swap)."""
+        response = await self.client.indices.get_alias(name=self.alias)
+        return sorted(response.body)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _action(self, event: Event) -> dict[str, Any]:
+        data = event.data
+        if isinstance(event, PublishedEvent):
+            source = published_document(data)
+        else:
+            # A withdrawal is indexed as a small tombstone carrying its version, not sent as
+            # a delete: Elasticsearch forgets a deleted document's version after
+            # index.gc_deletes (60 s by default), and a late older publish would then be
+            # accepted and bring the withdrawn document back. Queries filter status=published.
+            source = tombstone_document(data)
+        return {
+            "_op_type": "index",
+            "_index": self.alias,
+            "_id": data.publication_id,
+            "version": data.version,
+            "version_type": "external",
+            "_source": source,
+        }
+
+    async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
+        newest = newest_per_publication(events)  # within a batch the highest version wins
+        if not newest:
+            return []
+        refused: list[tuple[Event, str]] = []
+        unavailable: list[str] = []
+        params: dict[str, Any] = {"require_alias": True}  # never auto-create an index named like the alias
+        if self._refresh:
+            params["refresh"] = True
+        try:
+            async for _, item in async_streaming_bulk(
+                self.client.options(retry_on_status=()),
+                (self._action(event) for event in newest.values()),
+                chunk_size=CHUNK_SIZE,
+                max_chunk_bytes=CHUNK_BYTES,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=self._bulk_retries,
+                initial_backoff=self._initial_backoff,
+                max_backoff=self._max_backoff,
+                retry_on_status=RETRY_STATUSES,
+                yield_ok=False,
+                **params,
+            ):
+                [(_, info)] = item.items()
+                outcome = outcome_of(info)
+                if outcome == "refused":
+                    refused.append((newest[info["_id"]], reason_of(info)))
+                elif outcome == "unavailable":
+                    unavailable.append(f"{info['_id']}: {reason_of(info)}")
+        except TransportError as exc:  # no answer at all (connection refused, timeout)
+            raise SearchBackendUnavailable(f"Elasticsearch at {self.url} is unreachable: {exc}") from exc
+        if unavailable:
+            log.warning("bulk.unavailable", failed=len(unavailable), first=unavailable[0][:300])
+            raise SearchBackendUnavailable(
+                f"{len(unavailable)} of {len(newest)} documents not indexed after {self._bulk_retries} retries; first: {unavailable[0]}"
+            )
+        return refused
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def search(self, query: SearchQuery) -> SearchResults:
+        if query.q.strip() and not words_of(query.q):  # only punctuation, emoji, control characters
+            return SearchResults(total=0, page=query.page, per_page=query.per_page, facets={"domain": {}, "region": {}} if query.facets else {})
+        try:
+            response = await self.client.search(index=self.alias, **search_body(query))
+        except TransportError as exc:
+            raise SearchBackendUnavailable(f"Elasticsearch at {self.url} is unreachable: {exc}") from exc
+        except ApiError as exc:
+            # No index yet (404) or a cluster in trouble (5xx) is the backend's state; a 400
+            # would be a query we built wrongly, and stays loud.
+            if exc.status_code == 404 or exc.status_code >= 500:
+                raise SearchBackendUnavailable(f"Elasticsearch cannot search {self.alias}: {exc}") from exc
+            raise
+        return results_of(query, response.body)
+
+    async def version_of(self, publication_id: str) -> int | None:
+        # A realtime get: sees a write at once, without waiting for a refresh.
+        response = await self.client.options(ignore_status=404).get(index=self.alias, id=publication_id, source=False)
+        return response.body["_version"] if response.body.get("found") else None
+
+    async def count(self) -> int:
+        response = await self.client.count(index=self.alias, query={"term": {"status": "published"}})
+        return response.body["count"]
+
+    async def healthy(self) -> bool:
+        try:
+            client = self.client.options(request_timeout=5)
+            if not await client.indices.exists_alias(name=self.alias):
+                return False
+            health = await client.cluster.health(index=self.alias)
+            return health.body["status"] in ("green", "yellow")  # yellow: replicas not (yet) assigned, every shard searchable
+        except Exception:  # noqa: BLE001 - any failure to answer is "not healthy"
+            return False
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.close()
+
+
+def outcome_of(info: dict[str, Any]) -> Outcome:
+    """What one bulk item's answer means for its event."""
+    status = info.get("status", 500)
+    if 200 <= status < 300:
+        return "applied"
+    if status == 409:  # version_conflict_engine_exception: the index already has this version or a newer one
+        return "stale"
+    if status == 400 and "exception" not in info:
+        # The document itself was refused (mapper_parsing_exception, document_parsing_exception,
+        # illegal_argument_exception …): retrying cannot help, so it goes to the DLQ.
+        # ("exception" marks a whole request that failed — not this event's fault.)
+        return "refused"
+    # 429/5xx still failing after the retries, a missing alias (require_alias → 404), a
+    # security refusal (401/403), a request too large (413): hold the batch and retry.
+    return "unavailable"
+
+
+def reason_of(info: dict[str, Any]) -> str:
+    error = info.get("error")
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        caused_by = error.get("caused_by")
+        if isinstance(caused_by, dict):
+            reason += f" (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
+    else:
+        reason = str(error)
+    return f"Elasticsearch {info.get('status')} {reason}"
+
+
+def elasticsearch_index(settings: Any, **options: Any) -> ElasticsearchIndex:
+    """The ElasticsearchIndex that TONGYUAN_ELASTICSEARCH_* settings describe."""
+    if not settings.elasticsearch_url:
+        raise ValueError("TONGYUAN_SEARCH_BACKEND=elasticsearch needs TONGYUAN_ELASTICSEARCH_URL")
+    return ElasticsearchIndex(
+        settings.elasticsearch_url,
+        index_prefix=getattr(settings, "elasticsearch_index_prefix", "tongyuan"),
+        analyzer=getattr(settings, "elasticsearch_analyzer", "smartcn"),
+        **options,
+    )

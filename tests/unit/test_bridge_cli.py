@@ -1,0 +1,46 @@
+"""`tongyuan bridge …` against a temporary var dir (no broker, no platform needed for these)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from services.bridge.app import portal_router, templates
+from services.bridge.cli import bridge_cli
+from services.common.settings import Settings, get_settings
+
+
+@pytest.fixture
+def var(tmp_path, monkeypatch):
+    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("TONGYUAN_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_mapping_export_then_import_round_trips_and_unmapped_lists_nothing_yet(var):
+    runner = CliRunner()
+    exported = runner.invoke(bridge_cli, ["mapping", "export", "-o", str(var / "m.xlsx")])
+    assert exported.exit_code == 0 and (var / "m.xlsx").stat().st_size > 0
+    imported = runner.invoke(bridge_cli, ["mapping", "import", str(var / "m.xlsx")])
+    assert imported.exit_code == 0, imported.output
+    assert "imported 20 rules, 0 overrides, 1 area codes; 0 items re-filed" in imported.output
+    (var / "bad.xlsx").write_bytes(b"not excel")
+    refused = runner.invoke(bridge_cli, ["mapping", "import", str(var / "bad.xlsx")])
+    assert refused.exit_code == 1
+    listed = runner.invoke(bridge_cli, ["unmapped", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output) == {"unmapped": [], "unreadable": []}
+
+
+def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
+    app = FastAPI()
+    app.include_router(portal_router(Settings(var_dir=var), templates()))
+    client = TestClient(app)
+    assert client.get("/bridge/unmapped").status_code == 200
+    assert client.get("/v1/bridge/mapping.xlsx").headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert client.post("/bridge/webhooks/hunan-zwfw", content=b"{}").status_code == 503  # no secret configured: refused
