@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-catalog bench-bridge clean
+.PHONY: run test unit integration schemas bench bench-catalog bench-bridge bench-embed clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-catalog: $(STAMP)
 
 bench-bridge: $(STAMP)
 	$(BIN)/python -m bench.bridge $(BENCH_ARGS)
+
+bench-embed: $(STAMP)
+	$(BIN)/python -m bench.embed $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

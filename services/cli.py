@@ -29,6 +29,7 @@ class Process(str, Enum):
     publisher = "publisher"
     column = "column"
     indexer = "indexer"
+    embed = "embed"
     portal = "portal"
 
 
@@ -61,6 +62,8 @@ def run(process: Process) -> None:
         from services.publisher.app import create_app as create_faust_app
     elif process is Process.column:
         from services.column.app import create_consumer as create_faust_app
+    elif process is Process.embed:
+        from services.embed.app import create_consumer as create_faust_app
     else:
         from services.indexer.app import create_consumer as create_faust_app
     sys.argv = [sys.argv[0]]  # faust's worker parses argv itself
@@ -368,13 +371,15 @@ def catalog_list() -> None:
             typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")
 
 
-from services.bridge.cli import bridge_cli  # noqa: E402  (its heavy imports are lazy)
+from services.bridge.cli import bridge_cli  # noqa: E402  (their heavy imports are lazy)
+from services.embed.cli import embed_cli  # noqa: E402
 
 cli.add_typer(bridge_cli, name="bridge")
+cli.add_typer(embed_cli, name="embed")
 
 dlq_cli = typer.Typer(help="Dead-letter queues: what a consumer group could not apply.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
-GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer"}
+GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer", "tongyuan-embed": "embed"}
 Group = Annotated[str, typer.Option("--group", help=f"one of {', '.join(GROUPS)}")]
 
 
@@ -388,6 +393,10 @@ def _group_apply(group: str, settings: Settings):
         from services.indexer.app import build_index
 
         return build_index(settings).apply
+    if group == "tongyuan-embed":
+        from services.embed.app import build_store as build_embed_store
+
+        return build_embed_store(settings).apply
     typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
     raise typer.Exit(2)
 
@@ -438,7 +447,10 @@ def verify() -> None:
         found = {pid: await index.version_of(pid) for pid in truth}
         return {pid: version for pid, version in found.items() if version is not None}
 
-    differences = compare(truth, column, "column") + compare(truth, asyncio.run(indexed()), "search")
+    from services.embed.app import build_store as build_embed_store
+
+    embed = {pid: version for pid, (version, _) in build_embed_store(settings).versions().items()}
+    differences = compare(truth, column, "column") + compare(truth, asyncio.run(indexed()), "search") + compare(truth, embed, "embed")
     for difference in differences:
         typer.echo(f"{difference.store}\t{difference.publication_id}\texpected v{difference.expected}\tfound v{difference.found}")
     typer.echo(f"{len(truth)} publications; {len(differences)} difference(s)")

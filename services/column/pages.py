@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -20,7 +20,9 @@ PageQuery = Annotated[int, Query(ge=1, le=10_000)]
 PER_PAGE = 20
 
 
-def build_router(store: ColumnStore, templates: Jinja2Templates, regions: Callable[[], dict[str, Region]]) -> APIRouter:
+def build_router(
+    store: ColumnStore, templates: Jinja2Templates, regions: Callable[[], dict[str, Region]], portal_links: Callable[[], Mapping[str, str]] = dict
+) -> APIRouter:
     """Pages render from the column store: its publications and its copy of the catalogs."""
     router = APIRouter(tags=["column"])
 
@@ -66,6 +68,8 @@ def build_router(store: ColumnStore, templates: Jinja2Templates, regions: Callab
             latest=latest,
             total=total,
             subregions=_children(regions()).get(region.code, []),
+            # A township's sub-column is a reference to its own portal, not a copy.
+            links=portal_links(),
         )
 
     @router.get("/columns/{region_code}/{domain_code}", response_class=HTMLResponse)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-STORES = ("publisher", "column", "search")
+STORES = ("publisher", "column", "search", "embed", "supervision", "bridge")
 
 
 class Settings(BaseSettings):
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     var_dir: Path = Path("var")
+    # Absolute links in feeds and fragments that township portals include; unset: the request's own.
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
     # None: `tongyuan up` starts the embedded Tansu broker and fills this in for its children.
     kafka_bootstrap: str | None = None

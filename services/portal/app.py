@@ -22,6 +22,9 @@ from services.column import app as column_app
 from services.column.pages import build_router as column_router
 from services.common.auth import bearer_principal, build_verifier
 from services.common.settings import Settings
+from services.embed import app as embed_app
+from services.embed.pages import build_router as embed_router
+from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
 from services.indexer.api import build_router as search_router
 from services.publisher import app as publisher_app
@@ -36,7 +39,7 @@ SERVICES = HERE.parent
 
 
 def templates() -> Jinja2Templates:
-    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge"))])
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge", "embed"))])
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
@@ -45,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     directory = publisher_app.directory_provider(publisher)
     column_store = column_app.build_store(settings)
     index = indexer_app.build_index(settings)
+    embed_store = embed_app.build_store(settings)
     pages = templates()
 
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
@@ -60,9 +64,10 @@ def create_app(settings: Settings) -> FastAPI:
         def jwks():
             return local_key.jwks()
 
-    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions))
+    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
     app.include_router(search_router(index, pages))
     app.include_router(bridge_router(settings, pages))
+    app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
     within = settings.heartbeat_interval * 3 + 5
     app.include_router(
         health.build_router(
@@ -71,9 +76,11 @@ def create_app(settings: Settings) -> FastAPI:
                 health.Check("store:publisher", health.store_probe(publisher.healthy)),
                 health.Check("store:column", health.store_probe(column_store.healthy)),
                 health.Check("store:search", health.store_probe(index.healthy)),
+                health.Check("store:embed", health.store_probe(embed_store.healthy)),
                 health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
                 health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
                 health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
+                health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
             ],
             max_lag=settings.ready_max_lag,
         )

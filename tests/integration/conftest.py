@@ -28,7 +28,7 @@ from services.portal.app import create_app
 from services.publisher.app import bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("publisher", "column", "indexer")
+PROCESSES = ("publisher", "column", "indexer", "embed")
 
 
 def backends() -> list[str]:
@@ -228,6 +228,10 @@ def stack(request, tmp_path_factory):
         # Warm-up: the first publication through every process proves the groups have joined.
         receipt = stack.publish(_warmup_body())
         wait_for(lambda: stack.visible(receipt["publication_id"], query="预热"), timeout=90, what="the warm-up publication to reach every store")
+        from services.embed.app import build_store as build_embed_store
+
+        embed = build_embed_store(settings)
+        wait_for(lambda: receipt["publication_id"] in embed.versions(), timeout=90, what="the warm-up publication in the embed store")
         yield stack
     finally:
         for process in processes.values():

@@ -183,5 +183,7 @@ def test_healthz_reports_every_part(stack):
         "consumer:tongyuan-publisher",
         "consumer:tongyuan-column",
         "consumer:tongyuan-indexer",
+        "store:embed",
+        "consumer:tongyuan-embed",
     }
     assert all(c["up"] for c in checks.values())
