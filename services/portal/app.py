@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -33,6 +33,7 @@ from services.publisher.catalog_api import build_router as catalog_router
 from services.publisher.store import heartbeats as publisher_heartbeats
 
 from . import health
+from .limits import BoundedBodies
 
 HERE = Path(__file__).parent
 SERVICES = HERE.parent
@@ -92,11 +93,10 @@ def create_app(settings: Settings) -> FastAPI:
     def home():
         return RedirectResponse("/columns/4301")
 
+    app.add_middleware(BoundedBodies, limit=settings.max_request_bytes)
+
     @app.middleware("http")
-    async def bounded_and_traced(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
-            return JSONResponse(status_code=413, content={"detail": [{"loc": ["body"], "msg": f"request body larger than {settings.max_request_bytes} bytes", "type": "too_large"}]})
+    async def traced(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:

@@ -194,3 +194,13 @@ def test_an_async_store_probe_is_awaited():
         return False
 
     assert store_probe(down)() == {"up": False}
+
+
+def test_a_chunked_body_over_the_limit_is_refused(client):
+    def chunks():
+        for _ in range(30):
+            yield b"x" * 10_000
+
+    response = client.post("/v1/publications", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert written(client) == (0, 0)
