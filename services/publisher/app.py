@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def relay_outbox():
-        relay = OutboxRelay(publisher, idempotent_producer(settings.bootstrap), batch_size=settings.relay_batch_size)
+        relay = OutboxRelay(publisher, lambda: idempotent_producer(settings.bootstrap), batch_size=settings.relay_batch_size)
         start_relay_thread(relay, interval=settings.relay_interval)
         log.info("relay.started")
 

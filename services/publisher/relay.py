@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -23,12 +24,18 @@ log = structlog.get_logger("tongyuan.relay")
 class Producer(Protocol):
     def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]]): ...
     def flush(self, timeout: float | None = None) -> None: ...
+    def close(self, timeout: float | None = None) -> None: ...
 
 
 class OutboxRelay:
-    def __init__(self, publisher: Publisher, producer: Producer, *, batch_size: int = 1000, ack_timeout: float = 30.0):
+    """`producer` is a factory: after a failed round the relay starts a fresh producer, since an
+    idempotent producer's sequence state does not survive a broker that lost its own (a
+    restarted memory-storage broker answers it with OutOfOrderSequence for ever)."""
+
+    def __init__(self, publisher: Publisher, producer: Callable[[], Producer], *, batch_size: int = 1000, ack_timeout: float = 30.0):
         self.publisher = publisher
-        self.producer = producer
+        self.new_producer = producer
+        self.producer: Producer | None = None
         self.batch_size = batch_size
         self.ack_timeout = ack_timeout
 
@@ -37,6 +44,8 @@ class OutboxRelay:
         rows = self.publisher.unsent(self.batch_size)
         if not rows:
             return 0
+        if self.producer is None:
+            self.producer = self.new_producer()
         headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
         futures = [(row_id, self.producer.send(topic, key=key.encode(), value=payload.encode(), headers=headers)) for row_id, topic, key, payload in rows]
         self.producer.flush(timeout=self.ack_timeout)
@@ -46,6 +55,7 @@ class OutboxRelay:
                 future.get(timeout=self.ack_timeout)
             except Exception as exc:  # the row stays unsent and is retried next round
                 log.warning("relay.send_failed", outbox_id=row_id, error=repr(exc))
+                self._discard_producer()
                 break  # keep order: nothing after a failed row is marked sent
             acked.append(row_id)
         if acked:
@@ -60,10 +70,20 @@ class OutboxRelay:
                 backoff = interval
             except Exception as exc:  # broker or database down: wait and try again
                 log.warning("relay.error", error=repr(exc), retry_in=backoff)
+                self._discard_producer()
                 sent = 0
                 backoff = min(max_backoff, backoff * 2 if backoff > interval else 0.5)
             if sent < self.batch_size:
                 stop.wait(backoff)
+
+
+    def _discard_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=1)
+            except Exception:  # it is being thrown away because it misbehaved
+                pass
 
 
 def start_relay_thread(relay: OutboxRelay, *, interval: float) -> tuple[threading.Thread, threading.Event]:

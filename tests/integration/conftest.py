@@ -54,6 +54,7 @@ class Stack:
     client: TestClient
     processes: dict = field(default_factory=dict)
     producer: KafkaProducer | None = None
+    broker: EmbeddedBroker | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -220,7 +221,7 @@ def stack(request, tmp_path_factory):
     # The tests act as the disclosure office (admin); tests/unit covers who may publish where.
     token = local_key.mint(Principal(user="office", roles=("admin",)), audience=settings.auth_audience)
     client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
-    stack = Stack(backend=backend, settings=settings, env=env, client=client)
+    stack = Stack(backend=backend, settings=settings, env=env, client=client, broker=broker)
     for name in PROCESSES:
         stack.start(name)
     processes = stack.processes

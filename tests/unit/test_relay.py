@@ -33,6 +33,9 @@ class FakeProducer:
     def flush(self, timeout=None):
         pass
 
+    def close(self, timeout=None):
+        self.closed = True
+
 
 @pytest.fixture
 def publisher(tmp_path, directory):
@@ -45,20 +48,20 @@ def publisher(tmp_path, directory):
 
 def test_acknowledged_rows_are_marked_sent_in_order(publisher):
     producer = FakeProducer()
-    assert OutboxRelay(publisher, producer).relay_once() == 5
+    assert OutboxRelay(publisher, lambda: producer).relay_once() == 5
     assert publisher.outbox_backlog() == 0
     topics = {topic for topic, *_ in producer.sent}
     assert topics == {"tongyuan.publications.v1"}
     assert all(headers["content-type"] == b"application/cloudevents+json" for *_, headers in producer.sent)
-    assert OutboxRelay(publisher, producer).relay_once() == 0
+    assert OutboxRelay(publisher, lambda: producer).relay_once() == 0
 
 
 def test_an_unacknowledged_row_and_those_after_it_stay_unsent(publisher):
     producer = FakeProducer(fail_at={2})
-    assert OutboxRelay(publisher, producer).relay_once() == 2
+    assert OutboxRelay(publisher, lambda: producer).relay_once() == 2
     assert publisher.outbox_backlog() == 3
     retry = FakeProducer()
-    assert OutboxRelay(publisher, retry).relay_once() == 3
+    assert OutboxRelay(publisher, lambda: retry).relay_once() == 3
     assert publisher.outbox_backlog() == 0
 
 
@@ -68,5 +71,17 @@ def test_a_broker_that_fails_outright_leaves_everything_unsent(publisher):
             raise ConnectionError("broker down")
 
     with pytest.raises(ConnectionError):
-        OutboxRelay(publisher, Down()).relay_once()
+        OutboxRelay(publisher, Down).relay_once()
     assert publisher.outbox_backlog() == 5
+
+
+def test_a_failed_round_starts_a_fresh_producer(publisher):
+    made = []
+
+    def factory():
+        made.append(FakeProducer(fail_at={0}) if not made else FakeProducer())
+        return made[-1]
+
+    relay = OutboxRelay(publisher, factory)
+    assert relay.relay_once() == 0 and getattr(made[0], "closed", False)
+    assert relay.relay_once() == 5 and len(made) == 2
