@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-catalog bench-bridge bench-embed clean
+.PHONY: run test unit integration schemas bench bench-catalog bench-bridge bench-embed bench-supervision bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench-bridge: $(STAMP)
 
 bench-embed: $(STAMP)
 	$(BIN)/python -m bench.embed $(BENCH_ARGS)
+
+bench-supervision: $(STAMP)
+	$(BIN)/python -m bench.supervision $(BENCH_ARGS)
+
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

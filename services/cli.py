@@ -30,6 +30,7 @@ class Process(str, Enum):
     column = "column"
     indexer = "indexer"
     embed = "embed"
+    supervision = "supervision"
     portal = "portal"
 
 
@@ -64,6 +65,8 @@ def run(process: Process) -> None:
         from services.column.app import create_consumer as create_faust_app
     elif process is Process.embed:
         from services.embed.app import create_consumer as create_faust_app
+    elif process is Process.supervision:
+        from services.supervision.app import create_consumer as create_faust_app
     else:
         from services.indexer.app import create_consumer as create_faust_app
     sys.argv = [sys.argv[0]]  # faust's worker parses argv itself
@@ -456,6 +459,11 @@ def verify() -> None:
     typer.echo(f"{len(truth)} publications; {len(differences)} difference(s)")
     if differences:
         raise typer.Exit(1)
+
+
+from services.supervision.cli import report_command  # noqa: E402
+
+cli.command("report")(report_command(_settings, lambda: _publisher_and_regions()[1]))
 
 
 def main() -> None:

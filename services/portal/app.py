@@ -31,6 +31,8 @@ from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
 from services.publisher.catalog_api import build_router as catalog_router
 from services.publisher.store import heartbeats as publisher_heartbeats
+from services.supervision import app as supervision_app
+from services.supervision.pages import build_router as supervision_router
 
 from . import health
 from .limits import BoundedBodies
@@ -40,7 +42,7 @@ SERVICES = HERE.parent
 
 
 def templates() -> Jinja2Templates:
-    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge", "embed"))])
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge", "embed", "supervision"))])
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     column_store = column_app.build_store(settings)
     index = indexer_app.build_index(settings)
     embed_store = embed_app.build_store(settings)
+    supervision_store = supervision_app.build_store(settings)
     pages = templates()
 
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
     app.include_router(search_router(index, pages))
     app.include_router(bridge_router(settings, pages))
+    app.include_router(supervision_router(supervision_store, pages, regions=lambda: directory().regions))
     app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
     within = settings.heartbeat_interval * 3 + 5
     app.include_router(
@@ -78,10 +82,12 @@ def create_app(settings: Settings) -> FastAPI:
                 health.Check("store:column", health.store_probe(column_store.healthy)),
                 health.Check("store:search", health.store_probe(index.healthy)),
                 health.Check("store:embed", health.store_probe(embed_store.healthy)),
+                health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
                 health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
                 health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
                 health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
                 health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
+                health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
             ],
             max_lag=settings.ready_max_lag,
         )

@@ -28,7 +28,7 @@ from services.portal.app import create_app
 from services.publisher.app import bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("publisher", "column", "indexer", "embed")
+PROCESSES = ("publisher", "column", "indexer", "embed", "supervision")
 
 
 def backends() -> list[str]:

@@ -185,5 +185,7 @@ def test_healthz_reports_every_part(stack):
         "consumer:tongyuan-indexer",
         "store:embed",
         "consumer:tongyuan-embed",
+        "store:supervision",
+        "consumer:tongyuan-supervision",
     }
     assert all(c["up"] for c in checks.values())

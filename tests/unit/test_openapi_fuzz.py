@@ -7,7 +7,9 @@ import schemathesis
 from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
+from services.column.app import build_store
 from tests.conftest import ADMIN
+from tests.factories import catalog_changed
 
 EXAMPLES_PER_OPERATION = 12
 
@@ -16,7 +18,9 @@ def test_no_input_causes_a_server_error(tmp_path):
     config = Settings(var_dir=tmp_path, kafka_bootstrap=None)
     _, local = build_verifier(config)
     headers = {"Authorization": f"Bearer {local.mint(ADMIN, audience=config.auth_audience)}"}
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(config))
+    app = create_app(config)
+    build_store(config).apply_catalogs([catalog_changed()])  # as the column consumer would have
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15  # publish, catalog, search, embed, bridge …
     server_errors = []

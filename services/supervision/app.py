@@ -1,0 +1,62 @@
+"""The supervision consumer's wiring (group tongyuan-supervision): its store and its faust app.
+
+Supervision is a consumer like the column: it reads the canonical publications topic and
+the catalog topic, and is the only writer of its store (see store.py for why it does not
+read the column store instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import faust
+import structlog
+
+from services.common.consuming import ConsumerStats
+from services.common.db import create_store_engine
+from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.heartbeat import beat, live_workers
+from services.common.settings import Settings
+
+from .store import SupervisionStore, heartbeats
+
+GROUP = "tongyuan-supervision"
+log = structlog.get_logger("tongyuan.supervision")
+
+
+def supervision_store_url(settings: Settings) -> str:
+    """Like Settings.store_url: var/supervision.db by default; with a database URL, the shared
+    database (the tables are prefixed supervision_)."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{(settings.var_dir / 'supervision.db').resolve()}"
+
+
+def build_store(settings: Settings) -> SupervisionStore:
+    store = SupervisionStore(create_store_engine(supervision_store_url(settings)))
+    store.create()
+    return store
+
+
+def create_consumer(settings: Settings) -> faust.App:
+    store = build_store(settings)
+    # Filings a former chinese-calendar release could not assess (a year it did not cover)
+    # are assessed again with the release installed now.
+    reassessed = store.reassess()
+    if reassessed:
+        log.info("supervision.reassessed", filings=reassessed, calendar=store.calendar.source)
+    consumer = PublicationConsumer(
+        group=GROUP,
+        apply=store.apply,
+        apply_catalog=store.apply_catalogs,
+        heartbeat=heartbeat_writer(store),
+    )
+    return build_consumer_app(consumer, settings)
+
+
+def heartbeat_writer(store: SupervisionStore) -> Callable[[ConsumerStats], None]:
+    return lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag)
+
+
+def heartbeat_status(store: SupervisionStore, within: float) -> list[dict]:
+    return live_workers(store.engine, heartbeats, within=within)

@@ -1,0 +1,201 @@
+"""The disclosure office's dashboard: ranking → unit → domain → item, charts, exports.
+
+Server-rendered HTML (charts are inline SVG with a text alternative, and every figure is also
+in a table), GET forms for the filters: it works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from contracts.catalog import Region, standard_catalog
+
+from . import reports
+from .board import Board, build_board
+from .board import Query as BoardQuery
+from .board import today as beijing_today
+from .domain import SORTS, STATE_NAMES, STATUS_NAMES, DomainMeasure, domain_measures
+from .reports import pct
+from .store import SupervisionStore
+
+RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
+DomainPath = Annotated[str, Path(pattern=r"^D\d{2}$")]
+RegionQuery = Annotated[str | None, Query(pattern=r"^[0-9A-Z]{2,12}$", description="the region whose units are supervised; default: the city")]
+AsOf = Annotated[date | None, Query(description="the date the measures are taken on (Beijing); default: today")]
+From = Annotated[date | None, Query(alias="from", description="first publication date counted for timeliness; default: 1 January of as_of's year")]
+To = Annotated[date | None, Query(alias="to", description="last publication date counted for timeliness; default: as_of")]
+DomainQuery = Annotated[str | None, Query(pattern=r"^(D\d{2})?$", description="one domain, e.g. D14")]
+Sort = Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def build_router(
+    store: SupervisionStore,
+    templates: Jinja2Templates,
+    regions: Callable[[], dict[str, Region]],
+    *,
+    today: Callable[[], date] = beijing_today,
+    plan: dict | None = None,
+) -> APIRouter:
+    """Pages read the supervision store's roll-ups and its copy of the catalogs."""
+    router = APIRouter(tags=["supervision"])
+
+    def query_of(region: str | None, as_of: date | None, start: date | None, end: date | None, domain: str | None, sort: str) -> BoardQuery:
+        known = regions()
+        code = region or _default_region(known)
+        if code not in known:
+            raise HTTPException(404, f"no region {code}")
+        as_of = as_of or today()
+        query = BoardQuery.of(code, as_of, start, end, domain or None, sort)
+        problems = []
+        if query.start > query.end:
+            problems.append({"loc": ["query", "from"], "msg": f"from ({query.start}) must not be after to ({query.end})", "type": "value_error"})
+        if query.end > query.as_of:
+            problems.append(
+                {"loc": ["query", "to"], "msg": f"to ({query.end}) must not be after as_of ({query.as_of}): measures are taken on as_of", "type": "value_error"}
+            )
+        standard = store.catalogs().get("standard") or standard_catalog()
+        if query.domain and standard.domain(query.domain) is None:
+            choices = [{"code": d.code, "name": d.name} for d in standard.domains]
+            problems.append({"loc": ["query", "domain"], "msg": f"no domain {query.domain}", "type": "value_error", "choices": choices})
+        if problems:
+            raise HTTPException(422, problems)
+        return query
+
+    def render(request: Request, name: str, board: Board, **context) -> HTMLResponse:
+        standard = board.standard
+        domain = standard.domain(board.query.domain) if board.query.domain else None
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "board": board,
+                "q": board.query,
+                "domains": standard.domains,
+                "sorts": SORTS,
+                "pct": pct,
+                "domain_measures": domain_measures,
+                "domain_name": domain.name if domain else "",
+                "chart": lambda rows, kind: chart_rows(board, rows, kind),
+                "status_names": STATUS_NAMES,
+                "state_names": STATE_NAMES,
+                "link": lambda path, **overrides: f"{path}?{urlencode(board.query.params(**overrides))}",
+                **context,
+            },
+        )
+
+    @router.get("/supervision", response_class=HTMLResponse)
+    def dashboard(
+        request: Request,
+        region: RegionQuery = None,
+        as_of: AsOf = None,
+        date_from: From = None,
+        date_to: To = None,
+        domain: DomainQuery = None,
+        sort: Sort = "coverage",
+    ):
+        query = query_of(region, as_of, date_from, date_to, domain, sort)
+        board = build_board(store, regions(), query, plan=plan)
+        return render(request, "supervision/dashboard.html", board)
+
+    @router.get("/supervision/units/{unit_code}", response_class=HTMLResponse)
+    def unit_page(
+        request: Request,
+        unit_code: RegionPath,
+        as_of: AsOf = None,
+        date_from: From = None,
+        date_to: To = None,
+        domain: DomainQuery = None,
+        sort: Sort = "coverage",
+    ):
+        unit = _unit_or_404(regions(), unit_code)
+        board = build_board(store, regions(), query_of(unit.code, as_of, date_from, date_to, domain, sort), plan=plan, by_domain_for=unit.code)
+        measures = next(m for m in board.units if m.region.code == unit.code)
+        late = store.late_filings(unit.code, board.query.start, board.query.end, domain=board.query.domain, limit=50)
+        return render(request, "supervision/unit.html", board, unit=measures, late_filings=late, trail=_trail(unit, regions()))
+
+    @router.get("/supervision/units/{unit_code}/{domain_code}", response_class=HTMLResponse)
+    def domain_page(
+        request: Request,
+        unit_code: RegionPath,
+        domain_code: DomainPath,
+        as_of: AsOf = None,
+        date_from: From = None,
+        date_to: To = None,
+    ):
+        unit = _unit_or_404(regions(), unit_code)
+        query = query_of(unit.code, as_of, date_from, date_to, domain_code, "coverage")
+        board = build_board(store, regions(), query, plan=plan, item_detail_for=unit.code, by_domain_for=unit.code, include_below=False)
+        measures = board.units[0]
+        late = store.late_filings(unit.code, query.start, query.end, domain=domain_code, limit=500)
+        return render(
+            request, "supervision/items.html", board, unit=measures, domain=board.standard.domain(domain_code), late_filings=late, trail=_trail(unit, regions())
+        )
+
+    @router.get("/supervision/report.xlsx")
+    def report_xlsx(
+        region: RegionQuery = None, as_of: AsOf = None, date_from: From = None, date_to: To = None, domain: DomainQuery = None, sort: Sort = "coverage"
+    ):
+        board = build_board(store, regions(), query_of(region, as_of, date_from, date_to, domain, sort), plan=plan)
+        filename = f"supervision-{board.region.code}-{board.query.as_of.isoformat()}.xlsx"
+        return Response(reports.xlsx_report(board), media_type=XLSX, headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+    @router.get("/supervision/report", response_class=HTMLResponse)
+    def report_html(
+        request: Request,
+        region: RegionQuery = None,
+        as_of: AsOf = None,
+        date_from: From = None,
+        date_to: To = None,
+        domain: DomainQuery = None,
+        sort: Sort = "coverage",
+    ):
+        board = build_board(store, regions(), query_of(region, as_of, date_from, date_to, domain, sort), plan=plan)
+        return HTMLResponse(reports.html_report(board))
+
+    return router
+
+
+def chart_rows(board: Board, rows: list, kind: str) -> list[dict]:
+    """Bars for the SVG charts: units or domains, by coverage, on-time share or townships."""
+    out = []
+    for row in rows:
+        if isinstance(row, DomainMeasure):
+            label, value = row.name, row.coverage if kind == "coverage" else row.timeliness.share
+        elif kind == "townships":
+            rollup = board.rollups.get(row.region.code)
+            label, value = row.region.name, rollup.coverage if rollup else None
+        else:
+            label, value = row.region.name, row.coverage if kind == "coverage" else row.timeliness.share
+        out.append({"label": label, "value": value})
+    return out
+
+
+def _default_region(known: dict[str, Region]) -> str:
+    cities = sorted(r.code for r in known.values() if r.level == "city")
+    if "4301" in cities:
+        return "4301"
+    if cities:
+        return cities[0]
+    raise HTTPException(503, "no regions are loaded yet")
+
+
+def _unit_or_404(known: dict[str, Region], code: str) -> Region:
+    unit = known.get(code)
+    if unit is None or unit.level not in ("county", "township"):
+        raise HTTPException(404, f"no supervised unit {code} (a county-level unit or a township)")
+    return unit
+
+
+def _trail(region: Region, known: dict[str, Region]) -> list[Region]:
+    chain = [region]
+    while chain[0].parent_code and chain[0].parent_code in known:
+        chain.insert(0, known[chain[0].parent_code])
+    return chain
