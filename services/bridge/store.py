@@ -33,6 +33,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from contracts.events import PlacementRef
@@ -191,7 +193,12 @@ class BridgeTransaction:
                 [dict(row, p_platform=row["platform"], p_code=row["implementation_code"]) for row in changed],
             )
         if fresh:
-            self.connection.execute(insert(items), fresh)
+            # Two lanes (polling and a webhook, or two bridge workers) can both see an item as
+            # new; the second insert then updates instead of failing the whole batch.
+            dialect = postgresql_insert if self.connection.dialect.name == "postgresql" else sqlite_insert
+            statement = dialect(items)
+            columns = {k: statement.excluded[k] for k in fresh[0] if k not in ("platform", "implementation_code")}
+            self.connection.execute(statement.on_conflict_do_update(index_elements=["platform", "implementation_code"], set_=columns), fresh)
 
     def add_events(self, rows: Sequence[dict]) -> None:
         if rows:
