@@ -44,6 +44,7 @@ bench-supervision: $(STAMP)
 	$(BIN)/python -m bench.supervision $(BENCH_ARGS)
 
 bench-search: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.search $(BENCH_ARGS)
 
 clean:

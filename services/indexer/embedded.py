@@ -82,7 +82,7 @@ documents = Table(
 heartbeats = heartbeat_table(metadata, "search")
 
 # Bump when the text index's fields or terms change: an index of another layout is rebuilt.
-LAYOUT = "tongyuan-search-3"
+LAYOUT = "tongyuan-search-5"
 # A title match outweighs a body match (bm25 per field, title scores multiplied).
 TITLE_BOOST = 5.0
 # An exact 索引号 outranks any text match.
@@ -92,6 +92,13 @@ REGION_LEVELS = (2, 4, 6, 9, 12)
 WRITER_HEAP = 64_000_000
 IDLE_SECONDS = 2.0  # a writer unused this long is released (see _Writer)
 WRITER_WAIT_SECONDS = 30.0
+# Recency's weight in relevance: scores are multiplied by log2(2 + fresh), fresh growing
+# linearly from 0 (2000-01-01) to FRESHNESS (2100-01-01), i.e. by 1 to ~1.007.
+FRESHNESS = 0.01
+_FRESH_FROM, _FRESH_SPAN = 946_684_800, 3_155_760_000
+# Exact ties fetched beyond the page to order them (a pathological pile of identical documents
+# beyond this keeps tantivy's order).
+MAX_TIE_FETCH = 5_000
 # Date order and ties: published second, then the ledger id (unique below 2**24 documents).
 _ID_BITS = 24
 _TERMS = "tongyuan_terms"
@@ -106,9 +113,12 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("ixn", tokenizer_name="raw", index_option="basic")  # the folded 索引号
     builder.add_text_field("kind", tokenizer_name="raw", index_option="basic")
     builder.add_text_field("pl", tokenizer_name="raw", index_option="basic")  # placement filter keys
-    builder.add_text_field("fc", tokenizer_name="raw", index_option="basic", fast=True)  # facet keys
+    # Facet keys (see _Search.facets): domains, counties, and both scoped by the other filter.
+    for name in ("fd", "fcounty", "fdr", "fci"):
+        builder.add_text_field(name, tokenizer_name="raw", index_option="basic", fast=True)
     builder.add_integer_field("published", indexed=True, fast=True)  # epoch seconds
     builder.add_integer_field("rank", fast=True)  # published << 24 | ledger id
+    builder.add_float_field("fresh", fast=True)  # recency's weight in relevance
     builder.add_bytes_field("doc", stored=True)  # JSON: what a hit renders
     return builder.build()
 
@@ -404,15 +414,18 @@ def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
     title, body = searchable_text(document)
     published = int(as_utc(data.published_at).timestamp())
     filters: set[str] = set()
-    facets: set[str] = set()
+    domains, counties, domains_by_region, counties_by_item = set(), set(), set(), set()
     for key in placement_keys(data):
         items = ("", key.domain, key.level1, key.level2)
-        for region in ("", *region_path(key.region_code)):
+        path = region_path(key.region_code)
+        for region in ("", *path):
             filters.update(f"{region}|{item}" for item in items)
-            facets.add(f"d{region}|{key.domain}")
+        domains.add(key.domain)
+        domains_by_region.update(f"{region}|{key.domain}" for region in path)
         county = county_of(key.region_code)
         if county is not None:
-            facets.update(f"c{county}|{item}" for item in items)
+            counties.add(county)
+            counties_by_item.update(f"{county}|{item}" for item in items[1:])
     filters.discard("|")
     return tantivy.Document(
         title=index_terms(title),
@@ -421,9 +434,13 @@ def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
         ixn=normalise(data.index_number),
         kind=data.kind,
         pl=sorted(filters),
-        fc=sorted(facets),
+        fd=sorted(domains),
+        fcounty=sorted(counties),
+        fdr=sorted(domains_by_region),
+        fci=sorted(counties_by_item),
         published=published,
         rank=(published << _ID_BITS) | (document_id & ((1 << _ID_BITS) - 1)),
+        fresh=min(max(published - _FRESH_FROM, 0), _FRESH_SPAN) / _FRESH_SPAN * FRESHNESS,
         doc=json.dumps({"publication_id": data.publication_id, "version": data.version, **document}, ensure_ascii=False).encode(),
     )
 
@@ -490,16 +507,22 @@ class _Search:
         return SearchResults(total=total, hits=hits, page=query.page, per_page=query.per_page, facets=facets)
 
     def by_relevance(self, compiled: tantivy.Query) -> tuple[int, list]:
-        """Best score first; among equal scores the newest, then the ledger id — for which the
-        whole group of equals at the page's end is fetched (tantivy breaks ties by address)."""
+        """Best score first, the newer of nearly equal scores first, then the ledger id.
+
+        BM25 gives many documents the very same score (same term frequency, same length
+        bucket), so recency is folded into the score (`weight_by_field`, at most FRESHNESS
+        apart over a century: about a day's difference still separates two scores) and the
+        top documents come from tantivy in that order. Exact ties that remain at the page's
+        end are fetched whole and ordered by `rank`, since tantivy orders them by address,
+        which merges change."""
         need = self.query.offset + self.query.per_page
         limit = need + 1
         while True:
-            found = self.searcher.search(compiled, limit=limit, count=True)
+            found = self.searcher.search(compiled, limit=limit, count=True, weight_by_field="fresh")
             hits = found.hits
-            if len(hits) < limit or len(hits) <= need or hits[-1][0] < hits[need - 1][0]:
+            if len(hits) < limit or hits[-1][0] < hits[need - 1][0] or limit > need + MAX_TIE_FETCH:
                 break
-            limit *= 4
+            limit = need + 4 * (limit - need)
         ranks = self.searcher.fast_field_values("rank", [address for _, address in hits])
         ordered = sorted(zip(hits, ranks, strict=True), key=lambda pair: (-pair[0][0], -pair[1]))
         return found.count, [address for (_, address), _ in ordered[self.query.offset : need]]
@@ -542,26 +565,32 @@ class _Search:
     def facets(self) -> dict[str, dict[str, int]]:
         """Counts per domain and per county-level region, each without its own filter.
 
-        The facet keys (`fc`) make both a terms aggregation: "d<region>|<domain>" for every
-        ancestor of each placement's region (and "" for none), "c<county>|<item>" for the
-        county with no item, the domain, and the level-1 and level-2 items."""
+        A terms aggregation per facet, over the field that fits the other filter: `fd` and
+        `fcounty` hold each document's domains and counties; when the other facet's filter is
+        set, `fdr` ("<region or ancestor>|<domain>") and `fci` ("<county>|<item>") hold the
+        same per placement, so only placements that satisfy that filter are counted. Each
+        extra key per document costs aggregation time, hence four fields, not one."""
         query = self.query
         item = _item_filter(query.domain, query.level1, query.level2)
-        region_spec = _terms(f"c[0-9A-Z]+\\|{re.escape(item or '')}", 10_000)
-        domain_by_keys = query.level1 is None and query.level2 is None and (query.region is None or len(query.region) in REGION_LEVELS)
-        domain_spec = _terms(f"d{re.escape(query.region or '')}\\|D[0-9]+", 200)
-        if domain_by_keys and query.domain is None and query.region is None:
+        if query.level1 or query.level2 or (query.region is not None and len(query.region) not in REGION_LEVELS):
+            domain_spec = None
+        elif query.region is None:
+            domain_spec = _terms("fd", 200)
+        else:
+            domain_spec = _terms("fdr", 200, f"{re.escape(query.region)}\\|.*")
+        region_spec = _terms("fcounty", 10_000) if item is None else _terms("fci", 10_000, f"[0-9A-Z]+\\|{re.escape(item)}")
+        if domain_spec is not None and query.domain is None and query.region is None:
             # Neither facet has a filter of its own: one pass counts both.
             answer = self.searcher.aggregate(self.compile(), {"domain": domain_spec, "region": region_spec})
         else:
             answer = self.searcher.aggregate(self.compile(ignoring="region"), {"region": region_spec})
-            if domain_by_keys:
+            if domain_spec is not None:
                 answer |= self.searcher.aggregate(self.compile(ignoring="domain"), {"domain": domain_spec})
-        regions = {bucket["key"][1:].split("|", 1)[0]: bucket["doc_count"] for bucket in answer["region"]["buckets"]}
-        if domain_by_keys:
-            domains = {bucket["key"].split("|", 1)[1]: bucket["doc_count"] for bucket in answer["domain"]["buckets"]}
-        else:
+        regions = {bucket["key"].split("|", 1)[0]: bucket["doc_count"] for bucket in answer["region"]["buckets"]}
+        if domain_spec is None:
             domains = self.domain_facet_by_counting()
+        else:
+            domains = {bucket["key"].rsplit("|", 1)[-1]: bucket["doc_count"] for bucket in answer["domain"]["buckets"]}
         return {"domain": domains, "region": regions}
 
     def domain_facet_by_counting(self) -> dict[str, int]:
@@ -582,8 +611,11 @@ class _Search:
         return counts
 
 
-def _terms(include: str, size: int) -> dict:
-    return {"terms": {"field": "fc", "size": size, "segment_size": size, "include": include}}
+def _terms(field: str, size: int, include: str | None = None) -> dict:
+    spec: dict[str, Any] = {"field": field, "size": size, "segment_size": size}
+    if include is not None:
+        spec["include"] = include
+    return {"terms": spec}
 
 
 def _term(field: str, value: str) -> tantivy.Query:

@@ -38,6 +38,8 @@ _NOT_CJK = re.compile(f"[^{_CJK}]+")
 _INLINE_MARKS = "“”‘’\"'「」『』《》〈〉·・"
 _INLINE = re.compile(f"[{_INLINE_MARKS}]+")
 _CJK_RUN = re.compile(f"[{_CJK}]+")
+_WORD_THEN_CJK = re.compile(f"([0-9a-z]+)([{_CJK}])")
+_CJK_THEN_WORD = re.compile(f"([{_CJK}])([0-9a-z]+)")
 # A query part: a CJK run, or letters/digits joined by punctuation (a code: pm2.5, 430102001/2026-00001).
 _PART = re.compile(f"([{_CJK}]+)|([0-9a-z]+(?:[^\\s{_CJK}0-9a-z]+[0-9a-z]+)*)")
 
@@ -57,7 +59,10 @@ def index_terms(text: str) -> str:
     folded = _INLINE.sub("", normalise(text))
     runs = _CJK_RUN.findall(folded)
     lone = [run for run in runs if len(run) == 1]
-    return " ".join(filter(None, (_bigrams(runs), *_WORD.findall(folded), *lone)))
+    # Where a word touches a CJK character (2022年, 第3批): one term for both, so a query
+    # such as 2022年 needs neither the common 2022 nor the single character 年 on its own.
+    joins = [a + b for a, b in _WORD_THEN_CJK.findall(folded)] + [a + b for a, b in _CJK_THEN_WORD.findall(folded)]
+    return " ".join(filter(None, (_bigrams(runs), *_WORD.findall(folded), *lone, *joins)))
 
 
 def char_terms(text: str) -> str:
@@ -85,33 +90,64 @@ def _bigrams(runs: list[str]) -> str:
 # --- queries ------------------------------------------------------------------------------
 
 
+def _chunks(user_query: str) -> list[list[tuple[bool, str]]]:
+    """The query's parts as (is_cjk, text), grouped into chunks of parts written together
+    (2022年, 第3批, 最低生活保障, 430102001/2026-00001)."""
+    chunks: list[list[tuple[bool, str]]] = []
+    end = -1
+    for n, match in enumerate(_PART.finditer(_INLINE.sub("", normalise(user_query)))):
+        if n == MAX_PARTS:
+            break
+        part = (match.group(1) is not None, match.group(0))
+        if match.start() == end:
+            chunks[-1].append(part)
+        else:
+            chunks.append([part])
+        end = match.end()
+    return chunks
+
+
 def query_parts(user_query: str) -> list[str]:
-    """The parts every hit must contain, folded, in order, without repeats: each CJK run
-    (低保, 最低生活保障) and each code or word (2022, pm2.5, 430102001/2026-00001).
+    """What a hit must contain, folded, in order, without repeats: each CJK run, code or
+    word, with the ones written together kept together (2022年, 第3批, 430102001/2026-00001).
 
     Nothing a user types is syntax: quotes, operators, brackets, `field:`, `*`, SQL or emoji
     only separate parts, so parsing cannot fail.
     """
     parts: list[str] = []
-    for cjk, code in _PART.findall(_INLINE.sub("", normalise(user_query))):
-        part = cjk or code
+    for chunk in _chunks(user_query):
+        part = "".join(text for _, text in chunk)
         if part not in parts:
             parts.append(part)
-            if len(parts) == MAX_PARTS:
-                break
     return parts
 
 
-def phrase_of(part: str) -> tuple[str, ...]:
-    """The index terms a part must match in order: a code's words, or a CJK run's bigrams (a
-    lone CJK character stands for itself, found among the single characters)."""
-    if _NOT_CJK.match(part):
-        return tuple(_WORD.findall(part))
-    return (part,) if len(part) == 1 else tuple(part[i : i + 2] for i in range(len(part) - 1))
-
-
 def query_phrases(user_query: str) -> list[tuple[str, ...]]:
-    return [phrase_of(part) for part in query_parts(user_query)]
+    """The index terms each required part must match, in order: a CJK run's bigrams, a
+    code's words, and where a code and a CJK run touch, the joining term (2022年 → "2022年";
+    the year alone and 年 alone are then implied). A CJK character on its own is a phrase of
+    itself (it matches alone or inside any bigram)."""
+    phrases: list[tuple[str, ...]] = []
+    for chunk in _chunks(user_query):
+        for n, (cjk, text) in enumerate(chunk):
+            joined = len(chunk) > 1
+            if cjk:
+                if len(text) > 1:
+                    phrases.append(tuple(text[i : i + 2] for i in range(len(text) - 1)))
+                elif not joined:
+                    phrases.append((text,))
+            else:
+                words = tuple(_WORD.findall(text))
+                if len(words) > 1 or not joined:
+                    phrases.append(words)
+            if n + 1 < len(chunk):
+                following = chunk[n + 1][1]
+                phrases.append((text[-1] + _WORD.match(following).group(0),) if cjk else (_WORD.findall(text)[-1] + following[0],))
+    unique: list[tuple[str, ...]] = []
+    for phrase in phrases:
+        if phrase not in unique:
+            unique.append(phrase)
+    return unique
 
 
 def is_single_char(phrase: tuple[str, ...]) -> bool:
@@ -168,15 +204,17 @@ def snippet(texts: list[str], user_query: str, width: int = SNIPPET_CHARS) -> st
 
 @lru_cache(maxsize=256)
 def _needles(user_query: str) -> re.Pattern | None:
-    """What to mark, matched against folded text: the parts, a code's words with any
-    punctuation between them."""
+    """What to mark, matched against folded text: each chunk of the query, allowing the
+    quotation marks a CJK run may contain and the punctuation between a code's words."""
     alternatives = []
-    for part in sorted(query_parts(user_query), key=len, reverse=True):
-        words = _WORD.findall(part)
-        if words and len(words) > 1:
-            alternatives.append(f"[^{_CJK}0-9a-z]*".join(map(re.escape, words)))
-        else:
-            alternatives.append(f"[{_INLINE_MARKS}]*".join(map(re.escape, part)))
+    for chunk in sorted(_chunks(user_query), key=lambda parts: sum(len(text) for _, text in parts), reverse=True):
+        pieces = []
+        for cjk, text in chunk:
+            if cjk:
+                pieces.append(f"[{_INLINE_MARKS}]*".join(map(re.escape, text)))
+            else:
+                pieces.append(f"[^{_CJK}0-9a-z]*".join(map(re.escape, _WORD.findall(text))))
+        alternatives.append("".join(pieces))
     return re.compile("|".join(alternatives)) if alternatives else None
 
 

@@ -234,3 +234,58 @@ def test_hostile_query_is_just_a_search(client, q):
 def test_dates_in_the_json_are_iso(client):
     hit = client.get("/v1/search", params={"q": "办事指南"}).json()["hits"][0]
     assert date.fromisoformat(hit["published_at"][:10]) == date(2024, 3, 31)
+
+
+# --- wiring (services/indexer/app.py) -----------------------------------------------------------
+
+
+def test_the_embedded_index_is_the_default(tmp_path):
+    from services.common.heartbeat import beat
+    from services.common.settings import Settings
+    from services.indexer import app as indexer_app
+
+    settings = Settings(var_dir=tmp_path)
+    index = indexer_app.build_index(settings)
+    assert isinstance(index, EmbeddedSearchIndex) and (tmp_path / "search.db").exists() and (tmp_path / "search-index").is_dir()
+    assert indexer_app.health_probe(settings)() is True
+    assert indexer_app.heartbeat_status(settings, within=60) == []
+    engine, table = indexer_app._heartbeats(settings)
+    beat(engine, table, group_id=indexer_app.GROUP, applied=3, dead_lettered=0)
+    assert [w["applied"] for w in indexer_app.heartbeat_status(settings, within=60)] == [3]
+
+
+def test_elasticsearch_is_created_in_a_loop_of_its_own_and_returned_fresh(tmp_path, monkeypatch):
+    from services.common.settings import Settings
+    from services.indexer import app as indexer_app
+    from services.indexer import elasticsearch
+
+    made = []
+
+    class Fake(InMemorySearchIndex):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+            made.append(self)
+
+        async def create(self):
+            self.calls.append(("create", id(asyncio.get_running_loop())))
+
+        async def healthy(self):
+            return True
+
+        async def close(self):
+            self.calls.append(("close", id(asyncio.get_running_loop())))
+
+    monkeypatch.setattr(elasticsearch, "elasticsearch_index", lambda settings: Fake())
+    settings = Settings(var_dir=tmp_path, search_backend="elasticsearch", elasticsearch_url="http://search:9200")
+
+    async def inside_a_running_loop():  # as under uvicorn
+        return indexer_app.build_index(settings)
+
+    index = asyncio.run(inside_a_running_loop())
+    creator, returned = made
+    assert index is returned and returned.calls == []
+    assert [call for call, _ in creator.calls] == ["create", "close"] and creator.calls[0][1] == creator.calls[1][1]
+    assert indexer_app.health_probe(settings)() is True
+    assert indexer_app.heartbeat_status(settings, within=60) == []
+    assert (tmp_path / "search-heartbeat.db").exists()

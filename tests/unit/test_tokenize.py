@@ -22,7 +22,7 @@ def test_cjk_runs_become_overlapping_bigrams():
 
 
 def test_bigrams_never_cross_punctuation_or_letters():
-    assert index_terms("低保，养老a救助") == "低保 养老 救助 a"
+    assert index_terms("低保，养老 a 救助") == "低保 养老 救助 a"
 
 
 def test_a_lone_cjk_character_is_a_term_of_its_own_after_the_rest():
@@ -30,7 +30,7 @@ def test_a_lone_cjk_character_is_a_term_of_its_own_after_the_rest():
 
 
 def test_ascii_words_are_lowercased_and_follow_the_bigrams_in_order():
-    assert index_terms("2022年度ABC预算") == "年度 预算 2022 abc"
+    assert index_terms("2022 年度 ABC 预算") == "年度 预算 2022 abc"
     assert index_terms("索引号：430102001/2026-00001") == "索引 引号 430102001 2026 00001"
 
 
@@ -52,7 +52,7 @@ def test_a_single_character_matches_alone_or_inside_a_word():
 def test_full_width_forms_and_compatibility_ideographs_are_folded():
     assert index_terms("ＰＭ２．５") == "pm2 5"
     assert index_terms("\u2f00\u4e8c") == "一二"  # ⼀ (Kangxi radical) is 一
-    assert char_terms("①号") == "号" and index_terms("①号") == "1 号"
+    assert char_terms("①号") == "号" and index_terms("①号") == "1 号 1号"
 
 
 def test_folding_is_nfkc_wherever_it_matters():
@@ -67,12 +67,20 @@ def test_char_terms_are_every_cjk_character():
     assert char_terms("低保 2022年") == "低 保 年"
 
 
-def test_query_parts_are_runs_and_codes():
+def test_query_parts_are_runs_and_codes_kept_as_written():
     assert query_parts("最低生活保障") == ["最低生活保障"]
-    assert query_parts("2022年 预算") == ["2022", "年", "预算"]
+    assert query_parts("2022年 预算") == ["2022年", "预算"]
     assert query_parts("430102001/2026-00001") == ["430102001/2026-00001"]
     assert query_parts("PM2.5 监测") == ["pm2.5", "监测"]
     assert query_parts("低保 低保 “低保”") == ["低保"]
+
+
+def test_a_word_touching_a_cjk_character_is_one_term():
+    assert query_phrases("2022年 预算") == [("2022年",), ("预算",)]
+    assert query_phrases("第3批") == [("第3",), ("3批",)]
+    assert query_phrases("2024年第三季度") == [("2024年",), ("年第", "第三", "三季", "季度")]
+    assert index_terms("2024年3月，第3批") == "2024 3 3 年 月 第 批 2024年 3月 3批 年3 第3"
+    assert matches(query_phrases("2022年 预算"), "2022年度部门预算") and not matches(query_phrases("2022年"), "2022 年")
 
 
 @pytest.mark.parametrize("q", ["", "   ", '"', "？！", "😀", "\x00", "()", "*:*"])
@@ -87,11 +95,12 @@ def test_operators_and_syntax_only_separate_parts(q):
 
 
 def test_a_long_query_is_bounded():
-    assert len(query_parts(" ".join(f"词{i}" for i in range(200)))) == MAX_PARTS
+    assert len(query_parts(" ".join(f"词语{i}" for i in range(200)))) == MAX_PARTS // 2  # 词语 and its number: two parts each
 
 
 def test_phrases_are_bigrams_single_characters_or_words():
     assert query_phrases("最低生活保障 低 430102001/2026-00001") == [("最低", "低生", "生活", "活保", "保障"), ("低",), ("430102001", "2026", "00001")]
+    assert query_phrases("pm2.5标准") == [("pm2", "5"), ("5标",), ("标准",)]
     assert is_single_char(("低",)) and not is_single_char(("a",)) and not is_single_char(("低保",))
 
 
@@ -116,6 +125,7 @@ def test_plain_text_strips_tags_and_decodes_entities():
 def test_highlight_marks_and_escapes_the_whole_text():
     assert highlight("<b>低保</b>名单", "低保") == "&lt;b&gt;<mark>低保</mark>&lt;/b&gt;名单"
     assert highlight("通知", "低保") == "通知"
+    assert highlight("2022年度部门预算", "2022年 预算") == "<mark>2022年</mark>度部门<mark>预算</mark>"
     assert highlight("关于430102001/2026-00001号", "430102001/2026-00001") == "关于<mark>430102001/2026-00001</mark>号"
 
 
