@@ -55,8 +55,8 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple = ()) -> list[FieldErro
     return [FieldError(loc=(*prefix, *map(lambda p: p if isinstance(p, int) else str(p), e["loc"])), msg=e["msg"], type=e["type"]) for e in exc.errors(include_url=False)]
 
 
-def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
-    """A well-formed publish request, or the rejection that says what is wrong with it."""
+def check_envelope(raw: bytes, *, event_type: str, source_prefix: str) -> dict | Outcome:
+    """The CloudEvent as a dict if its envelope is what this lane takes, else the rejection."""
     try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -69,13 +69,20 @@ def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
             errors.append(FieldError(loc=(attribute,), msg="required CloudEvents attribute is missing", type="missing"))
     if envelope.get("specversion") != "1.0":
         errors.append(FieldError(loc=("specversion",), msg="must be 1.0", type="literal_error"))
-    if envelope.get("type") and envelope["type"] != CMS_PUBLISH_REQUESTED:
-        errors.append(FieldError(loc=("type",), msg=f"this topic takes {CMS_PUBLISH_REQUESTED}", type="literal_error"))
+    if envelope.get("type") and envelope["type"] != event_type:
+        errors.append(FieldError(loc=("type",), msg=f"this topic takes {event_type}", type="literal_error"))
     source = envelope.get("source")
-    if source and not (isinstance(source, str) and source.startswith("/cms/") and len(source) > 5):
-        errors.append(FieldError(loc=("source",), msg="a CMS source looks like /cms/<site>", type="value_error"))
-    if errors:
-        return _reject(envelope, errors)
+    if source and not (isinstance(source, str) and source.startswith(source_prefix) and len(source) > len(source_prefix)):
+        errors.append(FieldError(loc=("source",), msg=f"a source here looks like {source_prefix}<name>", type="value_error"))
+    return _reject(envelope, errors) if errors else envelope
+
+
+def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
+    """A well-formed publish request, or the rejection that says what is wrong with it."""
+    envelope = check_envelope(raw, event_type=CMS_PUBLISH_REQUESTED, source_prefix="/cms/")
+    if isinstance(envelope, Outcome):
+        return envelope
+    source = envelope["source"]
     try:
         request = PublishRequestData.model_validate(envelope["data"])
     except ValidationError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from contracts.service_items import GUIDE_SECTIONS, ITEM_TYPES, ServiceItem, Ser
 
 from . import handlers
 from .domain import Directory, Rejected
-from .inbound import Outcome, _pydantic_errors, _reject
+from .inbound import Outcome, _pydantic_errors, _reject, check_envelope
 from .store import Publisher
 
 SUMMARY_LENGTH = 200
@@ -156,25 +155,10 @@ def to_request(data: ServiceItemChangedData, *, today=None) -> tuple[PublishRequ
 
 def parse_service_item_message(raw: bytes) -> handlers.InboundRequest | Outcome:
     """A well-formed bridge event as a gate request, or the rejection saying what is wrong."""
-    try:
-        envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _reject({}, [FieldError(loc=(), msg=f"the message is not JSON: {exc}", type="json_invalid")])
-    if not isinstance(envelope, dict):
-        return _reject({}, [FieldError(loc=(), msg="a CloudEvent must be a JSON object", type="model_type")])
-    errors: list[FieldError] = []
-    for attribute in ("id", "source", "type", "data"):
-        if not envelope.get(attribute):
-            errors.append(FieldError(loc=(attribute,), msg="required CloudEvents attribute is missing", type="missing"))
-    if envelope.get("specversion") != "1.0":
-        errors.append(FieldError(loc=("specversion",), msg="must be 1.0", type="literal_error"))
-    if envelope.get("type") and envelope["type"] != SERVICE_ITEM_CHANGED:
-        errors.append(FieldError(loc=("type",), msg=f"this topic takes {SERVICE_ITEM_CHANGED}", type="literal_error"))
-    source = envelope.get("source")
-    if source and not (isinstance(source, str) and source.startswith("/bridge/") and len(source) > 8):
-        errors.append(FieldError(loc=("source",), msg="a bridge source looks like /bridge/<platform>", type="value_error"))
-    if errors:
-        return _reject(envelope, errors)
+    envelope = check_envelope(raw, event_type=SERVICE_ITEM_CHANGED, source_prefix="/bridge/")
+    if isinstance(envelope, Outcome):
+        return envelope
+    source = envelope["source"]
     try:
         data = ServiceItemChangedData.model_validate(envelope["data"])
     except ValidationError as exc:
