@@ -90,9 +90,10 @@ def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
     return handlers.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request)
 
 
-def handle_cms_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:
-    """Parse every message, put the well-formed ones through the gate in one transaction."""
-    parsed = [parse_cms_message(raw) for raw in raws]
+def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Publisher, directory: Directory) -> list[Outcome]:
+    """Parse every message of an inbound lane, put the well-formed ones through the gate in one
+    transaction, and answer each message with its outcome (in order)."""
+    parsed = [parse(raw) for raw in raws]
     requests = [p for p in parsed if isinstance(p, handlers.InboundRequest)]
     results = iter(handlers.accept_cms_batch(requests, publisher=publisher, directory=directory) if requests else [])
     outcomes = []
@@ -102,11 +103,15 @@ def handle_cms_batch(raws: list[bytes], *, publisher: Publisher, directory: Dire
             continue
         result = next(results)
         if isinstance(result, Rejected):
-            envelope = {"id": item.event_id, "type": CMS_PUBLISH_REQUESTED, "source": item.source, "data": {"source_ref": item.request.source_ref}}
+            envelope = {"id": item.event_id, "type": event_type, "source": item.source, "data": {"source_ref": item.request.source_ref}}
             outcomes.append(_reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]))
         else:
             outcomes.append(Outcome(accepted=result))
     return outcomes
+
+
+def handle_cms_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:
+    return through_the_gate(raws, parse_cms_message, CMS_PUBLISH_REQUESTED, publisher=publisher, directory=directory)
 
 
 def handle_cms_message(raw: bytes, *, publisher: Publisher, directory: Directory) -> Outcome:

@@ -23,8 +23,8 @@ from contracts.events import SERVICE_ITEM_CHANGED, Attachment, FieldError, Publi
 from contracts.service_items import GUIDE_SECTIONS, ITEM_TYPES, ServiceItem, ServiceItemChangedData
 
 from . import handlers
-from .domain import Directory, Rejected
-from .inbound import Outcome, _pydantic_errors, _reject, check_envelope
+from .domain import Directory
+from .inbound import Outcome, _pydantic_errors, _reject, check_envelope, through_the_gate
 from .store import Publisher
 
 SUMMARY_LENGTH = 200
@@ -181,20 +181,6 @@ def _with_ref(envelope: dict) -> dict:
 
 
 def handle_service_item_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:
-    """Parse every message and put the well-formed ones through the gate in one transaction —
-    the function the publisher's tongyuan.service-items.v1 agent calls."""
-    parsed = [parse_service_item_message(raw) for raw in raws]
-    requests = [p for p in parsed if isinstance(p, handlers.InboundRequest)]
-    results = iter(handlers.accept_cms_batch(requests, publisher=publisher, directory=directory) if requests else [])
-    outcomes = []
-    for item in parsed:
-        if isinstance(item, Outcome):
-            outcomes.append(item)
-            continue
-        result = next(results)
-        if isinstance(result, Rejected):
-            envelope = {"id": item.event_id, "type": SERVICE_ITEM_CHANGED, "source": item.source, "data": {"source_ref": item.request.source_ref}}
-            outcomes.append(_reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]))
-        else:
-            outcomes.append(Outcome(accepted=result))
-    return outcomes
+    """The function the publisher's tongyuan.service-items.v1 agent calls."""
+    return through_the_gate(raws, parse_service_item_message, SERVICE_ITEM_CHANGED, publisher=publisher, directory=directory)
+
