@@ -4,9 +4,11 @@ Chinese has no spaces, so CJK text is indexed as overlapping bigrams (最低生�
 生活 活保 保障): a query word of two or more characters is then a phrase of its bigrams, with
 no dictionary to maintain, and a two-character word (低保) is a single term. Letters and
 digits are indexed as words, lowercased, after the bigrams and in text order, so a code such as
-an 索引号 (430102001/2026-00001) is a phrase of its words. A CJK character standing alone
-(between punctuation) is indexed on its own, last; a one-character query matches it or any
-bigram that contains the character.
+an 索引号 (430102001/2026-00001) is a phrase of its words. Where a word touches a CJK
+character (2022年, 第3批) the pair is also one term, so 2022年 is a single, selective term
+instead of the common 2022 and the single character 年. A CJK character standing alone
+(between punctuation) is indexed on its own; a one-character query matches it or any bigram
+that contains the character. Quotation and title marks (“”《》…) do not end a run.
 
 Terms are written space-separated; the index splits them at spaces only.
 """
@@ -55,12 +57,11 @@ def normalise(text: str) -> str:
 
 
 def index_terms(text: str) -> str:
-    """CJK bigrams, then lowercased ASCII words, then CJK characters that stand alone."""
+    """CJK bigrams, then lowercased ASCII words, then CJK characters that stand alone, then
+    the terms joining a word and the CJK character it touches."""
     folded = _INLINE.sub("", normalise(text))
     runs = _CJK_RUN.findall(folded)
     lone = [run for run in runs if len(run) == 1]
-    # Where a word touches a CJK character (2022年, 第3批): one term for both, so a query
-    # such as 2022年 needs neither the common 2022 nor the single character 年 on its own.
     joins = [a + b for a, b in _WORD_THEN_CJK.findall(folded)] + [a + b for a, b in _CJK_THEN_WORD.findall(folded)]
     return " ".join(filter(None, (_bigrams(runs), *_WORD.findall(folded), *lone, *joins)))
 
