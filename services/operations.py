@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, TopicPartition
 
 from contracts.events import dlq_topic
-from services.common.consuming import PoisonEvent, parse_publication_event
+from services.common.consuming import parse_publication_event
 from services.common.settings import Settings
 
 
@@ -62,21 +62,25 @@ class ReplayResult:
 
 
 def replay_dead_letters(letters: list[DeadLetter], apply) -> ReplayResult:
-    """Apply each letter with the group's own store write (sync or async)."""
+    """Apply each letter with the group's own store write (sync or async). An async store is
+    driven from one event loop for the whole replay: its client belongs to that loop."""
     result = ReplayResult()
-    for letter in letters:
-        try:
-            event = parse_publication_event(letter.raw)
-            if event is None:
-                continue
-            outcome = apply([event])
-            if inspect.isawaitable(outcome):
-                refused = asyncio.run(outcome)
+
+    async def replay() -> None:
+        for letter in letters:
+            try:
+                event = parse_publication_event(letter.raw)
+                if event is None:
+                    continue
+                outcome = apply([event])
+                refused = await outcome if inspect.isawaitable(outcome) else None
                 if refused:
                     raise ValueError(refused[0][1])
-            result.applied += 1
-        except (PoisonEvent, Exception) as exc:  # reported, not raised: the rest still replay
-            result.still_failing.append((letter, f"{type(exc).__name__}: {exc}"))
+                result.applied += 1
+            except Exception as exc:  # reported, not raised: the rest still replay
+                result.still_failing.append((letter, f"{type(exc).__name__}: {exc}"))
+
+    asyncio.run(replay())
     return result
 
 
