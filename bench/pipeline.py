@@ -389,6 +389,16 @@ def begin(name: str, sampler: Sampler) -> Phase:
     return Phase(name, time.monotonic(), sampler.cpu())
 
 
+def cpu_per_event(results: dict) -> dict[str, float]:
+    """CPU milliseconds each process spent per event while the throughput phase ran: the
+    figure to shrink, since the stages share the machine's cores."""
+    phase = next((p for p in results.get("phases", []) if p["name"] == "throughput"), None)
+    events = results.get("throughput", {}).get("events")
+    if not phase or not events:
+        return {}
+    return {name: percent / 100 * phase["wall_s"] * 1000 / events for name, percent in phase["cpu_percent"].items()}
+
+
 # --------------------------------------------------------------------------------------
 # The stack: `python -m services.cli up` on free ports in a temporary var dir
 # --------------------------------------------------------------------------------------
@@ -1077,6 +1087,15 @@ def report(results: dict) -> str:
             add(
                 f"  tansu RSS before the ceiling topics: {before['rss_mb_at_end']['tansu (broker)']:.0f} MB (memory storage keeps every message; no retention)"
             )
+        per_event = cpu_per_event(results)
+        if per_event:
+            ours = {k: v for k, v in per_event.items() if not k.startswith(("bench", "supervisor", "portal"))}
+            total = sum(ours.values())
+            add(
+                "  CPU per event in the throughput phase: "
+                + ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(ours.items(), key=lambda kv: -kv[1]))
+                + f" ms; total {total:.2f} ms → at most {os.cpu_count() * 1000 / total:,.0f} events/s on {os.cpu_count()} cores"
+            )
         busiest = results.get("busiest_in_throughput")
         if busiest:
             add(
@@ -1282,6 +1301,7 @@ def main(argv: list[str] | None = None) -> int:
             results["ratio_pipeline_to_ceiling"] = round(
                 throughput.events_per_s / ceiling.events_per_s, 4
             )
+        results["cpu_ms_per_event"] = {k: round(v, 3) for k, v in cpu_per_event(results).items()}
     except BenchFailure as exc:
         results["failure"] = str(exc)
         exit_code = 1

@@ -35,7 +35,7 @@ from contracts.events import (
     WithdrawalData,
     WithdrawnEvent,
 )
-from services.common.db import writing
+from services.common.db import as_json, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import to_apply
@@ -129,7 +129,7 @@ class ColumnStore:
                         status="published",
                         withdrawal_type=None,
                         published_at=data.published_at,
-                        document=data.model_dump(mode="json"),
+                        document=as_json(data),
                         withdrawal=None,
                     )
                     placement_rows += [
@@ -148,7 +148,7 @@ class ColumnStore:
                     ]
                 else:
                     # A tombstone; the last published document stays for the notice page.
-                    row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=data.model_dump(mode="json"))
+                    row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=as_json(data))
                 if data.publication_id in stored:
                     updated.append({"pid": data.publication_id, **row})
                 else:

@@ -53,6 +53,12 @@ def parse_catalog_event(raw: bytes | str) -> CatalogChangedEvent | None:
 
 def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
     try:
+        # The common case in one pass of pydantic's own JSON parser; anything it refuses is
+        # classified below (a type this consumer skips, or poison with the reasons).
+        return adapter.validate_json(raw)
+    except ValidationError:
+        pass
+    try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonEvent(f"not JSON: {exc}") from exc

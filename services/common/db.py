@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+
+PG_CONNECT_TIMEOUT = 5  # seconds to wait for PostgreSQL to accept a connection; libpq's minimum is 2
+
+
+class JSONText(str):
+    """A document pydantic already serialised: a JSON column stores it without encoding it again."""
+
+
+def as_json(model: BaseModel) -> JSONText:
+    return JSONText(model.model_dump_json())
+
+
+def _serialise_json(value) -> str:
+    return value if isinstance(value, JSONText) else json.dumps(value, ensure_ascii=False)
 
 
 def create_store_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -15,11 +31,14 @@ def create_store_engine(url: str, *, pool_size: int = 5) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=_serialise_json)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
+    # A server that stops answering (host gone, packets dropped) would otherwise hold each new
+    # connection, and so a consumer's retry or an HTTP request, for psycopg's default of 130 s.
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT}
+    return create_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True, connect_args=connect_args, json_serializer=_serialise_json)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import faust
 
-from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, dlq_topic
+from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
 
 from . import metrics
 from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
@@ -24,6 +24,8 @@ class PublicationConsumer:
     heartbeat: Callable[[ConsumerStats], None]
     # Consumers that render catalogs (the column) also keep the catalog editions in force.
     apply_catalog: Callable[[Sequence], None] | None = None
+    # How long a batch may wait to fill (settings.consumer_batch_within when None).
+    batch_within: float | None = None
 
 
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
@@ -38,14 +40,25 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
         pending = await dead_letters.send(key=letter.key, value=letter.raw, headers=headers)
         await pending  # the poison event is acked only once the DLQ holds it
 
-    @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
-    async def apply_publications(stream):
-        async for records in stream.noack_take(settings.consumer_batch_size, within=settings.consumer_batch_within):
+    async def apply_stream(stream, within: float) -> None:
+        async for records in stream.noack_take(settings.consumer_batch_size, within=within):
             await process_batch(
                 records, apply=consumer.apply, dead_letter=send_to_dlq, stats=stats, max_backoff=settings.store_retry_max_seconds, what=consumer.group
             )
             for record in records:
                 await stream.ack(record)
+
+    @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
+    async def apply_publications(stream):
+        await apply_stream(stream, consumer.batch_within or settings.consumer_batch_within)
+
+    # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
+    # the canonical topic instead of ahead of it; the store's versions order the two.
+    bulk = app.topic(TOPIC_PUBLICATIONS_BULK, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
+    async def apply_bulk_publications(stream):
+        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within))
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
@@ -102,4 +115,6 @@ async def consumer_lag(app: faust.App, group: str) -> int | None:
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
     from faust.worker import Worker
 
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # mode would otherwise swap sys.stderr for a proxy that re-logs every structlog line
+    # through colorlog: ~40 µs a line, and a line per publication in the gate.
+    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -1,4 +1,5 @@
-"""structlog configuration: key/value lines on a terminal, JSON when TONGYUAN_LOG_JSON=1.
+"""structlog configuration: key/value lines on a terminal, JSON lines otherwise
+(TONGYUAN_LOG_JSON=1/0 forces either).
 
 Handlers bind `event_id` and `publication_id` so one publication can be followed through
 every process.
@@ -12,7 +13,9 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "info", json: bool = False) -> None:
+def configure_logging(level: str = "info", json: bool | None = None) -> None:
+    if json is None:
+        json = not sys.stderr.isatty()
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_batch_within: float = Field(0.05, gt=0, le=10)
+    # The search index pays a segment commit per batch (measured: 1.5 ms a document in
+    # batches of 20, 0.33 ms in batches of 500), so the indexer waits a little longer to fill one.
+    indexer_batch_within: float = Field(0.25, gt=0, le=10)
     # Against Tansu a consumer group joins after about half the session timeout.
     consumer_session_timeout: float = Field(10.0, ge=2, le=300)
     store_retry_max_seconds: float = Field(30.0, gt=0)
@@ -61,7 +64,8 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(2_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_json: bool = False
+    # JSON lines when the logs go to a file or a collector; key/value lines on a terminal.
+    log_json: bool | None = None
 
     @field_validator("database_url")
     @classmethod

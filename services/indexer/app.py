@@ -69,6 +69,7 @@ def create_consumer(settings: Settings) -> faust.App:
         group=GROUP,
         apply=index.apply,
         heartbeat=lambda stats: beat(engine, table, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+        batch_within=settings.indexer_batch_within,
     )
     return build_consumer_app(consumer, settings)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -187,9 +186,14 @@ def catalog_attributes(directory: Directory, placements: list[Placement]) -> Cat
     return CatalogAttributes(time_limit=item.time_limit, channels=item.channels, audience=item.audience, method=item.method, subject=item.subject)
 
 
+# What a publication says, not who sent it or how: a redelivery by another clerk or a
+# withdrawal request's own fields make no new version.
+_NOT_CONTENT = {"source_ref", "withdraw", "explanation", "actor"}
+
+
 def content_hash(draft: PublicationDraft) -> str:
-    canonical = json.dumps(draft.model_dump(mode="json", exclude={"source_ref", "withdraw", "explanation"}), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # pydantic serialises fields in declaration order, so the JSON is canonical for a model.
+    return hashlib.sha256(draft.model_dump_json(exclude=_NOT_CONTENT).encode()).hexdigest()
 
 
 def build_publication(

@@ -187,6 +187,9 @@ class InboundRequest:
     request: PublishRequestData
     kind: str = "info"  # the bridge lane sends "service"
     service_guide: dict | None = None  # becomes PublicationData.service_guide
+    # A new publication's id when the source dictates it (a migrated row's stable id);
+    # otherwise a fresh one.
+    publication_id: str | None = None
 
 
 def _request_hash(message: InboundRequest) -> str:
@@ -224,56 +227,65 @@ def accept_cms_batch(
     (same id and source) and unchanged content create no new version. A refused request
     writes nothing and does not stop the others.
     """
-    now = clock()
-    outcomes: list[Accepted | Rejected] = []
     with publisher.transaction() as store:
-        seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
-        held = {
-            key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
-            for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
-        }
-        created: dict[str, tuple[PublicationData, str | None]] = {}
-        revised: dict[str, tuple[PublicationData, str | None]] = {}
-        withdrawn: dict[str, WithdrawalData] = {}
-        outbox_rows: list[dict] = []
-        inbound_rows: list[dict] = []
-        index_numbers = _reserve_index_numbers(store, batch, held, now)
+        return accept_inbound(store, batch, directory=directory, now=clock())
 
-        def emit(event) -> None:
-            outbox_rows.append(dict(event_id=event.id, topic=TOPIC_PUBLICATIONS, key=event.subject, payload=event.model_dump_json(exclude_none=True)))
 
-        for message in batch:
-            key = (message.source, message.request.source_ref)
-            current = held.get(key)
-            if (message.event_id, message.source) in seen:
+def accept_inbound(
+    store: PublisherStore, batch: list[InboundRequest], *, directory: Directory, now: datetime, topic: str = TOPIC_PUBLICATIONS, log_each: bool = True
+) -> list[Accepted | Rejected]:
+    """accept_cms_batch inside the caller's transaction; events go to `topic` (the bulk lane
+    for a migration, which logs its batches rather than each row)."""
+    outcomes: list[Accepted | Rejected] = []
+    seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
+    held = {
+        key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
+        for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
+    }
+    created: dict[str, tuple[PublicationData, str | None]] = {}
+    revised: dict[str, tuple[PublicationData, str | None]] = {}
+    withdrawn: dict[str, WithdrawalData] = {}
+    outbox_rows: list[dict] = []
+    inbound_rows: list[dict] = []
+    index_numbers = _reserve_index_numbers(store, batch, held, now)
+
+    def emit(event) -> None:
+        outbox_rows.append(dict(event_id=event.id, topic=topic, key=event.subject, payload=event.model_dump_json(exclude_none=True)))
+
+    for message in batch:
+        key = (message.source, message.request.source_ref)
+        current = held.get(key)
+        if (message.event_id, message.source) in seen:
+            if log_each:
                 log.info("cms.redelivered", event_id=message.event_id, source=message.source)
-                outcomes.append(Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None))
-                continue
-            try:
-                outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
-            except Rejected as rejected:
-                outcomes.append(rejected)
-                continue
-            seen.add((message.event_id, message.source))
-            inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
-            if event is not None:
-                emit(event)
-                if isinstance(event, WithdrawnEvent):
-                    held[key].status, held[key].version = "withdrawn", event.data.version
-                    withdrawn[outcome.publication_id] = event.data
-                    revised.pop(outcome.publication_id, None)  # a row created here is still inserted, then withdrawn
-                else:
-                    record = held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
-                    record.version, record.status, record.document = event.data.version, "published", event.data
-                    record.content_hash = _request_hash(message)
-                    target = created if record.created_here else revised
-                    target[outcome.publication_id] = (event.data, record.content_hash)
-                    withdrawn.pop(outcome.publication_id, None)
+            outcomes.append(Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None))
+            continue
+        try:
+            outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
+        except Rejected as rejected:
+            outcomes.append(rejected)
+            continue
+        seen.add((message.event_id, message.source))
+        inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
+        if event is not None:
+            emit(event)
+            if isinstance(event, WithdrawnEvent):
+                held[key].status, held[key].version = "withdrawn", event.data.version
+                withdrawn[outcome.publication_id] = event.data
+                revised.pop(outcome.publication_id, None)  # a row created here is still inserted, then withdrawn
+            else:
+                record = held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
+                record.version, record.status, record.document = event.data.version, "published", event.data
+                record.content_hash = _request_hash(message)
+                target = created if record.created_here else revised
+                target[outcome.publication_id] = (event.data, record.content_hash)
+                withdrawn.pop(outcome.publication_id, None)
+            if log_each:
                 log.info("publication.accepted", publication_id=outcome.publication_id, version=outcome.version, event_id=event.id, inbound_event_id=message.event_id, source=message.source)
-            outcomes.append(outcome)
-        store.save_batch(
-            created=list(created.values()), revised=list(revised.values()), withdrawn=list(withdrawn.values()), outbox_rows=outbox_rows, inbound_rows=inbound_rows
-        )
+        outcomes.append(outcome)
+    store.save_batch(
+        created=list(created.values()), revised=list(revised.values()), withdrawn=list(withdrawn.values()), outbox_rows=outbox_rows, inbound_rows=inbound_rows
+    )
     return outcomes
 
 
@@ -285,11 +297,8 @@ def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], h
         request = message.request
         if not request.withdraw and not request.index_number and (message.source, request.source_ref) not in held:
             wanted.setdefault(f"{request.placements[0].region_code}/{now.year}", set()).add(request.source_ref)
-    numbers = {}
-    for prefix, refs in wanted.items():
-        first = store.reserve_index_numbers(prefix, len(refs))
-        numbers[prefix] = iter([f"{prefix}-{n:05d}" for n in range(first, first + len(refs))])
-    return numbers
+    firsts = store.reserve_index_numbers({prefix: len(refs) for prefix, refs in wanted.items()})
+    return {prefix: iter([f"{prefix}-{n:05d}" for n in range(first, first + len(wanted[prefix]))]) for prefix, first in firsts.items()}
 
 
 def _apply_request(message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict) -> tuple[Accepted, object | None]:
@@ -307,7 +316,7 @@ def _apply_request(message: InboundRequest, current: _Held | None, *, now: datet
         event = _withdrawn_event(data, now, message.event_id)
         return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
     if current is None:
-        publication_id = uuid.uuid4().hex
+        publication_id = message.publication_id or uuid.uuid4().hex
         prefix = f"{request.placements[0].region_code}/{now.year}"
         data = domain.build_publication(
             request,

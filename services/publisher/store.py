@@ -32,8 +32,8 @@ from sqlalchemy import (
 )
 
 from contracts.catalog import Catalog, Region
-from contracts.events import PublicationData, WithdrawalData
-from services.common.db import writing
+from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, PublicationData, WithdrawalData
+from services.common.db import as_json, writing
 from services.common.heartbeat import heartbeat_table
 
 metadata = MetaData()
@@ -65,6 +65,29 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     Index("ix_publisher_outbox_unsent", "id", sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL")),
+)
+# The relay drains the canonical topic's rows before the bulk lane's, so it must find them
+# without walking a migration's backlog.
+outbox_unsent_by_topic = Index(
+    "ix_publisher_outbox_unsent_topic", outbox.c.topic, outbox.c.id, sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL")
+)
+
+# Topics the relay serves before any other (the bulk lane): an IN list, so the partial index
+# on (topic, id) finds their few rows under a migration's million.
+FIRST_LANE = (TOPIC_PUBLICATIONS, TOPIC_CATALOG)
+
+# Where each migration run got to: written in the transaction of the batch it counts.
+migrations = Table(
+    "publisher_migrations",
+    metadata,
+    Column("site", String(60), primary_key=True),
+    Column("source_file", String(500), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # of the file's first bytes and size
+    Column("position", BigInteger, nullable=False),  # rows of the file dealt with
+    Column("accepted", BigInteger, nullable=False),
+    Column("unchanged", BigInteger, nullable=False),
+    Column("rejected", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # Inbound events already applied, so a redelivered CMS message creates no second version.
@@ -177,7 +200,7 @@ class PublisherStore:
             version=data.version,
             status="published",
             content_hash=content_hash,
-            document=data.model_dump(mode="json"),
+            document=as_json(data),
             withdrawal=None,
             updated_at=_now(),
         )
@@ -206,7 +229,7 @@ class PublisherStore:
         self.connection.execute(
             update(publications)
             .where(publications.c.publication_id == data.publication_id)
-            .values(version=data.version, status="withdrawn", withdrawal=data.model_dump(mode="json"), updated_at=_now())
+            .values(version=data.version, status="withdrawn", withdrawal=as_json(data), updated_at=_now())
         )
         self.connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
 
@@ -309,14 +332,26 @@ class PublisherStore:
                     found[(row["source"], row["source_ref"])] = self._row(row)
         return found
 
-    def reserve_index_numbers(self, prefix: str, count: int) -> int:
-        """The first of `count` consecutive index numbers for this prefix."""
-        row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()
-        if row is None:
-            self.connection.execute(insert(index_counters).values(prefix=prefix, last=count))
-            return 1
-        self.connection.execute(update(index_counters).where(index_counters.c.prefix == prefix).values(last=row.last + count))
-        return row.last + 1
+    def reserve_index_numbers(self, counts: dict[str, int]) -> dict[str, int]:
+        """For each prefix, the first of `count` consecutive index numbers — one SELECT and at
+        most two executemany statements for the whole batch, whatever the number of prefixes."""
+        if not counts:
+            return {}
+        prefixes = sorted(counts)  # a fixed lock order, so two PostgreSQL writers cannot deadlock
+        last = dict(
+            self.connection.execute(
+                select(index_counters.c.prefix, index_counters.c.last).where(index_counters.c.prefix.in_(prefixes)).order_by(index_counters.c.prefix).with_for_update()
+            ).all()
+        )
+        fresh = [dict(prefix=p, last=counts[p]) for p in prefixes if p not in last]
+        bumped = [dict(p_prefix=p, p_last=last[p] + counts[p]) for p in prefixes if p in last]
+        if fresh:
+            self.connection.execute(insert(index_counters), fresh)
+        if bumped:
+            self.connection.execute(
+                update(index_counters).where(index_counters.c.prefix == bindparam("p_prefix")).values(last=bindparam("p_last")), bumped
+            )
+        return {p: last.get(p, 0) + 1 for p in prefixes}
 
     def save_batch(
         self,
@@ -340,7 +375,7 @@ class PublisherStore:
                         source=d.source_ref.source,
                         source_ref=d.source_ref.ref,
                         content_hash=h,
-                        document=d.model_dump(mode="json"),
+                        document=as_json(d),
                         withdrawal=None,
                         created_at=now,
                         updated_at=now,
@@ -351,12 +386,12 @@ class PublisherStore:
         if revised:
             self.connection.execute(
                 update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=d.model_dump(mode="json"), withdrawal=None, updated_at=now) for d, h in revised],
+                [dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=as_json(d), withdrawal=None, updated_at=now) for d, h in revised],
             )
         if withdrawn:
             self.connection.execute(
                 update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=w.model_dump(mode="json"), updated_at=now) for w in withdrawn],
+                [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=as_json(w), updated_at=now) for w in withdrawn],
             )
         gone = {w.publication_id for w in withdrawn}
         stale = sorted({d.publication_id for d, _ in revised} | gone)
@@ -404,6 +439,7 @@ class Publisher:
 
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
+        outbox_unsent_by_topic.create(self.engine, checkfirst=True)  # for stores made before it existed
 
     @contextmanager
     def transaction(self) -> Iterator[PublisherStore]:
@@ -425,10 +461,17 @@ class Publisher:
 
     # --- outbox relay side -------------------------------------------------------------
     def unsent(self, limit: int) -> list[tuple[int, str, str, str]]:
+        """The oldest unsent rows, the canonical topics' first: a migration's backlog on the
+        bulk lane waits behind a clerk's publication, never the other way round."""
+        columns = (outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
+                select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.in_(FIRST_LANE)).order_by(outbox.c.id).limit(limit)
             ).all()
+            if len(rows) < limit:
+                rows += connection.execute(
+                    select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(limit - len(rows))
+                ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def mark_sent(self, ids: list[int]) -> None:
