@@ -465,6 +465,10 @@ from services.supervision.cli import report_command  # noqa: E402
 
 cli.command("report")(report_command(_settings, lambda: _publisher_and_regions()[1]))
 
+from services.publisher.migration_cli import migrate_command  # noqa: E402
+
+cli.command("migrate")(migrate_command(_settings))
+
 
 def main() -> None:
     cli()

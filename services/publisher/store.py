@@ -75,6 +75,7 @@ outbox_unsent_by_topic = Index(
 # Topics the relay serves before any other (the bulk lane): an IN list, so the partial index
 # on (topic, id) finds their few rows under a migration's million.
 FIRST_LANE = (TOPIC_PUBLICATIONS, TOPIC_CATALOG)
+BULK_ROWS_PER_ROUND = 500
 
 # Where each migration run got to: written in the transaction of the batch it counts.
 migrations = Table(
@@ -410,6 +411,15 @@ class PublisherStore:
         if inbound_rows:
             self.connection.execute(insert(inbound_events), [dict(received_at=now, **row) for row in inbound_rows])
 
+    def migration_checkpoint(self, site: str) -> dict | None:
+        row = self.connection.execute(select(migrations).where(migrations.c.site == site)).mappings().first()
+        return dict(row) if row else None
+
+    def save_migration_checkpoint(self, *, site: str, source_file: str, fingerprint: str, position: int, accepted: int, unchanged: int, rejected: int) -> None:
+        values = dict(source_file=source_file, fingerprint=fingerprint, position=position, accepted=accepted, unchanged=unchanged, rejected=rejected, updated_at=_now())
+        if self.connection.execute(update(migrations).where(migrations.c.site == site).values(**values)).rowcount == 0:
+            self.connection.execute(insert(migrations).values(site=site, **values))
+
     def next_index_number(self, prefix: str) -> int:
         row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()
         if row is None:
@@ -469,8 +479,9 @@ class Publisher:
                 select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.in_(FIRST_LANE)).order_by(outbox.c.id).limit(limit)
             ).all()
             if len(rows) < limit:
+                # Short rounds on the bulk lane: a clerk's row committed meanwhile waits for one.
                 rows += connection.execute(
-                    select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(limit - len(rows))
+                    select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(min(limit - len(rows), BULK_ROWS_PER_ROUND))
                 ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 

@@ -1,0 +1,197 @@
+"""`tongyuan migrate`, the gate side: a legacy export's rows through the publisher's gate.
+
+The reading side (services/migration) turns the export into publish requests and rejects.
+Here each batch of requests goes through the same gate as a clerk's or a CMS's publication
+(validation, sanitising, catalog enrichment, outbox) under the source `/migration/<site>`,
+with events on the bulk lane, and the run's checkpoint is written in the batch's own
+transaction — so a run killed at any point resumes exactly after the last batch that
+committed, and running it twice creates nothing new:
+
+- a row's publication id is derived from its source ref (uuid5), so it is the same on every
+  run and every machine;
+- its inbound event id covers the ref and the content, so an unchanged row is recognised as
+  already migrated and a row corrected in the old site becomes a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from contracts.events import TOPIC_PUBLICATIONS_BULK
+from contracts.identity import Principal
+from services.migration import MigrationConfig, Planned, Reject, RejectWriter, read_legacy
+
+from .domain import Directory, Rejected, content_hash
+from .handlers import Clock, InboundRequest, accept_inbound, utc_clock
+from .store import Publisher
+
+log = structlog.get_logger("tongyuan.migration")
+
+# Fixed for ever: publication ids of migrated rows are derived from it.
+_PUBLICATION_NAMESPACE = uuid.UUID("6f2b3c1e-4a5d-5b7e-9c8f-0d1e2f3a4b5c")
+
+
+def publication_id_for(source: str, ref: str) -> str:
+    return uuid.uuid5(_PUBLICATION_NAMESPACE, f"{source}#{ref}").hex
+
+
+def migration_principal(config: MigrationConfig) -> Principal:
+    """The migration acts as an editor of the old site's unit: it may file items for that
+    county and its townships, and the gate refuses anything else, as it would a clerk."""
+    return Principal(user=f"migration/{config.site}", roles=("editor",), regions=(config.region_code,))
+
+
+def file_fingerprint(path: Path) -> str:
+    """Size and first megabyte: enough to notice that --resume was given another file."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
+class CannotResume(Exception):
+    """--resume with no checkpoint for the site, or with a different file."""
+
+
+@dataclass
+class MigrationProgress:
+    line: int = 0  # the last source line dealt with and committed
+    accepted: int = 0  # publications created (or re-versioned because the old row changed)
+    unchanged: int = 0  # already migrated with this content
+    rejected: int = 0  # in the reject file
+    skipped: int = 0  # blank rows and exact repeats
+    resumed_from: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows(self) -> int:
+        return self.accepted + self.unchanged + self.rejected + self.skipped
+
+
+def migrate(
+    config: MigrationConfig,
+    path: Path,
+    *,
+    publisher: Publisher,
+    directory: Callable[[], Directory],
+    rejects_path: Path,
+    resume: bool = False,
+    batch_size: int = 250,
+    on_batch: Callable[[MigrationProgress], None] = lambda progress: None,
+    clock: Clock = utc_clock,
+) -> MigrationProgress:
+    fingerprint = file_fingerprint(path)
+    progress = MigrationProgress()
+    if resume:
+        progress = _resumed(publisher, config.site, path, fingerprint)
+    principal = migration_principal(config)
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        read_legacy(config, path, principal=principal, catalog_directory=directory(), after_line=progress.line) as stream,
+        RejectWriter(rejects_path, stream.columns, after_line=progress.line if resume else None) as rejects,
+    ):
+
+        def commit(batch: list[Planned], last_line: int) -> None:
+            _through_the_gate(
+                batch, last_line, source=stream.source, site=config.site, path=path, fingerprint=fingerprint,
+                publisher=publisher, directory=directory(), rejects=rejects, progress=progress, clock=clock,
+            )  # fmt: skip
+            on_batch(progress)
+
+        batch: list[Planned] = []
+        last_line = progress.line
+        for item in stream:
+            last_line = item.line
+            if isinstance(item, Planned):
+                batch.append(item)
+            elif isinstance(item, Reject):
+                rejects.write(item)
+                progress.rejected += 1
+            else:
+                progress.skipped += 1
+            if len(batch) >= batch_size:
+                commit(batch, last_line)
+                batch = []
+        if batch or last_line > progress.line or not resume:
+            commit(batch, last_line)
+    log.info("migration.finished", site=config.site, **_counts(progress))
+    return progress
+
+
+def _resumed(publisher: Publisher, site: str, path: Path, fingerprint: str) -> MigrationProgress:
+    with publisher.transaction() as store:
+        checkpoint = store.migration_checkpoint(site)
+    if checkpoint is None:
+        raise CannotResume(f"no earlier run of site {site!r} to resume; run without --resume")
+    if checkpoint["fingerprint"] != fingerprint:
+        raise CannotResume(f"site {site!r} was last migrated from {checkpoint['source_file']}, and {path} is not that file; run without --resume")
+    return MigrationProgress(
+        line=checkpoint["position"],
+        accepted=checkpoint["accepted"],
+        unchanged=checkpoint["unchanged"],
+        rejected=checkpoint["rejected"],
+        resumed_from=checkpoint["position"],
+    )
+
+
+def _through_the_gate(
+    batch: list[Planned],
+    last_line: int,
+    *,
+    source: str,
+    site: str,
+    path: Path,
+    fingerprint: str,
+    publisher: Publisher,
+    directory: Directory,
+    rejects: RejectWriter,
+    progress: MigrationProgress,
+    clock: Clock,
+) -> None:
+    requests = [
+        InboundRequest(
+            event_id=f"migration:{p.request.source_ref}:{content_hash(p.request)[:16]}",
+            source=source,
+            request=p.request,
+            publication_id=publication_id_for(source, p.request.source_ref),
+        )
+        for p in batch
+    ]
+    accepted = unchanged = refused = 0
+    with publisher.transaction() as store:
+        outcomes = accept_inbound(store, requests, directory=directory, now=clock(), topic=TOPIC_PUBLICATIONS_BULK, log_each=False) if requests else []
+        for planned, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Rejected):
+                rejects.write(planned.reject("refused_by_gate", "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in outcome.errors)))
+                refused += 1
+            elif outcome.event_id is None:
+                unchanged += 1
+            else:
+                accepted += 1
+        # The reject file is made durable before the checkpoint that says its rows are done.
+        rejects.flush()
+        store.save_migration_checkpoint(
+            site=site,
+            source_file=str(path),
+            fingerprint=fingerprint,
+            position=last_line,
+            accepted=progress.accepted + accepted,
+            unchanged=progress.unchanged + unchanged,
+            rejected=progress.rejected + refused,
+        )
+    progress.accepted += accepted
+    progress.unchanged += unchanged
+    progress.rejected += refused
+    progress.line = last_line
+    log.debug("migration.batch", site=site, line=last_line, accepted=accepted, unchanged=unchanged, refused=refused)
+
+
+def _counts(progress: MigrationProgress) -> dict:
+    return dict(line=progress.line, accepted=progress.accepted, unchanged=progress.unchanged, rejected=progress.rejected, skipped=progress.skipped)
