@@ -11,16 +11,18 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from prometheus_client import make_asgi_app
+from sqlalchemy.exc import DBAPIError
 
 from services.bridge.app import portal_router as bridge_router
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
 from services.common.auth import bearer_principal, build_verifier
+from services.common.consuming import is_transient
 from services.common.settings import Settings
 from services.embed import app as embed_app
 from services.embed.pages import build_router as embed_router
@@ -36,6 +38,8 @@ from services.supervision.pages import build_router as supervision_router
 
 from . import health
 from .limits import BoundedBodies
+
+log = structlog.get_logger("tongyuan.portal")
 
 HERE = Path(__file__).parent
 SERVICES = HERE.parent
@@ -98,6 +102,19 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def home():
         return RedirectResponse("/columns/4301")
+
+    @app.exception_handler(DBAPIError)
+    async def store_unavailable(request: Request, exc: DBAPIError):
+        # A database that is down or unreachable is a passing state, not a bug: say so, and
+        # that nothing was saved (the transaction never committed), so clients retry.
+        if not is_transient(exc):
+            raise exc
+        log.warning("store.unavailable", path=request.url.path, error=str(exc).splitlines()[0])
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content={"detail": "the store is unavailable; nothing was saved, try again shortly"},
+        )
 
     app.add_middleware(BoundedBodies, limit=settings.max_request_bytes)
 

@@ -1,6 +1,7 @@
 """The real stack for integration tests: Tansu on a free port, the publisher and the two
 consumers as separate processes (`tongyuan run …`), the portal in-process; on SQLite and,
-when TONGYUAN_TEST_PG_URL is set, on PostgreSQL too."""
+when TONGYUAN_TEST_PG_URL is set, on PostgreSQL too — reached through a TCP proxy
+(`Stack.store_proxy`) so a test can take "PostgreSQL" down without stopping the shared server."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.app import bootstrap
+from tests.integration.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = ("publisher", "column", "indexer", "embed", "supervision")
@@ -55,6 +57,8 @@ class Stack:
     processes: dict = field(default_factory=dict)
     producer: KafkaProducer | None = None
     broker: EmbeddedBroker | None = None
+    # PostgreSQL only: every process (and the in-process portal) reaches the database through it.
+    store_proxy: TcpProxy | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -195,12 +199,18 @@ def _postgres_database(base_url: str) -> tuple[str, callable]:
     return url.set(database=name).render_as_string(hide_password=False), drop
 
 
+def _through(proxy: TcpProxy, database_url: str) -> str:
+    host, port = proxy.address
+    return make_url(database_url).set(host=host, port=port).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session", params=backends())
 def stack(request, tmp_path_factory):
     backend = request.param
     var = tmp_path_factory.mktemp(f"var-{backend}")
     broker = EmbeddedBroker(port=free_port(), log_path=var / "broker.log").start()
     drop = None
+    proxy = None
     env = {
         **os.environ,
         "TONGYUAN_KAFKA_BOOTSTRAP": broker.bootstrap,
@@ -211,7 +221,10 @@ def stack(request, tmp_path_factory):
     }
     env.pop("TONGYUAN_DATABASE_URL", None)
     if backend == "postgresql":
-        env["TONGYUAN_DATABASE_URL"], drop = _postgres_database(os.environ["TONGYUAN_TEST_PG_URL"])
+        direct, drop = _postgres_database(os.environ["TONGYUAN_TEST_PG_URL"])
+        server = make_url(direct)
+        proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()
+        env["TONGYUAN_DATABASE_URL"] = _through(proxy, direct)
     settings = Settings(
         kafka_bootstrap=env["TONGYUAN_KAFKA_BOOTSTRAP"], var_dir=var, heartbeat_interval=1, database_url=env.get("TONGYUAN_DATABASE_URL")
     )
@@ -221,7 +234,7 @@ def stack(request, tmp_path_factory):
     # The tests act as the disclosure office (admin); tests/unit covers who may publish where.
     token = local_key.mint(Principal(user="office", roles=("admin",)), audience=settings.auth_audience)
     client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
-    stack = Stack(backend=backend, settings=settings, env=env, client=client, broker=broker)
+    stack = Stack(backend=backend, settings=settings, env=env, client=client, broker=broker, store_proxy=proxy)
     for name in PROCESSES:
         stack.start(name)
     processes = stack.processes
@@ -247,6 +260,8 @@ def stack(request, tmp_path_factory):
         if stack.producer:
             stack.producer.close()
         broker.stop()
+        if proxy:
+            proxy.close()
         if drop:
             drop()
 
