@@ -9,7 +9,6 @@ import socketserver
 import sqlite3
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from services.publisher.app import bootstrap
 from services.publisher.store import outbox
 from tests.integration.conftest import wait_for
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.test_pipeline import COUNTY, body, unique
+from tests.integration.test_pipeline import body, cms_request, unique
 
 BURST = 60
 
@@ -281,15 +280,7 @@ def _http_during_outage(stack, draft: dict):
 
 
 def _cms_request(ref: str, title: str) -> bytes:
-    request = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/cms/furong",
-        "type": "cn.gov.tongyuan.cms.publish-requested.v1",
-        "datacontenttype": "application/json",
-        "data": {"source_ref": ref, "actor": {"user": "furong-cms", "roles": ["editor"], "regions": [COUNTY]}, **body(title)},
-    }
-    return json.dumps(request, ensure_ascii=False).encode()
+    return json.dumps(cms_request(ref, body(title)), ensure_ascii=False).encode()
 
 
 def _committed(topics: dict[str, str], bootstrap_servers: str) -> dict[str, dict[int, int]]:

@@ -30,6 +30,18 @@ def unique(word: str) -> str:
     return f"{word}{uuid.uuid4().hex[:8]}"
 
 
+def cms_request(ref: str, draft: dict) -> dict:
+    """A publish request as the 芙蓉区 CMS sends it on tongyuan.cms.v1, acting as its editor."""
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/cms/furong",
+        "type": "cn.gov.tongyuan.cms.publish-requested.v1",
+        "datacontenttype": "application/json",
+        "data": {"source_ref": ref, "actor": {"user": "furong-cms", "roles": ["editor"], "regions": [COUNTY]}, **draft},
+    }
+
+
 def canonical_events(stack, publication_id: str) -> list[dict]:
     events = [json.loads(r.value) for r in stack.read_topic(TOPIC_PUBLICATIONS) if r.key == publication_id.encode()]
     return sorted(events, key=lambda e: e["data"]["version"])
@@ -54,14 +66,7 @@ def test_http_publish_appears_in_the_column_and_in_search(stack):
 def test_cms_publish_over_kafka_goes_through_the_same_gate(stack):
     tag = unique("cms")
     ref = unique("article-")
-    request = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/cms/furong",
-        "type": "cn.gov.tongyuan.cms.publish-requested.v1",
-        "datacontenttype": "application/json",
-        "data": {"source_ref": ref, "actor": {"user": "furong-cms", "roles": ["editor"], "regions": [COUNTY]}, **body(f"养老服务补贴发放公示 {tag}", "<p>养老服务补贴</p>", level2="D14-02-03")},
-    }
+    request = cms_request(ref, body(f"养老服务补贴发放公示 {tag}", "<p>养老服务补贴</p>", level2="D14-02-03"))
     stack.produce(TOPIC_CMS, json.dumps(request, ensure_ascii=False).encode(), key=ref.encode())
     pid = wait_for(lambda: stack.search_ids(tag), what="the CMS publication in search")[0]
     wait_for(lambda: stack.visible(pid), what="the CMS publication in the column")
