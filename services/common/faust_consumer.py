@@ -28,6 +28,9 @@ class PublicationConsumer:
     batch_within: float | None = None
 
 
+BULK_BATCH_FACTOR = 4
+
+
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
     app = faust_app(consumer.group, settings)
     # Raw bytes: decoding is ours, so a malformed event is dead-lettered instead of crashing faust.
@@ -40,8 +43,8 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
         pending = await dead_letters.send(key=letter.key, value=letter.raw, headers=headers)
         await pending  # the poison event is acked only once the DLQ holds it
 
-    async def apply_stream(stream, within: float) -> None:
-        async for records in stream.noack_take(settings.consumer_batch_size, within=within):
+    async def apply_stream(stream, within: float, size: int) -> None:
+        async for records in stream.noack_take(size, within=within):
             await process_batch(
                 records, apply=consumer.apply, dead_letter=send_to_dlq, stats=stats, max_backoff=settings.store_retry_max_seconds, what=consumer.group
             )
@@ -50,7 +53,7 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
     async def apply_publications(stream):
-        await apply_stream(stream, consumer.batch_within or settings.consumer_batch_within)
+        await apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size)
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.
@@ -58,7 +61,8 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):
-        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within))
+        # Nobody waits on a migrated row: larger, slower-filling batches cost each store fewer commits.
+        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), BULK_BATCH_FACTOR * settings.consumer_batch_size)
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
