@@ -46,7 +46,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
                     typer.echo(format_summary(summarise(stream, source=stream.source)))
                 return
             reject_file = rejects or current.var_dir / "migrations" / f"{site.site}.rejects.csv"
-            with _Progress(export, resume) as progress:
+            with _Progress(export) as progress:
                 done = migrate(
                     site, export, publisher=publisher, directory=directory, rejects_path=reject_file, resume=resume, batch_size=batch, on_batch=progress.update
                 )
@@ -65,7 +65,7 @@ class _Progress:
     """rich's bar on a terminal, log lines elsewhere; total = the file's lines (a row's `line` is
     where it starts, so lines are the honest unit for CSV and JSON Lines)."""
 
-    def __init__(self, export: Path, resume: bool):
+    def __init__(self, export: Path):
         self.total = _count_lines(export)
         self.interactive = sys.stderr.isatty()
         self._bar = None
