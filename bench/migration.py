@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         migrate_peak_kb, gate_done_s, migrate_cpu_s = 0, None, 0.0
         arrived: dict[str, float] = {}
         last_report = time.monotonic()
+        # Counting five growing stores is not free (a million-row run spent ~0.3 ms of CPU per row
+        # on it at one poll a second): poll less often as they grow, ±0.5% of the run at most.
         while len(arrived) < len(COUNTS):
-            time.sleep(1.0)
+            time.sleep(max(1.0, min(10.0, (time.monotonic() - phase.started) / 200)))
             elapsed = time.monotonic() - phase.started
             if migrate.poll() is None:
                 migrate_peak_kb = max(migrate_peak_kb, _status_kb(migrate.pid, "VmHWM") or 0)

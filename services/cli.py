@@ -56,8 +56,9 @@ def run(process: Process) -> None:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
         return
     from services.common import metrics
-    from services.common.faust_consumer import run_worker
+    from services.common.faust_consumer import run_worker, use_fast_event_loop
 
+    use_fast_event_loop()
     metrics.serve(settings.metrics_port)
     if process is Process.publisher:
         from services.publisher.app import create_app as create_faust_app

@@ -116,6 +116,15 @@ async def consumer_lag(app: faust.App, group: str) -> int | None:
         return None
 
 
+def use_fast_event_loop() -> None:
+    """uvloop for every loop this process creates (faust's consumer thread has one of its own).
+    Much of faust's cost per message is event-loop work — tasks, futures, callbacks — which
+    uvloop does in C. Call it before the app exists."""
+    import mode.loop
+
+    mode.loop.use("uvloop")
+
+
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
     from faust.worker import Worker
 
