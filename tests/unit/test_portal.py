@@ -169,6 +169,33 @@ def test_readyz_reports_a_consumer_too_far_behind():
         assert behind.status_code == 503 and behind.json()["behind"] == {"consumer:x": 50}
 
 
+def test_healthz_waits_for_the_slowest_check_not_their_sum_and_not_for_a_hung_one():
+    import time
+
+    from fastapi import FastAPI
+
+    from services.portal.health import Check, build_router
+
+    def slow() -> dict:
+        time.sleep(0.5)
+        return {"up": True}
+
+    def hung() -> dict:
+        time.sleep(2.5)
+        return {"up": True}
+
+    app = FastAPI()
+    app.include_router(build_router([Check(f"store:{n}", slow) for n in range(4)] + [Check("store:silent", hung)], max_lag=10, timeout=1.0))
+    with TestClient(app) as test:
+        started = time.monotonic()
+        answer = test.get("/healthz")
+        took = time.monotonic() - started
+    assert answer.status_code == 503 and took < 1.8, took  # 4 × 0.5 s one after another would be 2 s, plus the hung 2.5 s
+    checks = answer.json()["checks"]
+    assert all(checks[f"store:{n}"]["up"] for n in range(4))
+    assert checks["store:silent"] == {"up": False, "error": "no answer within 1 s"}
+
+
 def test_writes_need_a_valid_token_for_the_region(client, settings):
     anonymous = TestClient(client.app)
     assert anonymous.post("/v1/publications", json=body()).status_code == 401
