@@ -65,13 +65,14 @@ class _Progress:
     """rich's bar on a terminal, log lines elsewhere; total = the file's lines (a row's `line` is
     where it starts, so lines are the honest unit for CSV and JSON Lines)."""
 
-    def __init__(self, export: Path):
+    def __init__(self, export: Path, clock: Callable[[], float] = time.monotonic):
         self.total = _count_lines(export)
         self.interactive = sys.stderr.isatty()
+        self._clock = clock
         self._bar = None
-        self._last_log = 0.0
         self._first_line: int | None = None
-        self._started = time.monotonic()
+        self._started = clock()
+        self._last_log = self._started
 
     def __enter__(self) -> _Progress:
         if self.interactive:
@@ -92,13 +93,12 @@ class _Progress:
     def update(self, progress) -> None:
         if self._first_line is None:
             self._first_line = progress.resumed_from
-        elapsed = max(1e-6, time.monotonic() - self._started)
-        rate = (progress.line - self._first_line) / elapsed
+        now = self._clock()
+        rate = (progress.line - self._first_line) / max(1e-6, now - self._started)
         if self._bar is not None:
             self._bar.update(self._task, completed=progress.line, rate=f"{rate:,.0f}")
             return
-        now = time.monotonic()
-        if now - self._last_log >= LOG_EVERY_SECONDS:
+        if progress.line == self.total or now - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = now
             remaining = (self.total - progress.line) / rate if self.total and rate > 0 else None
             log.info(
