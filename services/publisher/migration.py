@@ -137,6 +137,7 @@ def _resumed(publisher: Publisher, site: str, path: Path, fingerprint: str) -> M
         accepted=checkpoint["accepted"],
         unchanged=checkpoint["unchanged"],
         rejected=checkpoint["rejected"],
+        skipped=checkpoint["skipped"],
         resumed_from=checkpoint["position"],
     )
 
@@ -185,6 +186,7 @@ def _through_the_gate(
             accepted=progress.accepted + accepted,
             unchanged=progress.unchanged + unchanged,
             rejected=progress.rejected + refused,
+            skipped=progress.skipped,
         )
     progress.accepted += accepted
     progress.unchanged += unchanged

@@ -53,6 +53,10 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         except (ConfigError, SourceError, CannotResume) as exc:
             typer.echo(f"tongyuan migrate: {exc}", err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            # The batch in hand rolled back; every committed one is kept with its checkpoint.
+            typer.echo("tongyuan migrate: interrupted; run it again with --resume to continue after the last committed batch", err=True)
+            raise typer.Exit(130) from None
         typer.echo(
             f"{site.source}: {done.accepted} published, {done.unchanged} already there, {done.rejected} rejected ({reject_file}), "
             f"{done.skipped} blank or repeated rows skipped; the relay sends them on the bulk lane"

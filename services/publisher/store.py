@@ -88,6 +88,7 @@ migrations = Table(
     Column("accepted", BigInteger, nullable=False),
     Column("unchanged", BigInteger, nullable=False),
     Column("rejected", BigInteger, nullable=False),
+    Column("skipped", BigInteger, nullable=False),  # blank rows and exact repeats
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -287,9 +288,14 @@ class PublisherStore:
 
     def editions(self) -> list[dict]:
         rows = self.connection.execute(
-            select(catalog_editions.c.scope, catalog_editions.c.edition, catalog_editions.c.status, catalog_editions.c.version, catalog_editions.c.derived_from, catalog_editions.c.published_at).order_by(
-                catalog_editions.c.scope, catalog_editions.c.edition
-            )
+            select(
+                catalog_editions.c.scope,
+                catalog_editions.c.edition,
+                catalog_editions.c.status,
+                catalog_editions.c.version,
+                catalog_editions.c.derived_from,
+                catalog_editions.c.published_at,
+            ).order_by(catalog_editions.c.scope, catalog_editions.c.edition)
         ).mappings()
         return [dict(r) for r in rows]
 
@@ -317,7 +323,9 @@ class PublisherStore:
         wanted, found = set(keys), set()
         ids = sorted({event_id for event_id, _ in keys})
         for start in range(0, len(ids), 500):
-            rows = self.connection.execute(select(inbound_events.c.event_id, inbound_events.c.source).where(inbound_events.c.event_id.in_(ids[start : start + 500])))
+            rows = self.connection.execute(
+                select(inbound_events.c.event_id, inbound_events.c.source).where(inbound_events.c.event_id.in_(ids[start : start + 500]))
+            )
             found.update(tuple(r) for r in rows if tuple(r) in wanted)
         return found
 
@@ -346,7 +354,10 @@ class PublisherStore:
         prefixes = sorted(counts)  # a fixed lock order, so two PostgreSQL writers cannot deadlock
         last = dict(
             self.connection.execute(
-                select(index_counters.c.prefix, index_counters.c.last).where(index_counters.c.prefix.in_(prefixes)).order_by(index_counters.c.prefix).with_for_update()
+                select(index_counters.c.prefix, index_counters.c.last)
+                .where(index_counters.c.prefix.in_(prefixes))
+                .order_by(index_counters.c.prefix)
+                .with_for_update()
             ).all()
         )
         fresh = [dict(prefix=p, last=counts[p]) for p in prefixes if p not in last]
@@ -354,9 +365,7 @@ class PublisherStore:
         if fresh:
             self.connection.execute(insert(index_counters), fresh)
         if bumped:
-            self.connection.execute(
-                update(index_counters).where(index_counters.c.prefix == bindparam("p_prefix")).values(last=bindparam("p_last")), bumped
-            )
+            self.connection.execute(update(index_counters).where(index_counters.c.prefix == bindparam("p_prefix")).values(last=bindparam("p_last")), bumped)
         return {p: last.get(p, 0) + 1 for p in prefixes}
 
     def save_batch(
@@ -392,7 +401,10 @@ class PublisherStore:
         if revised:
             self.connection.execute(
                 update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=as_json(d), withdrawal=None, updated_at=now) for d, h in revised],
+                [
+                    dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=as_json(d), withdrawal=None, updated_at=now)
+                    for d, h in revised
+                ],
             )
         if withdrawn:
             self.connection.execute(
@@ -420,8 +432,19 @@ class PublisherStore:
         row = self.connection.execute(select(migrations).where(migrations.c.site == site)).mappings().first()
         return dict(row) if row else None
 
-    def save_migration_checkpoint(self, *, site: str, source_file: str, fingerprint: str, position: int, accepted: int, unchanged: int, rejected: int) -> None:
-        values = dict(source_file=source_file, fingerprint=fingerprint, position=position, accepted=accepted, unchanged=unchanged, rejected=rejected, updated_at=_now())
+    def save_migration_checkpoint(
+        self, *, site: str, source_file: str, fingerprint: str, position: int, accepted: int, unchanged: int, rejected: int, skipped: int
+    ) -> None:
+        values = dict(
+            source_file=source_file,
+            fingerprint=fingerprint,
+            position=position,
+            accepted=accepted,
+            unchanged=unchanged,
+            rejected=rejected,
+            skipped=skipped,
+            updated_at=_now(),
+        )
         if self.connection.execute(update(migrations).where(migrations.c.site == site).values(**values)).rowcount == 0:
             self.connection.execute(insert(migrations).values(site=site, **values))
 
@@ -436,9 +459,11 @@ class PublisherStore:
     def all_publications(self, batch: int = 1000) -> Iterator[StoredPublication]:
         last = ""
         while True:
-            rows = self.connection.execute(
-                select(publications).where(publications.c.publication_id > last).order_by(publications.c.publication_id).limit(batch)
-            ).mappings().all()
+            rows = (
+                self.connection.execute(select(publications).where(publications.c.publication_id > last).order_by(publications.c.publication_id).limit(batch))
+                .mappings()
+                .all()
+            )
             if not rows:
                 return
             for row in rows:
@@ -464,7 +489,10 @@ class Publisher:
     def versions(self) -> dict[str, tuple[int, str]]:
         """publication_id → (version, status): the truth every store is verified against."""
         with self.engine.connect() as connection:
-            return {pid: (version, status) for pid, version, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))}
+            return {
+                pid: (version, status)
+                for pid, version, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))
+            }
 
     def healthy(self) -> bool:
         try:
@@ -486,7 +514,10 @@ class Publisher:
             if len(rows) < limit:
                 # Short rounds on the bulk lane: a clerk's row committed meanwhile waits for one.
                 rows += connection.execute(
-                    select(*columns).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(min(limit - len(rows), BULK_ROWS_PER_ROUND))
+                    select(*columns)
+                    .where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE))
+                    .order_by(outbox.c.id)
+                    .limit(min(limit - len(rows), BULK_ROWS_PER_ROUND))
                 ).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
