@@ -157,10 +157,14 @@ def republish(
     Versions are unchanged, so stores that already hold a publication ignore it.
     """
     from services.publisher.app import bootstrap
+    from services.publisher.catalogs import republish_catalogs
     from services.publisher.handlers import republish_all
 
-    count = republish_all(bootstrap(_settings()), only=only)
-    typer.echo(f"queued {count} events; the relay publishes them")
+    publisher = bootstrap(_settings())
+    # The catalogs first: a consumer rebuilding its store files publications under them.
+    editions = 0 if only else republish_catalogs(publisher)
+    count = republish_all(publisher, only=only)
+    typer.echo(f"queued {editions} catalog editions and {count} publication events; the relay publishes them")
 
 
 @cli.command()

@@ -135,6 +135,26 @@ def _publish(store: PublisherStore, catalog: Catalog, *, regions: dict[str, Regi
     return reissued
 
 
+def republish_catalogs(publisher: Publisher, *, clock: Clock = utc_clock) -> int:
+    """Re-emit each scope's edition in force (same version, whole snapshot, no changes), so a
+    consumer rebuilding its copy — after a memory-storage broker lost its topics — is not left
+    on the standard catalog. Consumers that already hold the version ignore it."""
+    now = clock()
+    with publisher.transaction() as store:
+        current = store.current_catalogs()
+        for scope, catalog in sorted(current.items()):
+            _, _, version = store.edition(scope, catalog.edition)
+            event = CatalogChangedEvent(
+                id=new_event_id(),
+                source="/publisher/catalog",
+                subject=scope,
+                time=now,
+                data=CatalogChangedData(scope=scope, edition=catalog.edition, version=version, catalog=catalog),
+            )
+            _emit(store, event, topic=TOPIC_CATALOG)
+    return len(current)
+
+
 def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, regions: dict[str, Region], now: datetime) -> int:
     current = store.current_catalogs()
     # Regions whose catalog in force is the one just published.

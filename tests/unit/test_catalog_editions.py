@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from contracts.catalog import STANDARD, diff_catalogs, localise, regions_of_city, standard_catalog, standard_catalog_2021
+from contracts.catalog import STANDARD, Catalog, diff_catalogs, localise, regions_of_city, standard_catalog, standard_catalog_2021
 from contracts.events import CATALOG_CHANGED, TOPIC_CATALOG, TOPIC_PUBLICATIONS
 from services.common.db import create_store_engine
 from services.publisher import catalogs, handlers
@@ -114,3 +114,17 @@ def test_localise_and_diff_are_pure():
         localise(base, rename={"D99-01": "x"})
     with pytest.raises(ValueError):
         localise(base, specialise={"D14-02-02": {"colour": "red"}})
+
+
+def test_republishing_catalogs_re_emits_each_edition_in_force_with_its_version(publisher):
+    catalogs.derive_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS)
+    catalogs.publish_edition(publisher, scope=COUNTY, edition="2023", regions=REGIONS)
+    before = events(publisher, TOPIC_CATALOG)
+
+    assert catalogs.republish_catalogs(publisher) == 2
+
+    again = events(publisher, TOPIC_CATALOG)[len(before) :]
+    assert sorted((e["data"]["scope"], e["data"]["edition"], e["data"]["version"]) for e in again) == [(COUNTY, "2023", 1), (STANDARD, "2022", 2)]
+    snapshots = {e["data"]["scope"]: Catalog.model_validate(e["data"]["catalog"]) for e in again}
+    assert snapshots == publisher.catalogs()  # each whole edition, as the publisher holds it
+    assert all(e["data"]["added"] == [] and e["data"]["renamed"] == [] for e in again)  # a snapshot, not a change
