@@ -28,9 +28,6 @@ class PublicationConsumer:
     batch_within: float | None = None
 
 
-BULK_BATCH_FACTOR = 4
-
-
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
     app = faust_app(consumer.group, settings)
     # Raw bytes: decoding is ours, so a malformed event is dead-lettered instead of crashing faust.
@@ -61,8 +58,10 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):
-        # Nobody waits on a migrated row: larger, slower-filling batches cost each store fewer commits.
-        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), BULK_BATCH_FACTOR * settings.consumer_batch_size)
+        # Nobody waits on a migrated row, so its batches may take longer to fill; they stay the
+        # canonical size, since a canonical batch waits for the store while a bulk one holds it
+        # (4× larger bulk batches saved the indexer 10% CPU but held a clerk's publication ~1 s).
+        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), settings.consumer_batch_size)
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")

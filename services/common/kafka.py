@@ -169,6 +169,6 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
         broker_rebalance_timeout=session_ms,
         broker_commit_every=1000,
         broker_commit_interval=0.5,
-        stream_buffer_maxsize=settings.consumer_batch_size * 8,  # room for a bulk-lane batch (4×) to fill
+        stream_buffer_maxsize=settings.consumer_batch_size * 4,
         producer_acks=-1,
     )

@@ -69,10 +69,11 @@ class _Progress:
     """rich's bar on a terminal, log lines elsewhere; total = the file's lines (a row's `line` is
     where it starts, so lines are the honest unit for CSV and JSON Lines)."""
 
-    def __init__(self, export: Path, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, export: Path, clock: Callable[[], float] = time.monotonic, report: Callable[..., None] | None = None):
         self.total = _count_lines(export)
         self.interactive = sys.stderr.isatty()
         self._clock = clock
+        self._report = report or log.info
         self._bar = None
         self._first_line: int | None = None
         self._started = clock()
@@ -105,7 +106,7 @@ class _Progress:
         if progress.line == self.total or now - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = now
             remaining = (self.total - progress.line) / rate if self.total and rate > 0 else None
-            log.info(
+            self._report(
                 "migration.progress",
                 line=progress.line,
                 total_lines=self.total,

@@ -209,8 +209,6 @@ def test_the_relay_serves_a_clerks_publication_before_a_migrations_backlog(publi
 
 
 def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_seconds(tmp_path, monkeypatch):
-    from structlog.testing import capture_logs
-
     from services.publisher import migration_cli
     from services.publisher.migration import MigrationProgress
 
@@ -219,11 +217,12 @@ def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_secon
     ticks = iter([0.0, 5.0, 6.0, 10.0, 10.5])  # start, then a batch at 5 s, 6 s, 10 s and the last at 10.5 s
     monkeypatch.setattr(migration_cli.sys, "stderr", io.StringIO())  # not a terminal
 
-    with capture_logs() as logs, migration_cli._Progress(export, clock=lambda: next(ticks)) as progress:
+    logged = []
+    with migration_cli._Progress(export, clock=lambda: next(ticks), report=lambda event, **fields: logged.append({"event": event, **fields})) as progress:
         for line in (500, 600, 1000, 1001):
             progress.update(MigrationProgress(line=line, accepted=line))
 
-    lines = [entry for entry in logs if entry["event"] == "migration.progress"]
+    lines = [entry for entry in logged if entry["event"] == "migration.progress"]
     # Every 5 s at most (the 6 s batch is skipped), and the last one always.
     assert [entry["line"] for entry in lines] == [500, 1000, 1001]
     assert lines[0]["total_lines"] == 1001 and lines[0]["rows_per_s"] == 100 and lines[0]["eta_s"] == 5
