@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(var_dir)
     sampler: Sampler | None = None
     connections: dict = {}
+    migrate: subprocess.Popen | None = None
     exit_code = 0
     try:
         from services.migration.synthetic import write_synthetic_export
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         results["failure"] = "interrupted"
         exit_code = 130
     finally:
-        if "migrate" in locals() and migrate.poll() is None:
+        if migrate is not None and migrate.poll() is None:
             migrate.terminate()
             migrate.wait(30)
         if sampler is not None:
