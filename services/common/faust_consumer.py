@@ -124,9 +124,19 @@ def use_fast_event_loop() -> None:
     mode.loop.use("uvloop")
 
 
-def run_worker(app: faust.App, loglevel: str = "warn") -> None:
+def worker_for(app: faust.App, loglevel: str = "warn"):
     from faust.worker import Worker
 
     # mode would otherwise swap sys.stderr for a proxy that re-logs every structlog line
     # through colorlog: ~40 µs a line, and a line per publication in the gate.
-    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # faust's progress spinner sets the root logger to DEBUG so that every record can turn
+    # it: kafka-python, aiokafka and faust then build a LogRecord for each debug line (one
+    # per message sent, per fetch, …) only for the handlers to drop it (~20 µs a message
+    # in a consumer). Our logs are lines, not a spinner.
+    worker.spinner = None
+    return worker
+
+
+def run_worker(app: faust.App, loglevel: str = "warn") -> None:
+    worker_for(app, loglevel).execute_from_commandline()

@@ -79,3 +79,25 @@ def test_a_long_batch_lets_other_tasks_run():
     asyncio.run(scenario())
     assert len(delivered) == 250
     assert any(0 < tick < 250 for tick in ticks)  # the other task ran in the middle of the batch
+
+
+def test_the_worker_leaves_library_debug_logging_off():
+    """faust's spinner would set the root logger to DEBUG, so kafka-python and aiokafka built
+    a record for every debug line (one per message) only to drop it."""
+    import logging
+
+    import faust
+
+    from services.common.faust_consumer import worker_for
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        worker = worker_for(faust.App("test-logging", broker="kafka://127.0.0.1:1", web_enabled=False))
+        worker._setup_logging()
+        assert not logging.getLogger("kafka.producer.kafka").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("faust").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
