@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import nh3
@@ -81,15 +81,21 @@ class Directory:
 
     catalogs: dict[str, Catalog]
     regions: dict[str, Region]
+    # region code → its catalog: a directory lives for a few seconds (see app.py) and the
+    # gate asks for the same regions' catalogs several times per publication.
+    _catalog_of: dict[str, Catalog] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def single(cls, catalog: Catalog, regions: dict[str, Region]) -> "Directory":
         return cls({STANDARD: catalog}, regions)
 
     def catalog_for(self, region_code: str) -> Catalog:
-        catalog = effective_catalog(region_code, self.regions, self.catalogs)
+        catalog = self._catalog_of.get(region_code)
         if catalog is None:
-            raise RuntimeError("no catalog is published; run `tongyuan db init`")
+            catalog = effective_catalog(region_code, self.regions, self.catalogs)
+            if catalog is None:
+                raise RuntimeError("no catalog is published; run `tongyuan db init`")
+            self._catalog_of[region_code] = catalog
         return catalog
 
 
