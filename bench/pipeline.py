@@ -39,6 +39,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.machine import describe, parallel_capacity
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 PARTITIONS = 4
@@ -1004,6 +1006,9 @@ def report(results: dict) -> str:
     add(
         f"kafka-python CRC32C: {env.get('kafka_python_crc32c')}; load average at start {' '.join(f'{x:.2f}' for x in env.get('loadavg_at_start', ()))}"
     )
+    if env.get("machine"):
+        machine = env["machine"]
+        add(f"machine: {describe(machine)}; a fixed piece of work took {machine['single_s'] * 1000:,.0f} ms alone (compare runs by it)")
     add(
         f"embedded Tansu, SQLite stores; payloads {results['payload_bytes']['mean']:,.0f} B mean ({results['payload_bytes']['min']:,}–{results['payload_bytes']['max']:,} B)"
     )
@@ -1183,6 +1188,9 @@ def main(argv: list[str] | None = None) -> int:
             "platform": sys.platform,
             "kafka_python_crc32c": _crc32c_impl(),
             "loadavg_at_start": os.getloadavg(),
+            # Measured before the stack starts: this VM's speed moves by a third from one
+            # run to the next, so figures from different runs compare only through this.
+            "machine": parallel_capacity(),
         },
         "targets": {
             "events_per_s": TARGET_EVENTS_PER_S,
