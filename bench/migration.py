@@ -32,6 +32,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import describe, parallel_capacity
 from bench.pipeline import (
     OUT_DIR,
     PAGE_MB,
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_id": run_id,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": vars(args),
-        "environment": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_at_start": os.getloadavg()},
+        "environment": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_at_start": os.getloadavg(), "machine": parallel_capacity()},
         "target_rows_per_s": TARGET_ROWS_PER_S,
     }
     stack = Stack(var_dir)
@@ -220,6 +221,9 @@ def _migrated_events(var_dir: Path, limit: int) -> list[tuple[bytes, bytes]]:
 
 def report(results: dict) -> str:
     lines = [f"Tongyuan migration benchmark  {results['started_at']}  ({results['environment']['cpus']} CPUs)"]
+    machine = results["environment"].get("machine")
+    if machine:
+        lines.append(f"machine: {describe(machine)}; a fixed piece of work took {machine['single_s'] * 1000:,.0f} ms alone (compare runs by it)")
     export = results.get("export")
     if export:
         lines.append(
