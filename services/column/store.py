@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +33,7 @@ from contracts.events import (
     WithdrawalData,
     WithdrawnEvent,
 )
+from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import as_json, writing
 from services.common.heartbeat import heartbeat_table
 
@@ -74,14 +73,7 @@ placements = Table(
 )
 
 # The catalog edition in force per scope, from catalog.changed events: the column's own copy.
-catalogs = Table(
-    "column_catalogs",
-    metadata,
-    Column("scope", String(20), primary_key=True),
-    Column("edition", String(40), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("document", JSON, nullable=False),
-)
+catalogs = catalog_copy_table(metadata, "column")
 
 heartbeats = heartbeat_table(metadata, "column")
 
@@ -105,8 +97,7 @@ class ColumnEntry:
 class ColumnStore:
     def __init__(self, engine: Engine, catalog_ttl: float = 2.0):
         self.engine = engine
-        self._catalog_ttl = catalog_ttl
-        self._catalogs: tuple[float, dict[str, Catalog]] | None = None
+        self._catalog_copy = CatalogCopy(engine, catalogs, ttl=catalog_ttl)
 
     def create(self) -> None:
         metadata.create_all(self.engine)
@@ -182,28 +173,13 @@ class ColumnStore:
 
     def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
         """Keep each scope's newest edition (by the scope's publish version)."""
-        newest: dict[str, CatalogChangedEvent] = {}
-        for event in events:
-            held = newest.get(event.data.scope)
-            if held is None or event.data.version > held.data.version:
-                newest[event.data.scope] = event
         with writing(self.engine) as connection:
-            stored = dict(connection.execute(select(catalogs.c.scope, catalogs.c.version).where(catalogs.c.scope.in_(list(newest)))).all())
-            for scope, event in newest.items():
-                values = dict(edition=event.data.edition, version=event.data.version, document=json.loads(event.data.catalog.model_dump_json()))
-                if scope not in stored:
-                    connection.execute(insert(catalogs).values(scope=scope, **values))
-                elif event.data.version > stored[scope]:
-                    connection.execute(update(catalogs).where(catalogs.c.scope == scope).values(**values))
-        self._catalogs = None
+            keep_newest(connection, catalogs, events)
+        self._catalog_copy.expire()
 
     def catalogs(self) -> dict[str, Catalog]:
         """Scope → edition in force; cached briefly, since every page needs it."""
-        if not (self._catalogs and self._catalogs[1]) or time.monotonic() - self._catalogs[0] > self._catalog_ttl:
-            with self.engine.connect() as connection:
-                rows = connection.execute(select(catalogs.c.scope, catalogs.c.document)).all()
-            self._catalogs = (time.monotonic(), {scope: Catalog.model_validate(document) for scope, document in rows})
-        return self._catalogs[1]
+        return self._catalog_copy.current()
 
     def archived_items(self, region_prefix: str, domain_code: str, in_force: set[str]) -> list[tuple[str, str, str, int]]:
         """Items with live publications that the catalog in force no longer has:

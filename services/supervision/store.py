@@ -24,15 +24,12 @@ the partial months of the window.
 
 from __future__ import annotations
 
-import json
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import (
-    JSON,
     Column,
     Date,
     DateTime,
@@ -58,6 +55,7 @@ from sqlalchemy.engine import Connection
 
 from contracts.catalog import Catalog
 from contracts.events import CatalogChangedEvent, PublicationData, PublishedEvent, WithdrawnEvent
+from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import writing
 from services.common.heartbeat import heartbeat_table
 
@@ -142,14 +140,7 @@ months = Table(
 
 # The edition in force per scope (like the column's copy) and when each edition was published,
 # for the "catalog published by 07-31" milestone.
-catalogs = Table(
-    "supervision_catalogs",
-    metadata,
-    Column("scope", String(20), primary_key=True),
-    Column("edition", String(40), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("document", JSON, nullable=False),
-)
+catalogs = catalog_copy_table(metadata, "supervision")
 editions = Table(
     "supervision_catalog_editions",
     metadata,
@@ -187,9 +178,7 @@ class SupervisionStore:
     def __init__(self, engine: Engine, *, calendar: WorkCalendar | None = None, catalog_ttl: float = 2.0):
         self.engine = engine
         self._calendar = calendar
-        self._catalog_ttl = catalog_ttl
-        self._catalogs: tuple[float, dict[str, Catalog]] | None = None
-        self._versions_seen: dict[str, int] = {}
+        self._catalog_copy = CatalogCopy(engine, catalogs, ttl=catalog_ttl)
 
     @property
     def calendar(self) -> WorkCalendar:
@@ -428,11 +417,6 @@ class SupervisionStore:
 
     def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
         """Keep each scope's newest edition, and remember when every edition was published."""
-        newest: dict[str, CatalogChangedEvent] = {}
-        for event in events:
-            held = newest.get(event.data.scope)
-            if held is None or event.data.version > held.data.version:
-                newest[event.data.scope] = event
         with writing(self.engine) as connection:
             seen = set(connection.execute(select(editions.c.scope, editions.c.version).where(editions.c.scope.in_([e.data.scope for e in events]))).tuples())
             fresh = {}
@@ -444,37 +428,14 @@ class SupervisionStore:
                     )
             if fresh:
                 connection.execute(insert(editions), list(fresh.values()))
-            stored = dict(connection.execute(select(catalogs.c.scope, catalogs.c.version).where(catalogs.c.scope.in_(list(newest)))).tuples().all())
-            for scope, event in newest.items():
-                fields = dict(edition=event.data.edition, version=event.data.version, document=json.loads(event.data.catalog.model_dump_json()))
-                if scope not in stored:
-                    connection.execute(insert(catalogs).values(scope=scope, **fields))
-                elif event.data.version > stored[scope]:
-                    connection.execute(update(catalogs).where(catalogs.c.scope == scope).values(**fields))
-        if self._catalogs:
-            self._catalogs = (float("-inf"), self._catalogs[1])  # look again at once; unchanged scopes stay parsed
+            keep_newest(connection, catalogs, events)
+        self._catalog_copy.expire()  # look again at once; unchanged scopes stay parsed
 
     # --- the pages' side ----------------------------------------------------------------
     def catalogs(self) -> dict[str, Catalog]:
-        """Scope → edition in force. Checked every few seconds, and a scope's document is parsed
-        again only when its version moved: the measures cache per catalog object."""
-        if self._catalogs and time.monotonic() - self._catalogs[0] <= self._catalog_ttl:
-            return self._catalogs[1]
-        held = self._catalogs[1] if self._catalogs else {}
-        with self.engine.connect() as connection:
-            versions = dict(connection.execute(select(catalogs.c.scope, catalogs.c.version)).tuples().all())
-            stale = [scope for scope, version in versions.items() if self._versions_seen.get(scope) != version or scope not in held]
-            fresh = {}
-            for start in range(0, len(stale), _CHUNK):
-                rows = connection.execute(
-                    select(catalogs.c.scope, catalogs.c.version, catalogs.c.document).where(catalogs.c.scope.in_(stale[start : start + _CHUNK]))
-                )
-                for scope, version, document in rows:
-                    fresh[scope] = Catalog.model_validate(document)
-                    self._versions_seen[scope] = version
-        current = {scope: fresh.get(scope) or held[scope] for scope in versions}
-        self._catalogs = (time.monotonic(), current)
-        return current
+        """Scope → edition in force (see CatalogCopy: unchanged scopes stay the same objects, so
+        the measures cache per catalog object)."""
+        return self._catalog_copy.current()
 
     def own_catalog_since(self, scopes: Sequence[str]) -> dict[str, date]:
         """When each scope first had an edition of its own published."""
