@@ -12,6 +12,10 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 PG_CONNECT_TIMEOUT = 5  # seconds to wait for PostgreSQL to accept a connection; libpq's minimum is 2
+# A server host that vanishes mid-connection (no FIN, no RST) would otherwise leave a consumer
+# waiting on its socket until the kernel gives up, ~15 minutes: TCP keepalives find an idle dead
+# peer in ~25 s, and tcp_user_timeout fails a write nobody acknowledges within 30 s.
+PG_LINK_CHECKS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
 class JSONText(str):
@@ -37,7 +41,8 @@ def create_store_engine(url: str, *, pool_size: int = 5) -> Engine:
         return engine
     # A server that stops answering (host gone, packets dropped) would otherwise hold each new
     # connection, and so a consumer's retry or an HTTP request, for psycopg's default of 130 s.
-    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT}
+    # Whatever the URL says wins over our defaults.
+    connect_args = {key: value for key, value in {"connect_timeout": PG_CONNECT_TIMEOUT, **PG_LINK_CHECKS}.items() if key not in parsed.query}
     return create_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True, connect_args=connect_args, json_serializer=_serialise_json)
 
 
