@@ -62,7 +62,7 @@ class MigrationConfig(BaseModel):
     encoding: str = "auto"
     delimiter: Annotated[str | None, Field(min_length=1, max_length=1)] = None
     sheet: str | None = None
-    base_url: HttpUrl | None = Field(default=None, description="the old site's address, for relative attachment links")
+    base_url: HttpUrl | None = Field(default=None, description="the old site's address, for relative links in attachments and bodies")
     mapping_table: Path | None = None
     columns: Columns
     rules: list[RuleSpec] = []

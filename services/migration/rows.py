@@ -13,7 +13,7 @@ from hashlib import blake2b
 
 from .config import Columns
 from .mapping import Target, normalise_path
-from .values import BadValue, clean_line, clean_title, parse_attachments, parse_moment, text_of
+from .values import BadValue, absolute_links, clean_line, clean_title, parse_attachments, parse_moment, text_of
 
 TITLE_LIMIT = 200  # PublicationDraft.title
 REF_LIMIT = 120  # PublishRequestData.source_ref
@@ -149,7 +149,7 @@ class RowReader:
             old_id=old_id,
             path=path,
             title=title,
-            body=text_of(raw_body).strip(),
+            body=absolute_links(text_of(raw_body).strip(), self.base_url),
             published_at=published_at,
             formed_at=formed_at,
             index_number=clean_line(raw_index),

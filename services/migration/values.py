@@ -166,6 +166,28 @@ def _absolute(url: str, base_url: str | None) -> str:
     return urljoin(base_url, url)
 
 
+# An href or src attribute and its value, quoted either way or not at all.
+_LINK_ATTRIBUTE = re.compile(r"""(\s(?:href|src)\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+
+
+def absolute_links(body_html: str, base_url: str | None) -> str:
+    """The body with its relative links and images (href, src) made absolute against the old
+    site's address: on the new column a relative link would point into the new site, where the
+    old site's files are not. Fragments (#…) and links with a scheme are left as they are; the
+    gate's sanitiser still decides which schemes survive. Without base_url, nothing changes."""
+    if not base_url:
+        return body_html
+
+    def absolute(match: re.Match) -> str:
+        value = next(group for group in match.groups()[1:] if group is not None)
+        target = html.unescape(value).strip()
+        if not target or target.startswith("#") or urlsplit(target).scheme:
+            return match.group(0)
+        return f'{match.group(1)}"{html.escape(urljoin(base_url, target), quote=True)}"'
+
+    return _LINK_ATTRIBUTE.sub(absolute, body_html)
+
+
 def _pairs_from_text(text: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for part in _SPLIT.split(text):

@@ -182,3 +182,8 @@ def test_a_request_carries_what_the_gate_needs(tmp_path, directory):
     assert (request.index_number, request.publishing_body, request.actor) == ("IDX-1", "长沙县民政局", MIGRATOR)
     assert item.old_path == "公开/低保/审批"
     assert item.reject("gate", "no").source_fields is item.source_fields
+
+
+def test_a_body_keeps_pointing_at_the_old_sites_files(tmp_path, directory):
+    [item] = read(tmp_path, ['A1,低保公示,"<p><a href=""/up/名单.xls"">名单</a><img src=""img/1.png""></p>",2021-3-5,,公开/低保/审批,,,'], directory, base_url="http://www.csx.gov.cn/zwgk/")
+    assert item.request.body_html == '<p><a href="http://www.csx.gov.cn/up/名单.xls">名单</a><img src="http://www.csx.gov.cn/zwgk/img/1.png"></p>'

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.migration.values import BadValue, clean_line, clean_title, parse_attachments, parse_moment
+from services.migration.values import BadValue, absolute_links, clean_line, clean_title, parse_attachments, parse_moment
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MARCH_5 = datetime(2021, 3, 5, tzinfo=SHANGHAI)
@@ -127,3 +127,29 @@ def test_titles_are_plain_trimmed_text():
     assert clean_title(None) == ""
     assert clean_line(" 长沙县\u3000民政局 ") == "长沙县 民政局"
     assert clean_line(12345.0) == "12345", "ids typed as numbers lose Excel's .0"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('<a href="/files/a.pdf">通知</a>', '<a href="http://www.csx.gov.cn/files/a.pdf">通知</a>'),
+        ("<img src='../up/1.jpg' alt=x>", '<img src="http://www.csx.gov.cn/up/1.jpg" alt=x>'),
+        ("<a HREF=b.doc>表</a>", '<a HREF="http://www.csx.gov.cn/zwgk/b.doc">表</a>'),
+        ('<a href="/f?a=1&amp;b=2">x</a>', '<a href="http://www.csx.gov.cn/f?a=1&amp;b=2">x</a>'),
+        ('<a href="//cdn.csx.gov.cn/x.pdf">x</a>', '<a href="http://cdn.csx.gov.cn/x.pdf">x</a>'),
+    ],
+)
+def test_relative_links_in_a_body_point_at_the_old_site(body, expected):
+    assert absolute_links(body, "http://www.csx.gov.cn/zwgk/index.html") == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['<a href="https://www.gov.cn/a.html">国务院</a>', '<a href="#top">回到顶部</a>', '<a href="mailto:x@csx.gov.cn">信箱</a>', "<p>href=/x 是正文</p>", '<a href="">空</a>'],
+)
+def test_absolute_links_fragments_and_text_are_left_alone(body):
+    assert absolute_links(body, "http://www.csx.gov.cn/") == body
+
+
+def test_without_a_base_url_the_body_is_unchanged():
+    assert absolute_links('<a href="/files/a.pdf">通知</a>', None) == '<a href="/files/a.pdf">通知</a>'
