@@ -47,11 +47,12 @@ class LegacyRow:
         key = "\x1f".join((self.path, self.title, self.published_at.date().isoformat(), self.index_number))
         return "row-" + blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
-    def fingerprint(self, target: Target) -> int:
-        """Everything that would be published; equal fingerprints mean an exact repeat. Only
-        compared within one run, so Python's hash is enough (and keeps memory low)."""
+    def content_fingerprint(self) -> int:
+        """What the article says, wherever the old site listed it; equal fingerprints mean the
+        same article. Only compared within one run, so Python's hash is enough (and keeps
+        memory low)."""
         attachments = tuple((a["name"], a["url"]) for a in self.attachments)
-        return hash((self.path, self.title, self.body, self.published_at, self.formed_at, self.index_number, self.department, attachments, target.ref))
+        return hash((self.title, self.body, self.published_at, self.formed_at, self.index_number, self.department, attachments))
 
 
 def is_blank(values: Mapping[str, object]) -> bool:

@@ -20,10 +20,15 @@ from contracts.events import PublishRequestData
 from contracts.identity import Principal
 
 from .config import MigrationConfig
-from .mapping import CatalogDirectory, Placer
+from .mapping import CatalogDirectory, Placer, Target
 from .outcomes import Item, Planned, Reject, Skipped
 from .rows import RowProblem, RowReader, is_blank
 from .sources import BadRecord, LegacySource, Record, open_source
+
+
+_TARGET_BITS = 20  # distinct placements of one site: catalog items × its regions, well under a million
+_TARGET_MASK = (1 << _TARGET_BITS) - 1
+_CONTENT_MASK = (1 << 44) - 1  # compared only between rows with the same source_ref
 
 
 def _invalid(exc: ValidationError, line: int, values, old_path: str) -> Reject:
@@ -48,8 +53,12 @@ class LegacyStream:
         self._reader = RowReader(config.columns, str(config.base_url) if config.base_url else None)
         self._after_line = after_line
         self._started = False
-        # hash(source_ref) → fingerprint of its first row: ~130 bytes a row (125 MiB for a million).
+        # hash(source_ref) → its content fingerprint and first placement packed in one int:
+        # ~130 bytes a row (125 MiB for a million). Placements are numbered as first met.
         self._seen: dict[int, int] = {}
+        self._targets: list[Target] = []
+        self._target_numbers: dict[tuple, int] = {}
+        self._more_targets: dict[int, list[int]] = {}  # the rare article listed in several old columns
 
     def __iter__(self) -> Iterator[Item]:
         if self._started:
@@ -93,14 +102,31 @@ class LegacyStream:
             )
         except ValidationError as exc:
             return _invalid(exc, line, values, row.path)
-        key, fingerprint = hash(ref), row.fingerprint(target)
+        key, content, number = hash(ref), row.content_fingerprint() & _CONTENT_MASK, self._number(target)
         earlier = self._seen.get(key)
         if earlier is None:
-            self._seen[key] = fingerprint
+            self._seen[key] = content << _TARGET_BITS | number
             return Planned(line, request, row.path, target, values)
-        if earlier == fingerprint:
+        if earlier >> _TARGET_BITS != content:
+            return Reject(line, "conflicting_duplicate", f"an earlier row has source_ref {ref!r} with different content", values, row.path)
+        numbers = [earlier & _TARGET_MASK, *self._more_targets.get(key, ())]
+        if number in numbers:
             return Skipped(line, "duplicate", f"repeats an earlier row (source_ref {ref})")
-        return Reject(line, "conflicting_duplicate", f"an earlier row has source_ref {ref!r} with different content", values, row.path)
+        # The same article listed under another old column: one publication filed in both places
+        # (the gate makes it a new version carrying every placement so far).
+        self._more_targets.setdefault(key, []).append(number)
+        placements = [self._targets[n].ref for n in numbers] + [target.ref]
+        return Planned(line, request.model_copy(update={"placements": placements}), row.path, target, values)
+
+    def _number(self, target: Target) -> int:
+        identity = tuple(target.ref.model_dump().values())
+        number = self._target_numbers.get(identity)
+        if number is None:
+            if len(self._targets) > _TARGET_MASK:
+                raise RuntimeError(f"more than {_TARGET_MASK + 1:,} distinct placements in one export")
+            number = self._target_numbers[identity] = len(self._targets)
+            self._targets.append(target)
+        return number
 
     def close(self) -> None:
         self._close()

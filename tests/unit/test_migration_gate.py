@@ -227,3 +227,45 @@ def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_secon
     assert [entry["line"] for entry in lines] == [500, 1000, 1001]
     assert lines[0]["total_lines"] == 1001 and lines[0]["rows_per_s"] == 100 and lines[0]["eta_s"] == 5
     assert lines[1]["rows_per_s"] == 100 and lines[1]["eta_s"] == 0
+
+
+def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publisher, directory, tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text(
+        "\n".join(
+            [
+                'site = "two-columns"',
+                'region_code = "430121"',
+                "[columns]",
+                'id = "编号"',
+                'title = "标题"',
+                'body = "内容"',
+                'date = "发布日期"',
+                'path = "栏目"',
+                "[[rules]]",
+                'prefix = "公开/低保"',
+                'domain = "D14"',
+                'level1 = "D14-02"',
+                'level2 = "D14-02-04"',
+                "[[rules]]",
+                'prefix = "部门/民政"',
+                'domain = "D14"',
+                'level1 = "D14-02"',
+                'level2 = "D14-02-03"',
+            ]
+        ),
+        encoding="utf-8",
+    )
+    export = tmp_path / "export.csv"
+    rows = ["编号,标题,内容,发布日期,栏目", "A1,低保公示,<p>名单</p>,2021-3-5,公开/低保", "A2,低保政策,<p>办法</p>,2021-3-6,公开/低保", "A1,低保公示,<p>名单</p>,2021-3-5,部门/民政"]
+    export.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    _run(publisher, directory, tmp_path, export=export, config=config)
+    again = _run(publisher, directory, tmp_path, export=export, config=config)
+
+    with publisher.engine.connect() as connection:
+        held = {ref: (version, document) for ref, version, document in connection.execute(select(publications.c.source_ref, publications.c.version, publications.c.document))}
+    assert set(held) == {"A1", "A2"}, "one publication per article"
+    version, document = held["A1"]
+    assert version == 2 and [p["level2_id"] for p in document["placements"]] == ["D14-02-04", "D14-02-03"]
+    assert again.accepted == 0, "a second run changes nothing"

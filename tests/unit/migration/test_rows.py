@@ -20,7 +20,7 @@ HEADER = "编号,标题,内容,发布日期,成文日期,栏目,索引号,发布
 GOOD = "A1,低保公示,<p>名单,2021-3-5,,公开/低保,IDX-1,长沙县民政局,"
 
 
-def config(tmp_path: Path, *, with_id: bool = False, base_url: str | None = None):
+def config(tmp_path: Path, *, with_id: bool = False, base_url: str | None = None, audit_column: bool = False):
     lines = [
         'site = "rows"',
         'region_code = "430121"',
@@ -40,6 +40,8 @@ def config(tmp_path: Path, *, with_id: bool = False, base_url: str | None = None
         'domain = "D14"',
         'level1 = "D14-02"',
         'level2 = "D14-02-04"',
+        # A second old column for the same kind of article (审核 as well as 审批).
+        *(['[[rules]]', 'prefix = "部门/民政/审核"', 'domain = "D14"', 'level1 = "D14-02"', 'level2 = "D14-02-03"'] if audit_column else []),
     ]
     return parse_config("\n".join(lines), base_dir=tmp_path)
 
@@ -187,3 +189,29 @@ def test_a_request_carries_what_the_gate_needs(tmp_path, directory):
 def test_a_body_keeps_pointing_at_the_old_sites_files(tmp_path, directory):
     [item] = read(tmp_path, ['A1,低保公示,"<p><a href=""/up/名单.xls"">名单</a><img src=""img/1.png""></p>",2021-3-5,,公开/低保/审批,,,'], directory, base_url="http://www.csx.gov.cn/zwgk/")
     assert item.request.body_html == '<p><a href="http://www.csx.gov.cn/up/名单.xls">名单</a><img src="http://www.csx.gov.cn/zwgk/img/1.png"></p>'
+
+
+def test_an_article_listed_under_two_old_columns_is_one_publication_in_both_places(tmp_path, directory):
+    items = read(
+        tmp_path,
+        [
+            GOOD,
+            "A1,低保公示,<p>名单,2021-3-5,,部门/民政/审核,IDX-1,长沙县民政局,",  # the same article, another column
+            "A1,低保公示,<p>名单,2021-3-5,,公开/低保/其他,IDX-1,长沙县民政局,",  # a third column, mapped to the first place
+            "A1,低保公示,<p>名单,2021-3-5,,部门/民政/审核,IDX-1,长沙县民政局,",  # the second again
+        ],
+        directory,
+        with_id=True,
+        audit_column=True,
+    )
+    first, second, third, fourth = items
+    assert isinstance(first, Planned) and [p.level2_id for p in first.request.placements] == ["D14-02-04"]
+    assert isinstance(second, Planned) and second.request.source_ref == first.request.source_ref
+    assert [p.level2_id for p in second.request.placements] == ["D14-02-04", "D14-02-03"], "every placement so far"
+    assert second.request.model_copy(update={"placements": first.request.placements}) == first.request, "nothing else differs"
+    assert [(type(i).__name__, i.reason) for i in (third, fourth)] == [("Skipped", "duplicate"), ("Skipped", "duplicate")]
+
+
+def test_another_article_under_the_same_id_is_still_a_conflict(tmp_path, directory):
+    items = read(tmp_path, [GOOD, "A1,低保公示,<p>另一份名单,2021-3-5,,部门/民政/审核,IDX-1,长沙县民政局,"], directory, with_id=True, audit_column=True)
+    assert isinstance(items[1], Reject) and items[1].reason == "conflicting_duplicate"
