@@ -71,7 +71,8 @@ class CatalogCopy:
 
     def current(self) -> dict[str, Catalog]:
         with self._lock:
-            if time.monotonic() - self._checked_at > self.ttl:
+            # An empty copy is looked up every time: the first catalog event may land any moment.
+            if not self._held or time.monotonic() - self._checked_at > self.ttl:
                 self._refresh()
             return {scope: catalog for scope, (_, catalog) in self._held.items()}
 

@@ -49,3 +49,11 @@ def test_unchanged_scopes_stay_the_same_objects_and_expire_shows_a_change_at_onc
     second = copy.current()
     assert second["430102"].edition == "2023"
     assert second["standard"] is first["standard"]  # not parsed again: its version did not move
+
+
+def test_an_empty_copy_is_looked_up_again_at_once():
+    engine, table, copy = _copy()
+    assert copy.current() == {}
+    with writing(engine) as connection:  # written by another process's store: no expire() here
+        keep_newest(connection, table, [catalog_changed(version=1)])
+    assert set(copy.current()) == {"standard"}
