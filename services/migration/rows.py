@@ -12,7 +12,7 @@ from datetime import date, datetime
 from hashlib import blake2b
 
 from .config import Columns
-from .mapping import Target, normalise_path
+from .mapping import normalise_path
 from .values import BadValue, absolute_links, clean_line, clean_title, parse_attachments, parse_moment, text_of
 
 TITLE_LIMIT = 200  # PublicationDraft.title

@@ -25,7 +25,6 @@ from .outcomes import Item, Planned, Reject, Skipped
 from .rows import RowProblem, RowReader, is_blank
 from .sources import BadRecord, LegacySource, Record, open_source
 
-
 _TARGET_BITS = 20  # distinct placements of one site: catalog items × its regions, well under a million
 _TARGET_MASK = (1 << _TARGET_BITS) - 1
 _CONTENT_MASK = (1 << 44) - 1  # compared only between rows with the same source_ref

@@ -18,7 +18,7 @@ def test_dead_letters_replay_into_the_store_and_everything_verifies(stack):
         (event,) = canonical_events(stack, pid)
         stack.produce(dlq_topic("tongyuan-column"), json.dumps(event).encode(), key=pid.encode())
         listed = stack.cli("dlq", "list", "--group", "tongyuan-column")
-        assert listed.exit_code == 0 and f"{len([l for l in listed.output.splitlines() if '/' in l])} dead letter" in listed.output
+        assert listed.exit_code == 0 and f"{len([line for line in listed.output.splitlines() if '/' in line])} dead letter" in listed.output
         replay = stack.cli("dlq", "replay", "--group", "tongyuan-column")
         assert "applied" in replay.output
         assert stack.column.entry(pid).version == 1 and stack.client.get(f"/publications/{pid}").status_code == 200

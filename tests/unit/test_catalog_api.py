@@ -4,9 +4,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.column.app import build_store
+from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
-from services.common.auth import build_verifier
 from tests.conftest import ADMIN, EDITOR
 from tests.factories import catalog_changed, place, published
 

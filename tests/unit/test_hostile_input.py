@@ -3,7 +3,6 @@ every surface that renders it (column pages, search page and snippets, township 
 feeds) is parsed as a browser would and searched for anything executable."""
 
 import asyncio
-import json
 import re
 
 import html5lib
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from contracts.events import TOPIC_PUBLICATIONS
 from services.column.app import build_store
 from services.common.auth import build_verifier
-from services.common.consuming import parse_publication_event, parse_catalog_event
+from services.common.consuming import parse_catalog_event, parse_publication_event
 from services.common.settings import Settings
 from services.embed.app import build_store as build_embed_store
 from services.indexer.app import build_index

@@ -1,13 +1,13 @@
 """Schemathesis against the portal's OpenAPI document: bounded examples per operation, and
 no input may produce a server error (5xx)."""
 
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-import schemathesis
+from services.column.app import build_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
-from services.column.app import build_store
 from tests.conftest import ADMIN
 from tests.factories import catalog_changed
 

@@ -6,10 +6,10 @@ from sqlalchemy import func, select
 
 from contracts.events import TOPIC_PUBLICATIONS
 from services.column.app import build_store
+from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.store import outbox, publications
-from services.common.auth import build_verifier
 from tests.conftest import EDITOR
 from tests.factories import catalog_changed, place, published, withdrawn
 
