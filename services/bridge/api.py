@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from contracts.catalog import standard_catalog
 
 from .mapping import MappingImportError, from_xlsx, to_xlsx
-from .store import BridgeStore
+from .store import UNREADABLE, BridgeStore
 from .sync import Bridge
 from .webhooks import MAX_BODY, WebhookRefused, verify
 
@@ -63,7 +63,11 @@ def build_router(store: BridgeStore, templates: Jinja2Templates, *, bridge: Brid
                 }
                 for k in store.unmapped()
             ],
-            "unreadable": [{"implementation_code": p["implementation_code"], "detail": p["detail"], "seen_at": p["seen_at"].isoformat()} for p in store.problems()],
+            "unreadable": [{"implementation_code": p["implementation_code"], "detail": p["detail"], "seen_at": p["seen_at"].isoformat()} for p in store.problems(UNREADABLE)],
+            "refused": [
+                {"implementation_code": r["implementation_code"], "name": r["title"], "region": r["region"], "live": bool(r["live"]), "detail": r["detail"], "seen_at": r["seen_at"].isoformat()}
+                for r in store.refused()
+            ],
         }
 
     @router.get("/v1/bridge/unmapped")

@@ -1,8 +1,10 @@
-"""The bridge's wiring: its settings (TONGYUAN_BRIDGE_*), store, client, relay, and the loop that
-polls every `poll_interval` seconds and reconciles every `reconcile_interval` seconds.
+"""The bridge's wiring: its settings (TONGYUAN_BRIDGE_*), store, client, relay, the listener for
+the gate's refusals, and the loop that polls every `poll_interval` seconds and reconciles every
+`reconcile_interval` seconds.
 
-The bridge runs as `tongyuan bridge poll` (poller + reconciler + relay, optionally serving the
-webhook endpoint itself); the portal can mount the same router for webhooks and the unmapped page.
+The bridge runs as `tongyuan bridge poll` (poller + reconciler + relay + refusals listener,
+optionally serving the webhook endpoint itself); the portal can mount the same router for
+webhooks and the unmapped page.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.common.settings import Settings
 
 from .api import build_router
 from .client import PlatformClient
+from .rejections import RejectionListener, group_for, start_listener
 from .relay import BridgeRelay, start_relay
 from .store import BridgeStore
 from .sync import Bridge
@@ -110,12 +113,13 @@ def templates() -> Jinja2Templates:
 
 @dataclass
 class Runtime:
-    """A running bridge: the poll/reconcile loop and the relay, each in its own thread."""
+    """A running bridge: the poll/reconcile loop, the relay and the refusals listener, each in its own thread."""
 
     bridge: Bridge
     store: BridgeStore
     settings: BridgeSettings
     relay: BridgeRelay | None = None
+    listener: RejectionListener | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     last_poll: dict | None = None
@@ -126,6 +130,8 @@ class Runtime:
             thread, relay_stop = start_relay(self.relay, interval=self.settings.relay_interval)
             self.threads.append(thread)
             threading.Thread(target=lambda: (self.stop.wait(), relay_stop.set(), self.relay.nudge()), daemon=True).start()
+        if self.listener is not None:
+            self.threads.append(start_listener(self.listener, self.stop))
         if poll:
             loop = threading.Thread(target=self._loop, name="bridge-poll", daemon=True)
             loop.start()
@@ -156,13 +162,24 @@ class Runtime:
         self.bridge.client.close()
 
 
-def create_runtime(settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None) -> Runtime:
+def create_runtime(settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None, listen: bool = False) -> Runtime:
     """`producer`: a kafka-python producer (services.common.kafka.idempotent_producer) to relay
-    with; None leaves the outbox to another process's relay."""
+    with; None leaves the outbox to another process's relay. `listen`: act on the gate's
+    refusals (tongyuan.rejections.v1) from this process."""
     store = build_store(settings, bridge_settings)
     relay = BridgeRelay(store, producer) if producer is not None else None
     bridge = build_bridge(store, bridge_settings, client=client, on_events=relay.nudge if relay else (lambda: None))
-    return Runtime(bridge=bridge, store=store, settings=bridge_settings, relay=relay)
+    listener = None
+    if listen:
+        listener = RejectionListener(
+            bridge.on_rejections,
+            bootstrap=settings.bootstrap,
+            group=group_for(bridge_settings.platform),
+            session_timeout=settings.consumer_session_timeout,
+            max_backoff=settings.store_retry_max_seconds,
+            batch_size=settings.consumer_batch_size,
+        )
+    return Runtime(bridge=bridge, store=store, settings=bridge_settings, relay=relay, listener=listener)
 
 
 def portal_router(settings: Settings, templates: Jinja2Templates, bridge_settings: BridgeSettings | None = None):

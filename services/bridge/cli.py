@@ -64,20 +64,23 @@ def poll(
     once: Annotated[bool, typer.Option(help="one poll round, then exit")] = False,
     webhook_port: Annotated[int | None, typer.Option(help="also serve /bridge/webhooks/<platform> on this port")] = None,
     relay: Annotated[bool, typer.Option(help="relay the outbox to the broker from this process")] = True,
+    rejections: Annotated[bool, typer.Option(help="act on the gate's refusals of this bridge's events (tongyuan.rejections.v1) from this process")] = True,
 ) -> None:
     """Poll the platform every TONGYUAN_BRIDGE_POLL_INTERVAL seconds (5 by default), reconcile
-    every TONGYUAN_BRIDGE_RECONCILE_INTERVAL, and relay events to tongyuan.service-items.v1."""
+    every TONGYUAN_BRIDGE_RECONCILE_INTERVAL, relay events to tongyuan.service-items.v1, and
+    take back items whose events the gate refused."""
     settings, bridge_settings = _settings()
     from .app import create_app, create_runtime
 
     producer = None
-    if relay:
+    if relay or (rejections and not once):
         from services.common.kafka import ensure_topics, idempotent_producer, wait_for_broker
 
         wait_for_broker(settings.bootstrap)
         ensure_topics(settings.bootstrap, settings.topic_partitions)
-        producer = idempotent_producer(settings.bootstrap)
-    runtime = create_runtime(settings, bridge_settings, producer=producer)
+        if relay:
+            producer = idempotent_producer(settings.bootstrap)
+    runtime = create_runtime(settings, bridge_settings, producer=producer, listen=rejections and not once)
     if once:
         report = runtime.bridge.poll()
         if runtime.relay is not None:
@@ -124,18 +127,21 @@ def reconcile(deep: Annotated[bool, typer.Option(help="fetch every item's detail
 
 @bridge_cli.command()
 def unmapped(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """Items no rule places in the catalog (not in the column), and records that could not be read."""
+    """Items no rule places in the catalog (not in the column), records that could not be read,
+    and items whose latest event the publisher's gate refused (with its reasons)."""
     settings, bridge_settings = _settings()
     from .app import build_store
+    from .store import UNREADABLE
 
     store = build_store(settings, bridge_settings)
-    rows, problems = store.unmapped(), store.problems()
+    rows, problems, refused = store.unmapped(), store.problems(UNREADABLE), store.refused()
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "unmapped": [dict(implementation_code=k.implementation_code, name=k.title, region=k.region, mapping=k.mapping, reason=k.reason) for k in rows],
                     "unreadable": [dict(implementation_code=p["implementation_code"], detail=p["detail"]) for p in problems],
+                    "refused": [dict(implementation_code=r["implementation_code"], name=r["title"], region=r["region"], detail=r["detail"]) for r in refused],
                 },
                 ensure_ascii=False,
                 indent=1,
@@ -149,6 +155,9 @@ def unmapped(as_json: Annotated[bool, typer.Option("--json", help="machine-reada
     typer.echo(f"{len(problems)} unreadable records")
     for p in problems:
         typer.echo(f"  {p['implementation_code']}  — {p['detail']}")
+    typer.echo(f"{len(refused)} items refused by the gate (sent again by the next reconciliation)")
+    for r in refused:
+        typer.echo(f"  {r['region'] or '-':<10} {r['implementation_code']}  {r['title'] or ''}  — {r['detail']}")
 
 
 @mapping_cli.command("export")

@@ -5,6 +5,9 @@ The content hash covers the item as the platform serves it *and* the placements 
 chose, so a changed guide and a changed mapping both emit; the same state twice emits nothing.
 A platform version older than the one already seen is stale and ignored (duplicated pages,
 a detail fetched before a newer webhook's, a clock that went backwards).
+
+Every event also records whether the item was live before it: that is what a refusal of the
+event by the gate leaves behind (refusals.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Known:
     reason: str | None = None
     rule: str = ""
     document: dict | None = None  # the item as last read, to re-map without asking the platform
+    last_event_id: str | None = None  # of the latest event emitted: only its refusal counts
+    live_before_event: bool = False  # what a refusal of that event puts back
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,12 @@ def decide(known: Known | None, observed: Seen | Gone, mapping: MappingResult | 
         reason=mapping.reason,
         rule=mapping.rule,
         document=item.model_dump(mode="json"),
+        last_event_id=known.last_event_id if known else None,
+        live_before_event=known.live_before_event if known else False,
     )
     if mapping.excluded:
         if record.live:  # an office decided it is not to be published: withdraw what we published
-            return Outcome("revoked", replace(record, live=False, content_hash=revocation_hash(item.implementation_code)), _revocation(record, platform, actor))
+            return Outcome("revoked", _withdrawing(record, item.implementation_code), _revocation(record, platform, actor))
         return Outcome("excluded", record)
     if not mapping.mapped:
         # Whatever we published stays as it was; the item is reported until a rule places it.
@@ -128,7 +135,7 @@ def decide(known: Known | None, observed: Seen | Gone, mapping: MappingResult | 
         platform_updated_at=observed.updated_at,
         actor=actor,
     )
-    return Outcome("changed", replace(record, live=True, content_hash=digest), event)
+    return Outcome("changed", replace(record, live=True, content_hash=digest, live_before_event=record.live), event)
 
 
 def _ended(known: Known | None, code: str, state: str, version: int | None, updated_at: datetime | None, platform: str, actor: Principal, item: ServiceItem | None = None) -> Outcome:
@@ -143,7 +150,12 @@ def _ended(known: Known | None, code: str, state: str, version: int | None, upda
     )
     if not base.live:
         return Outcome("recorded", record)
-    return Outcome("revoked", replace(record, live=False, content_hash=revocation_hash(code)), _revocation(record, platform, actor))
+    return Outcome("revoked", _withdrawing(record, code), _revocation(record, platform, actor))
+
+
+def _withdrawing(record: Known, code: str) -> Known:
+    # Refused, the withdrawal leaves the publication live: the next reconciliation withdraws again.
+    return replace(record, live=False, content_hash=revocation_hash(code), live_before_event=True)
 
 
 def _revocation(record: Known, platform: str, actor: Principal) -> ServiceItemChangedData:

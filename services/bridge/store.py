@@ -1,5 +1,6 @@
 """The bridge's own tables: what it knows of each item (hashes, versions, mapping state), its
-outbox, the change cursor, the mapping data, unreadable records and webhook nonces.
+outbox, the change cursor, the mapping data, problems (unreadable records, refused items) and
+webhook nonces.
 
 Item records, outbox rows and the cursor are written in one transaction, so the cursor never
 passes a change whose event is not safely in the outbox.
@@ -25,17 +26,20 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.schema import CreateColumn
 
 from contracts.events import PlacementRef
 from services.common.db import writing
@@ -63,6 +67,8 @@ items = Table(
     Column("rule", String(200), nullable=False),
     Column("document", JSON),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_id", String(64)),
+    Column("live_before_event", Boolean),
     Index("ix_bridge_items_mapping", "platform", "mapping"),
 )
 
@@ -96,8 +102,10 @@ mappings = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-# Records the platform served but that could not be read (after retries): reported, and tried
-# again by every reconciliation until they read.
+# What an operator should look at, one row per item: records the platform served but that could
+# not be read (after retries), and items whose latest event the gate refused. Both are reported
+# and tried again by every reconciliation; a refusal also ends when the item is sent again.
+UNREADABLE, REFUSED = "unreadable", "refused"
 problems = Table(
     "bridge_problems",
     metadata,
@@ -105,6 +113,7 @@ problems = Table(
     Column("implementation_code", String(120), primary_key=True),
     Column("detail", String(1000), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(12), nullable=False, server_default=UNREADABLE),
 )
 
 nonces = Table(
@@ -113,6 +122,26 @@ nonces = Table(
     Column("nonce", String(64), primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False),
 )
+
+# Columns that came after databases already existed. create_all adds missing tables, never
+# missing columns, so create() adds these; each is nullable or has a default, so old rows stay
+# valid (an item emitted before has no last_event_id: a late refusal of that event is ignored).
+LATER_COLUMNS = (items.c.last_event_id, items.c.live_before_event, problems.c.kind)
+
+
+def _add_later_columns(engine: Engine) -> None:
+    def missing(column) -> bool:
+        return column.name not in {c["name"] for c in inspect(engine).get_columns(column.table.name)}
+
+    for column in LATER_COLUMNS:
+        if not missing(column):
+            continue
+        try:
+            with writing(engine) as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {column.table.name} ADD COLUMN {CreateColumn(column).compile(dialect=engine.dialect)}")
+        except (OperationalError, ProgrammingError):
+            if missing(column):  # not another process (the portal, a second worker) adding it first
+                raise
 
 
 def _now() -> datetime:
@@ -140,6 +169,8 @@ def _known(row) -> Known:
         reason=row["reason"],
         rule=row["rule"] or "",
         document=row["document"],
+        last_event_id=row["last_event_id"],
+        live_before_event=bool(row["live_before_event"]),
     )
 
 
@@ -160,6 +191,8 @@ def _row(platform: str, record: Known, now: datetime) -> dict:
         rule=record.rule[:200],
         document=record.document,
         seen_at=now,
+        last_event_id=record.last_event_id,
+        live_before_event=record.live_before_event,
     )
 
 
@@ -226,7 +259,21 @@ class BridgeTransaction:
         for start in range(0, len(gone), 500):
             self.connection.execute(delete(problems).where(problems.c.platform == self.platform, problems.c.implementation_code.in_(gone[start : start + 500])))
         if found:
-            self.connection.execute(insert(problems), [dict(platform=self.platform, implementation_code=code[:120], detail=detail[:1000], seen_at=now) for code, detail in found.items()])
+            self.connection.execute(insert(problems), [dict(platform=self.platform, implementation_code=code[:120], detail=detail[:1000], seen_at=now, kind=UNREADABLE) for code, detail in found.items()])
+
+    def record_refusals(self, found: dict[str, str]) -> None:
+        """The gate's reasons, per item, for refusing its latest event (replacing any earlier problem)."""
+        if found:
+            self.connection.execute(delete(problems).where(problems.c.platform == self.platform, problems.c.implementation_code.in_(sorted(found))))
+            self.connection.execute(insert(problems), [dict(platform=self.platform, implementation_code=code, detail=detail[:1000], seen_at=_now(), kind=REFUSED) for code, detail in found.items()])
+
+    def clear_refusals(self, codes: Sequence[str]) -> None:
+        """Sent again: a refusal is about the event it refused, not the new one."""
+        wanted = sorted(set(codes))
+        for start in range(0, len(wanted), 500):
+            self.connection.execute(
+                delete(problems).where(problems.c.platform == self.platform, problems.c.kind == REFUSED, problems.c.implementation_code.in_(wanted[start : start + 500]))
+            )
 
 
 class BridgeStore:
@@ -236,6 +283,7 @@ class BridgeStore:
 
     def create(self) -> None:
         metadata.create_all(self.engine)
+        _add_later_columns(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[BridgeTransaction]:
@@ -254,7 +302,7 @@ class BridgeStore:
                 connection.execute(select(items.c.mapping, func.count()).where(items.c.platform == self.platform, items.c.state == "active").group_by(items.c.mapping)).all()
             )
             live = connection.execute(select(func.count()).select_from(items).where(items.c.platform == self.platform, items.c.live.is_(True))).scalar_one()
-            unreadable = connection.execute(select(func.count()).select_from(problems).where(problems.c.platform == self.platform)).scalar_one()
+            by_kind = dict(connection.execute(select(problems.c.kind, func.count()).where(problems.c.platform == self.platform).group_by(problems.c.kind)).all())
         return {
             "platform": self.platform,
             "cursor": _aware(row["cursor"]) if row else None,
@@ -262,7 +310,8 @@ class BridgeStore:
             "reconciled_at": _aware(row["reconciled_at"]) if row else None,
             "active_by_mapping": counts,
             "live": live,
-            "unreadable": unreadable,
+            "unreadable": by_kind.get(UNREADABLE, 0),
+            "refused": by_kind.get(REFUSED, 0),
             "outbox_backlog": self.outbox_backlog(),
         }
 
@@ -292,10 +341,24 @@ class BridgeStore:
             ).mappings()
             return [_known(row) for row in rows]
 
-    def problems(self) -> list[dict]:
+    def problems(self, kind: str | None = None) -> list[dict]:
+        query = select(problems).where(problems.c.platform == self.platform)
+        if kind is not None:
+            query = query.where(problems.c.kind == kind)
         with self.engine.connect() as connection:
-            rows = connection.execute(select(problems).where(problems.c.platform == self.platform).order_by(problems.c.implementation_code)).mappings()
-            return [dict(row) for row in rows]
+            return [dict(row) for row in connection.execute(query.order_by(problems.c.implementation_code)).mappings()]
+
+    def refused(self) -> list[dict]:
+        """Items whose latest event the gate refused, with its reasons and the item's name and region."""
+        same_item = and_(items.c.platform == problems.c.platform, items.c.implementation_code == problems.c.implementation_code)
+        query = (
+            select(problems.c.implementation_code, problems.c.detail, problems.c.seen_at, items.c.title, items.c.region, items.c.live)
+            .select_from(problems.outerjoin(items, same_item))
+            .where(problems.c.platform == self.platform, problems.c.kind == REFUSED)
+            .order_by(items.c.region, problems.c.implementation_code)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row, seen_at=_aware(row["seen_at"])) for row in connection.execute(query).mappings()]
 
     # --- mapping data -------------------------------------------------------------------------
     def mapping(self) -> MappingTable:

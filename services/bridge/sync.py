@@ -1,25 +1,27 @@
 """The bridge's handlers: poll the change list, reconcile everything, act on a webhook notice,
-re-map after the mapping changed. Each takes its dependencies as arguments (store, client,
-regions) and ends in one transaction that writes item records, outbox events and the cursor.
+re-map after the mapping changed, act on the gate's refusals. Each takes its dependencies as
+arguments (store, client, regions) and ends in one transaction that writes item records, outbox
+events and the cursor (or, for refusals, the records and their problems).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import structlog
 
 from contracts.catalog import Region
-from contracts.events import TOPIC_SERVICE_ITEMS, new_event_id
+from contracts.events import TOPIC_SERVICE_ITEMS, RejectionData, new_event_id
 from contracts.identity import Principal
 from contracts.service_items import ServiceItem, ServiceItemChangedEvent
 
 from .client import Detail, PlatformClient, Summary, Unreadable
 from .detect import Gone, Known, Seen, decide
 from .mapping import MappingTable, map_item
+from .refusals import concerns, refuse
 from .store import BridgeStore
 from .webhooks import Notice
 
@@ -123,7 +125,8 @@ class Bridge:
         report.unreadable.update(listing.bad)
         if listing.complete:
             # Not listed at all: deleted on the platform, or a listing glitch — the detail decides.
-            absent = [code for code, k in known.items() if k.state != "gone" and code not in listing.summaries]
+            # A gone item still live is one whose withdrawal the gate refused: withdraw again.
+            absent = [code for code, k in known.items() if (k.state != "gone" or k.live) and code not in listing.summaries]
             for code, found in self.client.details(absent).items():
                 if found is None:
                     observations.append(Gone(code))
@@ -166,6 +169,30 @@ class Bridge:
         log.info("bridge.remapped", **report.as_dict())
         return report
 
+    def on_rejections(self, rejections: Sequence[RejectionData]) -> Counter:
+        """The gate refused events: each item whose latest event it refused is put back as it was
+        before that event, with its hash forgotten and the reasons recorded, in one transaction."""
+        outcomes: Counter = Counter()
+        mine = [r for r in rejections if concerns(r, self.source)]
+        outcomes["not_ours"] += len(rejections) - len(mine)
+        if not mine:
+            return outcomes
+        with self.store.transaction() as tx:
+            known = tx.known([r.source_ref for r in mine])
+            changed: dict[str, Known] = {}
+            reasons: dict[str, str] = {}
+            for rejection in mine:
+                code = rejection.source_ref
+                refusal = refuse(known.get(code), rejection, source=self.source)
+                outcomes[refusal.kind] += 1
+                if refusal.record is not None:
+                    known[code] = changed[code] = refusal.record
+                    reasons[code] = refusal.detail
+                    log.warning("bridge.refused", implementation_code=code, event_id=rejection.original_id, reasons=refusal.detail[:300])
+            tx.save(list(changed.values()), set(changed))
+            tx.record_refusals(reasons)
+        return outcomes
+
     # --- the parts ---------------------------------------------------------------------------
     def _known(self, summaries: dict[str, Summary]) -> dict[str, Known]:
         return self.store.known(list(summaries)) if summaries else {}
@@ -204,7 +231,9 @@ class Bridge:
             item = ServiceItem.model_validate(record.document)
             result = map_item(item, table, self.regions)
             state = "mapped" if result.mapped else ("excluded" if result.excluded else "unmapped")
-            if state != record.mapping or (result.mapped and set(result.placements) != set(record.placements)) or (result.mapped and not record.live):
+            # Not live, or live with its hash forgotten (the gate refused a revision): send it again.
+            unsent = result.mapped and (not record.live or record.content_hash is None)
+            if state != record.mapping or (result.mapped and set(result.placements) != set(record.placements)) or unsent:
                 out.append(Seen(item, "active", record.version, record.updated_at))
         return out
 
@@ -223,14 +252,17 @@ class Bridge:
                 mapping = map_item(observed.item, table, self.regions) if isinstance(observed, Seen) and observed.status == "active" else None
                 outcome = decide(known.get(code), observed, mapping, platform=self.platform, actor=self.actor)
                 report.outcomes[outcome.kind] += 1
-                if outcome.record is not None:
-                    known[code] = changed[code] = outcome.record
+                record = outcome.record
                 if outcome.event is not None:
                     event = ServiceItemChangedEvent(id=new_event_id(), source=self.source, subject=code, time=now, data=outcome.event)
                     rows.append(dict(event_id=event.id, topic=TOPIC_SERVICE_ITEMS, key=code, payload=event.model_dump_json(exclude_none=True)))
+                    record = replace(record, last_event_id=event.id)  # so a refusal of an older event is told apart
+                if record is not None:
+                    known[code] = changed[code] = record
             tx.save(list(changed.values()), existing)
             tx.add_events(rows)
             tx.record_problems(report.unreadable, cleared)
+            tx.clear_refusals([row["key"] for row in rows])
             if cursor is not None or reconciled or report.mode == "poll":
                 tx.advance_cursor(cursor, reconciled=reconciled)
         report.cursor = cursor

@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from services.bridge.app import portal_router, templates
+from services.bridge.app import BridgeSettings, build_store, portal_router, templates
 from services.bridge.cli import bridge_cli
+from services.bridge.detect import Known
 from services.common.settings import Settings, get_settings
 
 
@@ -34,7 +35,7 @@ def test_mapping_export_then_import_round_trips_and_unmapped_lists_nothing_yet(v
     refused = runner.invoke(bridge_cli, ["mapping", "import", str(var / "bad.xlsx")])
     assert refused.exit_code == 1
     listed = runner.invoke(bridge_cli, ["unmapped", "--json"])
-    assert listed.exit_code == 0 and json.loads(listed.output) == {"unmapped": [], "unreadable": []}
+    assert listed.exit_code == 0 and json.loads(listed.output) == {"unmapped": [], "unreadable": [], "refused": []}
 
 
 def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
@@ -44,3 +45,16 @@ def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
     assert client.get("/bridge/unmapped").status_code == 200
     assert client.get("/v1/bridge/mapping.xlsx").headers["content-type"].startswith("application/vnd.openxmlformats")
     assert client.post("/bridge/webhooks/hunan-zwfw", content=b"{}").status_code == 503  # no secret configured: refused
+
+
+def test_unmapped_lists_the_items_the_gate_refused_with_its_reasons(var):
+    store = build_store(get_settings(), BridgeSettings())
+    item = Known("43070001000000-430102001000-000-X-1-00", "active", "mapped", False, None, 1, None, title="最低生活保障对象认定", region="430102001")
+    with store.transaction() as tx:
+        tx.save([item], set())
+        tx.record_refusals({item.implementation_code: "发布网关拒绝：data.placements.0.level2_id: 'D14-02-02' is not a level-2 item"})
+    listed = CliRunner().invoke(bridge_cli, ["unmapped", "--json"])
+    (refused,) = json.loads(listed.output)["refused"]
+    assert refused["implementation_code"] == item.implementation_code and refused["name"] == item.title and "D14-02-02" in refused["detail"]
+    text = CliRunner().invoke(bridge_cli, ["unmapped"]).output
+    assert "1 items refused by the gate" in text and "430102001" in text and "D14-02-02" in text
