@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.events import (
     CATALOG_CHANGED,
     PUBLISHED,
+    TOPIC_PUBLICATIONS_BULK,
     WITHDRAWN,
     CatalogChangedEvent,
     PublicationEvent,
@@ -35,6 +36,7 @@ from . import metrics
 
 log = structlog.get_logger("tongyuan.consumer")
 _EVENT = TypeAdapter(PublicationEvent)
+_BATCH = TypeAdapter(list[PublicationEvent])
 _CATALOG_EVENT = TypeAdapter(CatalogChangedEvent)
 KNOWN_TYPES = {PUBLISHED, WITHDRAWN}
 
@@ -63,6 +65,10 @@ def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonEvent(f"not JSON: {exc}") from exc
+    return _classify(envelope, known, adapter)
+
+
+def _classify(envelope: object, known: set[str], adapter: TypeAdapter):
     if not isinstance(envelope, dict):
         raise PoisonEvent("a CloudEvent must be a JSON object")
     if envelope.get("type") not in known:
@@ -73,6 +79,36 @@ def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
         return adapter.validate_python(envelope)
     except ValidationError as exc:
         raise PoisonEvent(f"invalid {envelope['type']}: {exc.errors(include_url=False)}") from exc
+
+
+def is_batch(raw: bytes | str) -> bool:
+    """A CloudEvents batch (a JSON array of events), as the relay sends the bulk lane."""
+    head = raw[:64].lstrip()
+    return head[:1] in (b"[", "[")
+
+
+def parse_publication_batch(raw: bytes | str) -> list[tuple[bytes | None, PublishedEvent | WithdrawnEvent | None | PoisonEvent]]:
+    """Each element of a batch as (its own JSON when it had to be looked at alone, its event,
+    None for a type this consumer skips, or PoisonEvent). A batch that is not a JSON array of
+    objects is one PoisonEvent; a bad element spoils only itself."""
+    try:
+        return [(None, event) for event in _BATCH.validate_json(raw)]  # every element good: one pass
+    except ValidationError:
+        pass
+    try:
+        elements = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [(None, PoisonEvent(f"not JSON: {exc}"))]
+    if not isinstance(elements, list):
+        return [(None, PoisonEvent("a CloudEvents batch must be a JSON array"))]
+    decoded: list = []
+    for element in elements:
+        raw_element = json.dumps(element, ensure_ascii=False).encode()
+        try:
+            decoded.append((raw_element, _classify(element, KNOWN_TYPES, _EVENT)))
+        except PoisonEvent as exc:
+            decoded.append((raw_element, exc))
+    return decoded
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -126,6 +162,26 @@ async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float
             delay = min(max_backoff, delay * 2)
 
 
+@dataclass
+class _Decoded:
+    record: object  # the faust event it came in
+    raw: bytes | None  # the event's own JSON, when it came in a batch
+    origin: str  # topic/partition/offset, and #index within a batch
+    event: object
+
+
+def _decode(record, parse: Callable[[bytes], object]) -> list[tuple[bytes | None, str, object]]:
+    """A record's events as (raw, origin, event | None | PoisonEvent): one, or a batch's."""
+    message = record.message
+    origin = f"{message.topic}/{message.partition}/{message.offset}"
+    if message.topic == TOPIC_PUBLICATIONS_BULK and parse is parse_publication_event and is_batch(record.value):
+        return [(raw, f"{origin}#{index}", outcome) for index, (raw, outcome) in enumerate(parse_publication_batch(record.value))]
+    try:
+        return [(None, origin, parse(record.value))]
+    except PoisonEvent as exc:
+        return [(None, origin, exc)]
+
+
 async def process_batch(
     records: Sequence,
     *,
@@ -136,50 +192,52 @@ async def process_batch(
     what: str,
     parse: Callable[[bytes], object] = parse_publication_event,
 ) -> None:
-    """Decode, dead-letter the poison, apply the rest durably. Records: faust events."""
-    good: list[tuple[object, PublishedEvent | WithdrawnEvent]] = []
+    """Decode, dead-letter the poison, apply the rest durably. Records: faust events, each one
+    event or (on the bulk lane) a CloudEvents batch of them; acked by the caller afterwards."""
+
+    async def refuse(item: _Decoded, error: str) -> None:
+        message = item.record.message
+        raw = item.raw
+        if raw is None:
+            # An event of a batch read in one pass goes to the DLQ on its own, re-serialised.
+            in_batch = isinstance(item.event, BaseModel) and "#" in item.origin
+            raw = item.event.model_dump_json(exclude_none=True).encode() if in_batch else _raw(item.record.value)
+        await dead_letter(DeadLetter(raw=raw, error=error, key=message.key, origin=item.origin))
+        stats.dead_lettered += 1
+        metrics.EVENTS_FAILED.labels(what, message.topic).inc()
+
+    good: list[_Decoded] = []
     for record in records:
-        message = record.message
-        origin = f"{message.topic}/{message.partition}/{message.offset}"
-        try:
-            event = parse(record.value)
-        except PoisonEvent as exc:
-            await dead_letter(DeadLetter(raw=_raw(record.value), error=str(exc), key=message.key, origin=origin))
-            stats.dead_lettered += 1
-            metrics.EVENTS_FAILED.labels(what, message.topic).inc()
-            log.warning("event.dead_lettered", consumer=what, origin=origin, error=str(exc)[:300])
-            continue
-        if event is None:
-            stats.skipped += 1
-            metrics.EVENTS_SKIPPED.labels(what, message.topic).inc()
-            continue
-        good.append((record, event))
+        for raw, origin, outcome in _decode(record, parse):
+            item = _Decoded(record, raw, origin, outcome)
+            if isinstance(outcome, PoisonEvent):
+                await refuse(item, str(outcome))
+                log.warning("event.dead_lettered", consumer=what, origin=origin, error=str(outcome)[:300])
+            elif outcome is None:
+                stats.skipped += 1
+                metrics.EVENTS_SKIPPED.labels(what, record.message.topic).inc()
+            else:
+                good.append(item)
     if not good:
         return
-    events = [e for _, e in good]
+    events = [item.event for item in good]
     applied = len(events)
     try:
         refused = await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
-        record_of = {id(event): record for record, event in good}
+        item_of = {id(item.event): item for item in good}
         for event, reason in refused:
-            message = record_of[id(event)].message
-            await dead_letter(DeadLetter(raw=_raw(record_of[id(event)].value), error=reason, key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}"))
-            stats.dead_lettered += 1
+            await refuse(item_of[id(event)], reason)
             applied -= 1
             log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=reason[:300])
     except Exception:
         # Something in the batch is refused for good: find it by applying one at a time.
-        for record, event in good:
+        for item in good:
             try:
-                await apply_with_retry(apply, [event], max_backoff=max_backoff, what=what)
+                await apply_with_retry(apply, [item.event], max_backoff=max_backoff, what=what)
             except Exception as exc:
-                message = record.message
-                await dead_letter(
-                    DeadLetter(raw=_raw(record.value), error=f"{type(exc).__name__}: {exc}", key=message.key, origin=f"{message.topic}/{message.partition}/{message.offset}")
-                )
-                stats.dead_lettered += 1
+                await refuse(item, f"{type(exc).__name__}: {exc}")
                 applied -= 1
-                log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=repr(exc)[:300])
+                log.error("event.refused", consumer=what, event_id=item.event.id, publication_id=item.event.subject, error=repr(exc)[:300])
     stats.applied += applied
     stats.last_event_at = time.time()
     topic = records[0].message.topic if records else "?"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import faust
 
-from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
+from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
 
 from . import metrics
 from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
@@ -59,9 +59,11 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):
         # Nobody waits on a migrated row, so its batches may take longer to fill; they stay the
-        # canonical size, since a canonical batch waits for the store while a bulk one holds it
-        # (4× larger bulk batches saved the indexer 10% CPU but held a clerk's publication ~1 s).
-        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), settings.consumer_batch_size)
+        # canonical size in events, since a canonical batch waits for the store while a bulk one
+        # holds it (4× larger bulk batches saved the indexer 10% CPU but held a clerk's
+        # publication ~1 s). The relay packs the bulk lane BULK_EVENTS_PER_MESSAGE to a message.
+        messages = max(1, settings.consumer_batch_size // BULK_EVENTS_PER_MESSAGE)
+        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), messages)
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")

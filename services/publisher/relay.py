@@ -10,11 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
-from contracts.events import CLOUDEVENTS_CONTENT_TYPE
+from contracts.events import (
+    BULK_BYTES_PER_MESSAGE,
+    BULK_EVENTS_PER_MESSAGE,
+    CLOUDEVENTS_BATCH_CONTENT_TYPE,
+    CLOUDEVENTS_CONTENT_TYPE,
+    TOPIC_PUBLICATIONS_BULK,
+)
 
 from .store import Publisher
 
@@ -22,7 +29,7 @@ log = structlog.get_logger("tongyuan.relay")
 
 
 class Producer(Protocol):
-    def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]]): ...
+    def send(self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]): ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float | None = None) -> None: ...
 
@@ -46,18 +53,17 @@ class OutboxRelay:
             return 0
         if self.producer is None:
             self.producer = self.new_producer()
-        headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-        futures = [(row_id, self.producer.send(topic, key=key.encode(), value=payload.encode(), headers=headers)) for row_id, topic, key, payload in rows]
+        futures = [(message.row_ids, self.producer.send(message.topic, key=message.key, value=message.value, headers=message.headers)) for message in messages_of(rows)]
         self.producer.flush(timeout=self.ack_timeout)
-        acked = []
-        for row_id, future in futures:
+        acked: list[int] = []
+        for row_ids, future in futures:
             try:
                 future.get(timeout=self.ack_timeout)
-            except Exception as exc:  # the row stays unsent and is retried next round
-                log.warning("relay.send_failed", outbox_id=row_id, error=repr(exc))
+            except Exception as exc:  # the rows stay unsent and are retried next round
+                log.warning("relay.send_failed", outbox_ids=row_ids[:5], error=repr(exc))
                 self._discard_producer()
-                break  # keep order: nothing after a failed row is marked sent
-            acked.append(row_id)
+                break  # keep order: nothing after a failed message is marked sent
+            acked += row_ids
         if acked:
             self.publisher.mark_sent(acked)
         return len(acked)
@@ -84,6 +90,49 @@ class OutboxRelay:
                 producer.close(timeout=1)
             except Exception:  # it is being thrown away because it misbehaved
                 pass
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    row_ids: list[int]
+
+
+_SINGLE = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+_BATCH = [("content-type", CLOUDEVENTS_BATCH_CONTENT_TYPE.encode())]
+
+
+def messages_of(rows: list[tuple[int, str, str, str]]) -> list[Message]:
+    """Outbox rows as broker messages, in order: one event per message (key = publication_id),
+    except on the bulk lane, where consecutive rows go out as CloudEvents batches. A batch has
+    no key: its events are ordered by their versions, as the two lanes are."""
+    messages: list[Message] = []
+    pending: list[tuple[int, bytes]] = []
+    size = 0
+
+    def flush_bulk() -> None:
+        nonlocal size
+        if pending:
+            value = b"[" + b",".join(payload for _, payload in pending) + b"]"
+            messages.append(Message(TOPIC_PUBLICATIONS_BULK, None, value, _BATCH, [row_id for row_id, _ in pending]))
+            pending.clear()
+            size = 0
+
+    for row_id, topic, key, payload in rows:
+        if topic != TOPIC_PUBLICATIONS_BULK:
+            flush_bulk()
+            messages.append(Message(topic, key.encode(), payload.encode(), _SINGLE, [row_id]))
+            continue
+        encoded = payload.encode()
+        if pending and (len(pending) == BULK_EVENTS_PER_MESSAGE or size + len(encoded) > BULK_BYTES_PER_MESSAGE):
+            flush_bulk()
+        pending.append((row_id, encoded))
+        size += len(encoded) + 1
+    flush_bulk()
+    return messages
 
 
 def start_relay_thread(relay: OutboxRelay, *, interval: float) -> tuple[threading.Thread, threading.Event]:

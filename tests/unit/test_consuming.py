@@ -16,8 +16,13 @@ from services.common.consuming import (
 from tests.factories import published
 
 
-def record(value, offset=0):
-    return SimpleNamespace(value=value, message=SimpleNamespace(topic="tongyuan.publications.v1", partition=0, offset=offset, key=b"p1"))
+def record(value, offset=0, topic="tongyuan.publications.v1"):
+    return SimpleNamespace(value=value, message=SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"p1"))
+
+
+def bulk(*events_json: bytes, offset=0):
+    """A CloudEvents batch on the bulk lane, as the relay packs it."""
+    return record(b"[" + b",".join(events_json) + b"]", offset, topic="tongyuan.publications.bulk.v1")
 
 
 def run(records, apply, max_backoff=0.01):
@@ -92,3 +97,44 @@ def test_an_async_store_reports_refusals_which_go_to_the_dlq():
     assert [e.data.publication_id for e in applied] == ["good"]
     assert len(letters) == 1 and letters[0].origin.endswith("/1") and "mapper_parsing" in letters[0].error
     assert (stats.applied, stats.dead_lettered) == (1, 1)
+
+
+def test_a_bulk_batch_is_applied_as_its_events():
+    events = [published(f"p{n}") for n in range(3)]
+    applied = []
+    letters, stats = run([bulk(*(e.model_dump_json().encode() for e in events)), bulk(published("p3").model_dump_json().encode(), offset=1)], applied.extend)
+    assert [e.data.publication_id for e in applied] == ["p0", "p1", "p2", "p3"] and letters == []
+    assert stats.applied == 4
+
+
+def test_a_bad_event_in_a_batch_spoils_only_itself():
+    good, other = published("good"), published("other")
+    applied = []
+    unknown = json.dumps({"type": "cn.gov.tongyuan.publication.published.v9", "id": "x"}).encode()
+    letters, stats = run([bulk(good.model_dump_json().encode(), b'{"type": "cn.gov.tongyuan.publication.published.v1", "id": "broken"}', unknown, other.model_dump_json().encode())], applied.extend)
+    assert [e.data.publication_id for e in applied] == ["good", "other"]
+    assert [letter.origin for letter in letters] == ["tongyuan.publications.bulk.v1/0/0#1"]
+    assert json.loads(letters[0].raw)["id"] == "broken", "the DLQ holds the bad event, not the whole batch"
+    assert (stats.applied, stats.dead_lettered, stats.skipped) == (2, 1, 1)
+
+
+def test_an_event_of_a_batch_the_store_refuses_goes_to_the_dlq_alone():
+    good, bad = published("good"), published("bad")
+
+    async def store(events):
+        return [(e, "refused") for e in events if e.data.publication_id == "bad"]
+
+    letters, _ = run([bulk(good.model_dump_json().encode(), bad.model_dump_json().encode())], store)
+    assert len(letters) == 1 and letters[0].origin.endswith("#1")
+    assert json.loads(letters[0].raw)["data"]["publication_id"] == "bad"
+
+
+@pytest.mark.parametrize("raw", [b"[not json", b'["not an event"]'])
+def test_a_broken_batch_is_poison(raw):
+    letters, stats = run([record(raw, topic="tongyuan.publications.bulk.v1")], lambda events: None)
+    assert stats.dead_lettered == 1 and stats.applied == 0
+
+
+def test_the_canonical_topic_takes_single_events_only():
+    letters, stats = run([record(b"[" + published().model_dump_json().encode() + b"]")], lambda events: None)
+    assert stats.dead_lettered == 1 and letters[0].raw.startswith(b"[")

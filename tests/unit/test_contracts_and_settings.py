@@ -4,6 +4,7 @@ from pydantic import ValidationError
 
 from contracts import schemas
 from contracts.catalog import regions_of_city, standard_catalog
+from contracts.events import BULK_EVENTS_PER_MESSAGE
 from services.common.settings import Settings
 
 
@@ -15,8 +16,15 @@ def test_asyncapi_names_every_topic_and_schema():
     document = yaml.safe_load(open(schemas.SCHEMA_DIR.parent / "asyncapi.yaml", encoding="utf-8"))
     channels = set(document["channels"])
     assert {"tongyuan.publications.v1", "tongyuan.cms.v1", "tongyuan.rejections.v1"} <= channels
-    referenced = {m["payload"]["$ref"].split("/")[-1] for m in document["components"]["messages"].values()}
+    def refs(node) -> set[str]:
+        if isinstance(node, dict):
+            return ({node["$ref"].split("/")[-1]} if "$ref" in node else set()).union(*(refs(v) for v in node.values()))
+        return set().union(*(refs(v) for v in node)) if isinstance(node, list) else set()
+
+    referenced = set().union(*(refs(m["payload"]) for m in document["components"]["messages"].values()))
     assert referenced == set(schemas.rendered())
+    batch = document["components"]["messages"]["publicationBatch"]
+    assert batch["contentType"] == "application/cloudevents-batch+json" and batch["payload"]["maxItems"] == BULK_EVENTS_PER_MESSAGE
 
 
 def test_catalog_has_all_32_domains_with_stable_codes():
