@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -176,8 +177,14 @@ def sanitise_html(body: str) -> str:
     return nh3.clean(body, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer")
 
 
-def plain_text(body_html: str) -> str:
-    return " ".join(html.unescape(nh3.clean(body_html, tags=set())).split())
+# Any tag of sanitised HTML: nh3's output is well formed and escapes ">" inside attribute values.
+_TAG = re.compile(r"<[^>]*>")
+
+
+def plain_text(sanitised_html: str) -> str:
+    """The text of HTML that sanitise_html produced (a regex suffices there, at a third of a
+    second nh3 pass's cost)."""
+    return " ".join(html.unescape(_TAG.sub("", sanitised_html)).split())
 
 
 def summarise(body_html: str) -> str:

@@ -29,6 +29,7 @@ from contracts.events import (
     new_event_id,
 )
 from contracts.identity import Principal
+from services.common.db import JSONText, as_json
 
 from . import domain
 from .domain import Directory, Rejected
@@ -58,6 +59,14 @@ def _index_number(store: PublisherStore, draft: PublicationDraft, now: datetime)
 
 def _emit(store: PublisherStore, event, topic: str = TOPIC_PUBLICATIONS) -> None:
     store.add_to_outbox(event_id=event.id, topic=topic, key=event.subject or "", payload=event.model_dump_json(exclude_none=True))
+
+
+def _with_data(event: PublishedEvent, data_json: str) -> str:
+    """The event as structured-mode JSON around data serialised already. `data` is the
+    envelope's last field; an extension attribute (the request id) moves before it, which JSON
+    readers do not see."""
+    envelope = event.model_dump_json(exclude={"data"}, exclude_none=True)
+    return f'{envelope[:-1]},"data":{data_json}}}'
 
 
 def _published_event(data: PublicationData, now: datetime, request_id: str | None) -> PublishedEvent:
@@ -190,11 +199,13 @@ class InboundRequest:
     # A new publication's id when the source dictates it (a migrated row's stable id);
     # otherwise a fresh one.
     publication_id: str | None = None
+    # domain.content_hash(request), when the sender computed it already (the migration does).
+    content_hash: str | None = None
 
 
 def _request_hash(message: InboundRequest) -> str:
     """The draft's content hash, covering the service guide when there is one."""
-    digest = domain.content_hash(message.request)
+    digest = message.content_hash or domain.content_hash(message.request)
     if message.service_guide is None:
         return digest
     guide = json.dumps(message.service_guide, sort_keys=True, ensure_ascii=False)
@@ -249,8 +260,16 @@ def accept_inbound(
     inbound_rows: list[dict] = []
     index_numbers = _reserve_index_numbers(store, batch, held, now)
 
+    documents: dict[str, JSONText] = {}
+
     def emit(event) -> None:
-        outbox_rows.append(dict(event_id=event.id, topic=topic, key=event.subject, payload=event.model_dump_json(exclude_none=True)))
+        if isinstance(event, PublishedEvent):
+            # The stored document and the event's data are the same JSON: serialised once.
+            document = documents[event.data.publication_id] = as_json(event.data)
+            payload = _with_data(event, document)
+        else:
+            payload = event.model_dump_json(exclude_none=True)
+        outbox_rows.append(dict(event_id=event.id, topic=topic, key=event.subject, payload=payload))
 
     for message in batch:
         key = (message.source, message.request.source_ref)
@@ -284,7 +303,12 @@ def accept_inbound(
                 log.info("publication.accepted", publication_id=outcome.publication_id, version=outcome.version, event_id=event.id, inbound_event_id=message.event_id, source=message.source)
         outcomes.append(outcome)
     store.save_batch(
-        created=list(created.values()), revised=list(revised.values()), withdrawn=list(withdrawn.values()), outbox_rows=outbox_rows, inbound_rows=inbound_rows
+        created=list(created.values()),
+        revised=list(revised.values()),
+        withdrawn=list(withdrawn.values()),
+        outbox_rows=outbox_rows,
+        inbound_rows=inbound_rows,
+        documents=documents,
     )
     return outcomes
 

@@ -158,12 +158,13 @@ def _through_the_gate(
 ) -> None:
     requests = [
         InboundRequest(
-            event_id=f"migration:{p.request.source_ref}:{content_hash(p.request)[:16]}",
+            event_id=f"migration:{p.request.source_ref}:{digest[:16]}",
             source=source,
             request=p.request,
             publication_id=publication_id_for(source, p.request.source_ref),
+            content_hash=digest,
         )
-        for p in batch
+        for p, digest in ((p, content_hash(p.request)) for p in batch)
     ]
     accepted = unchanged = refused = 0
     with publisher.transaction() as store:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from contracts.catalog import Catalog, Region
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, PublicationData, WithdrawalData
-from services.common.db import as_json, writing
+from services.common.db import JSONText, as_json, writing
 from services.common.heartbeat import heartbeat_table
 
 metadata = MetaData()
@@ -376,9 +376,12 @@ class PublisherStore:
         withdrawn: list[WithdrawalData],
         outbox_rows: list[dict],
         inbound_rows: list[dict],
+        documents: Mapping[str, JSONText] | None = None,
     ) -> None:
-        """Write a batch's outcome with one statement per kind (executemany)."""
+        """Write a batch's outcome with one statement per kind (executemany). `documents`: the
+        publications' JSON where the caller serialised it already (publication id → JSON)."""
         now = _now()
+        documents = documents or {}
         if created:
             self.connection.execute(
                 insert(publications),
@@ -390,7 +393,7 @@ class PublisherStore:
                         source=d.source_ref.source,
                         source_ref=d.source_ref.ref,
                         content_hash=h,
-                        document=as_json(d),
+                        document=documents.get(d.publication_id) or as_json(d),
                         withdrawal=None,
                         created_at=now,
                         updated_at=now,
@@ -402,7 +405,7 @@ class PublisherStore:
             self.connection.execute(
                 update(publications).where(publications.c.publication_id == bindparam("pid")),
                 [
-                    dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=as_json(d), withdrawal=None, updated_at=now)
+                    dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=documents.get(d.publication_id) or as_json(d), withdrawal=None, updated_at=now)
                     for d, h in revised
                 ],
             )

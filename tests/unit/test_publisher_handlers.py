@@ -163,3 +163,22 @@ def test_a_cms_actor_is_authorised_like_a_token(publisher, directory):
         handlers.accept_cms_request("e1", "/cms/furong", cms_request(actor=township_clerk.model_dump()), publisher=publisher, directory=directory)
     assert caught.value.errors[0].loc == ("actor", "placements", 0, "region_code") and caught.value.errors[0].type == "auth.region"
     assert rows(publisher, outbox) == 0
+
+
+def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, directory):
+    """The event's data is spliced in from the stored document's JSON (serialised once): both
+    must say the same, and the event must read back as the event that was built."""
+    from contracts.events import PublishedEvent
+
+    publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'p.db'}"))
+    publisher.create_tables()
+    requests = [handlers.InboundRequest(f"e{n}", "/cms/t", PublishRequestData(**draft(title=f"公告{n}").model_dump(), source_ref=f"r{n}", actor=ADMIN)) for n in range(3)]
+    handlers.accept_cms_batch(requests, publisher=publisher, directory=directory)
+    with publisher.engine.connect() as connection:
+        payloads = connection.execute(select(outbox.c.payload).order_by(outbox.c.id)).scalars().all()
+        documents = dict(connection.execute(select(publications.c.publication_id, publications.c.document)).all())
+    assert len(payloads) == 3
+    for payload in payloads:
+        event = PublishedEvent.model_validate_json(payload)
+        assert json.loads(payload)["data"] == json.loads(event.data.model_dump_json())
+        assert event.data.model_dump(mode="json") == documents[event.data.publication_id]
