@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from contracts.events import BULK_BYTES_PER_MESSAGE, BULK_EVENTS_PER_MESSAGE
-
 from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.relay import OutboxRelay, messages_of
