@@ -54,7 +54,10 @@ TARGET_ROWS_PER_S = 1700.0
 SITE_SOURCE = "/migration/synthetic"
 COUNTS = {
     "publisher": ("publisher.db", f"SELECT count(*) FROM publisher_publications WHERE source = '{SITE_SOURCE}'"),
-    "column": ("column.db", "SELECT count(*) FROM column_publications WHERE status = 'published'"),
+    # Publications with a placement, counted on the placements' publication index: the column's
+    # own table holds every document, and counting it read gigabytes per poll (0.19 ms of CPU a
+    # row over a million-row run). Equivalent here: every migrated row is published, none withdrawn.
+    "column": ("column.db", "SELECT count(*) FROM (SELECT DISTINCT publication_id FROM column_placements)"),
     "search": ("search.db", "SELECT count(*) FROM search_documents WHERE status = 'published'"),
     "embed": ("embed.db", "SELECT count(*) FROM embed_publications"),
     "supervision": ("supervision.db", "SELECT count(*) FROM supervision_publications"),
