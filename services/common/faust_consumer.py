@@ -54,7 +54,17 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.
-    bulk = app.topic(TOPIC_PUBLICATIONS_BULK, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    # Its messages are batches: the buffer holds as many events as the canonical topic's does,
+    # not as many messages (2,000 batches of 100 held ~600 MB in a lagging consumer). Built as a
+    # Topic directly: app.topic() accepts maxsize but does not pass it on (faust-streaming 0.15).
+    bulk = app.conf.Topic(
+        app,
+        topics=(TOPIC_PUBLICATIONS_BULK,),
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+        maxsize=max(2, app.conf.stream_buffer_maxsize // BULK_EVENTS_PER_MESSAGE),
+    )
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):

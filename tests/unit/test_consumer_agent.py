@@ -45,3 +45,13 @@ def test_a_withdrawal_through_the_agent_leaves_a_tombstone(tmp_path):
     store = run_agent(tmp_path, [published().model_dump_json().encode(), withdrawn(version=2).model_dump_json().encode()])
     assert store.entry("p1").status == "withdrawn"
     assert store.listing("4301") == (0, [])
+
+
+def test_the_bulk_lane_buffers_as_many_events_as_the_canonical_topic_not_as_many_batches(tmp_path):
+    from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
+    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
+    buffers = {agent.channel.get_topic_name(): agent.channel.queue.maxsize for agent in app.agents.values()}
+    assert buffers[TOPIC_PUBLICATIONS] == settings.consumer_batch_size * 4
+    assert buffers[TOPIC_PUBLICATIONS_BULK] * BULK_EVENTS_PER_MESSAGE <= buffers[TOPIC_PUBLICATIONS]
