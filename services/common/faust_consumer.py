@@ -17,6 +17,10 @@ from .kafka import faust_app
 from .settings import Settings
 
 
+# ≤ 200 bulk batches buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
+BULK_BUFFER_MESSAGES = 200
+
+
 @dataclass
 class PublicationConsumer:
     group: str  # also the faust app id
@@ -54,16 +58,17 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.
-    # Its messages are batches: the buffer holds as many events as the canonical topic's does,
-    # not as many messages (2,000 batches of 100 held ~600 MB in a lagging consumer). Built as a
-    # Topic directly: app.topic() accepts maxsize but does not pass it on (faust-streaming 0.15).
+    # Its messages are batches, so its buffer is counted in batches: 2,000 of them (the canonical
+    # topic's size) held ~600 MB in a lagging consumer. Not too few either: a full buffer stalls
+    # faust's one fetch loop, canonical topic included (20 batches held a clerk's event 2 s).
+    # Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15).
     bulk = app.conf.Topic(
         app,
         topics=(TOPIC_PUBLICATIONS_BULK,),
         value_type=bytes,
         value_serializer="raw",
         key_serializer="raw",
-        maxsize=max(2, app.conf.stream_buffer_maxsize // BULK_EVENTS_PER_MESSAGE),
+        maxsize=BULK_BUFFER_MESSAGES,
     )
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")

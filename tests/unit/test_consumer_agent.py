@@ -47,11 +47,12 @@ def test_a_withdrawal_through_the_agent_leaves_a_tombstone(tmp_path):
     assert store.listing("4301") == (0, [])
 
 
-def test_the_bulk_lane_buffers_as_many_events_as_the_canonical_topic_not_as_many_batches(tmp_path):
-    from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
+def test_the_bulk_lanes_buffer_is_counted_in_batches(tmp_path):
+    from contracts.events import BULK_BYTES_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
     app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
     buffers = {agent.channel.get_topic_name(): agent.channel.queue.maxsize for agent in app.agents.values()}
     assert buffers[TOPIC_PUBLICATIONS] == settings.consumer_batch_size * 4
-    assert buffers[TOPIC_PUBLICATIONS_BULK] * BULK_EVENTS_PER_MESSAGE <= buffers[TOPIC_PUBLICATIONS]
+    assert buffers[TOPIC_PUBLICATIONS_BULK] < buffers[TOPIC_PUBLICATIONS] // 4, "not as many batches as single events"
+    assert buffers[TOPIC_PUBLICATIONS_BULK] * BULK_BYTES_PER_MESSAGE <= 128 * 2**20, "a lagging consumer's buffer stays well under its memory target"
