@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.events import PlacementRef, PublicationDraft
@@ -40,3 +45,26 @@ def draft(**overrides) -> PublicationDraft:
     )
     values.update(overrides)
     return PublicationDraft(**values)
+
+
+def store_backends() -> list[str]:
+    """SQLite always; PostgreSQL too when TONGYUAN_TEST_PG_URL is set (CI sets it)."""
+    return ["sqlite", "postgresql"] if os.environ.get("TONGYUAN_TEST_PG_URL") else ["sqlite"]
+
+
+def fresh_postgres_database(base_url: str | None = None, prefix: str = "tongyuan_t") -> tuple[str, Callable[[], None]]:
+    """A new, empty database on the test server: its URL and a function that drops it."""
+    url = make_url(base_url or os.environ["TONGYUAN_TEST_PG_URL"])
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop

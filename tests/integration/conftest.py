@@ -10,14 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from contracts.identity import Principal
@@ -27,6 +25,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.app import bootstrap
+from tests.conftest import fresh_postgres_database
 from tests.integration.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,23 +181,6 @@ class Stack:
         return self._column
 
 
-def _postgres_database(base_url: str) -> tuple[str, callable]:
-    url = make_url(base_url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    name = f"tongyuan_it_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
-
-
 def _through(proxy: TcpProxy, database_url: str) -> str:
     host, port = proxy.address
     return make_url(database_url).set(host=host, port=port).render_as_string(hide_password=False)
@@ -221,7 +203,7 @@ def stack(request, tmp_path_factory):
     }
     env.pop("TONGYUAN_DATABASE_URL", None)
     if backend == "postgresql":
-        direct, drop = _postgres_database(os.environ["TONGYUAN_TEST_PG_URL"])
+        direct, drop = fresh_postgres_database(os.environ["TONGYUAN_TEST_PG_URL"], prefix="tongyuan_it")
         server = make_url(direct)
         proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()
         env["TONGYUAN_DATABASE_URL"] = _through(proxy, direct)

@@ -6,15 +6,12 @@ comes from the gate's own code."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, MetaData, Table, create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Column, MetaData, Table, insert, select, text
 
 from contracts.catalog import STANDARD, localise, regions_of_city, standard_catalog
 from contracts.events import SERVICE_ITEM_CHANGED, FieldError, RejectedEvent, RejectionData
@@ -33,6 +30,7 @@ from services.common.settings import Settings
 from services.publisher import service_items
 from services.publisher.domain import Directory
 from services.publisher.store import Publisher
+from tests.conftest import fresh_postgres_database, store_backends
 
 SOURCE = "/bridge/hunan-zwfw"
 REGIONS = {r.code: r for r in regions_of_city("4301")}
@@ -254,28 +252,13 @@ def test_a_refused_withdrawal_is_sent_again_by_reconciliation_whether_revoked_or
 
 
 # --- databases from before: the columns are added, old rows stay valid ---------------------------
-def backends() -> list[str]:
-    return ["sqlite", "postgresql"] if os.environ.get("TONGYUAN_TEST_PG_URL") else ["sqlite"]
-
-
-@pytest.fixture(params=backends())
+@pytest.fixture(params=store_backends())
 def engine(request, tmp_path):
     drop = None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'bridge.db'}"
     else:
-        base = make_url(os.environ["TONGYUAN_TEST_PG_URL"]).set(drivername="postgresql+psycopg")
-        name = f"tongyuan_br_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-        def drop():
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-        url = base.set(database=name).render_as_string(hide_password=False)
+        url, drop = fresh_postgres_database(prefix="tongyuan_br")
     engine = create_store_engine(url)
     yield engine
     engine.dispose()

@@ -1,15 +1,12 @@
 """The supervision store keeps its roll-ups exact as publications arrive, change and go."""
 
 import asyncio
-import os
 import random
-import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import case, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import case, func, select
 
 from contracts.catalog import derive_catalog, localise, standard_catalog
 from contracts.events import CatalogAttributes, PublishedEvent
@@ -20,17 +17,14 @@ from services.supervision.app import create_consumer, heartbeat_status, heartbea
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.domain import UnitCounts, catalog_profile, count_unit
 from services.supervision.store import SupervisionStore, filings, items, months
+from tests.conftest import fresh_postgres_database, store_backends
 from tests.factories import catalog_changed, place, published, withdrawn
 
 TOWN = "430102001"
 BEIJING_NOON = timedelta(hours=4)  # 12:00 in Beijing is 04:00 UTC
 
 
-def backends() -> list[str]:
-    return ["sqlite", "postgresql"] if os.environ.get("TONGYUAN_TEST_PG_URL") else ["sqlite"]
-
-
-@pytest.fixture(params=backends())
+@pytest.fixture(params=store_backends())
 def store(request, tmp_path):
     """The store on SQLite, and on PostgreSQL (a fresh database) when TONGYUAN_TEST_PG_URL is set:
     the roll-ups use dialect-specific upserts and two-argument min/max."""
@@ -38,18 +32,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'supervision.db'}"
     else:
-        base = make_url(os.environ["TONGYUAN_TEST_PG_URL"]).set(drivername="postgresql+psycopg")
-        name = f"tongyuan_sv_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-        def drop():
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-        url = base.set(database=name).render_as_string(hide_password=False)
+        url, drop = fresh_postgres_database(prefix="tongyuan_sv")
     store = SupervisionStore(create_store_engine(url))
     store.create()
     yield store
