@@ -137,7 +137,7 @@ def to_request(data: ServiceItemChangedData, *, today=None) -> tuple[PublishRequ
     assert item is not None  # the contract guarantees it for a change that is not a revocation
     formed = (data.platform_updated_at or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
     attachments = [
-        Attachment(name=f"{m.name}（空白表格）"[:200], url=m.blank_form_url) for m in item.guide.materials if m.blank_form_url is not None
+        Attachment(name=f"{m.name}（空白表格）"[:200], url=str(m.blank_form_url)) for m in item.guide.materials if m.blank_form_url is not None
     ][:50]
     request = PublishRequestData(
         source_ref=data.implementation_code,
