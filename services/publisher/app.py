@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import faust
 import structlog
@@ -42,22 +41,26 @@ def bootstrap(settings: Settings, *, load_reference: bool = True) -> Publisher:
 
 
 class DirectoryProvider:
-    """The catalogs in force and the regions, re-read at most every `ttl` seconds, and at
-    once after a change made through this process (`invalidate`)."""
+    """The catalogs in force and the regions, re-read whenever their stamp moved: an edition
+    published by any process (the catalog API in the portal, `tongyuan catalog`, another
+    publisher) is what the next request or batch is checked against. A clerk who adds an item
+    and files under it at once must not be told it does not exist. The stamp costs one small
+    query a call; the catalogs are parsed again only when it changed."""
 
-    def __init__(self, publisher: Publisher, ttl: float = 5.0):
+    def __init__(self, publisher: Publisher):
         self.publisher = publisher
-        self.ttl = ttl
         self._lock = threading.Lock()
-        self._cached: tuple[float, Directory] | None = None
+        self._cached: tuple[tuple, Directory] | None = None
 
     def __call__(self) -> Directory:
         with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+            stamp = self.publisher.directory_stamp()
+            if self._cached is None or self._cached[0] != stamp:
                 current = self.publisher.catalogs()
                 if STANDARD not in current:
                     raise RuntimeError("no catalog loaded; run `tongyuan db init`")
-                self._cached = (time.monotonic(), Directory(catalogs=current, regions=self.publisher.regions()))
+                # Read after the stamp: a change in between is read now and read again next call.
+                self._cached = (stamp, Directory(catalogs=current, regions=self.publisher.regions()))
             return self._cached[1]
 
     def invalidate(self) -> None:
@@ -65,8 +68,8 @@ class DirectoryProvider:
             self._cached = None
 
 
-def directory_provider(publisher: Publisher, ttl: float = 5.0) -> DirectoryProvider:
-    return DirectoryProvider(publisher, ttl)
+def directory_provider(publisher: Publisher) -> DirectoryProvider:
+    return DirectoryProvider(publisher)
 
 
 def create_app(settings: Settings) -> faust.App:

@@ -11,7 +11,6 @@ reconciliation sends the refused item again and it goes through.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -36,8 +35,6 @@ SOURCE = f"/bridge/{PLATFORM}"
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 COUNTY, TOWNSHIP = "430121", "430121001"  # 长沙县 星沙街道: no other test localises it
 DROPPED = "D14-02-02"  # 最低生活保障 / 办事指南, where the mapping files 最低生活保障对象认定
-# The publisher process re-reads the catalogs in force at most this often (directory_provider).
-GATE_CATALOG_TTL = 5.0
 
 
 @pytest.fixture
@@ -58,9 +55,8 @@ def township_catalog(stack):
         assert client.post(f"/v1/catalogs/{TOWNSHIP}/it-{tag}-b/derive", json={"parent": parent}).status_code == 201
         assert client.post(f"/v1/catalogs/{TOWNSHIP}/it-{tag}-b/publish").status_code == 200
         restored.append(True)
-        time.sleep(GATE_CATALOG_TTL + 0.5)
 
-    time.sleep(GATE_CATALOG_TTL + 0.5)
+    # No waiting: the publisher process checks the next event against the edition just published.
     try:
         yield restore
     finally:

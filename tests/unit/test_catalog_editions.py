@@ -9,6 +9,7 @@ from contracts.catalog import STANDARD, Catalog, diff_catalogs, localise, region
 from contracts.events import CATALOG_CHANGED, TOPIC_CATALOG, TOPIC_PUBLICATIONS
 from services.common.db import create_store_engine
 from services.publisher import catalogs, handlers
+from services.publisher.app import directory_provider
 from services.publisher.domain import Directory, Rejected
 from services.publisher.store import Publisher, outbox
 from tests.conftest import ADMIN, COUNTY, OTHER_COUNTY, TOWNSHIP, draft, placement
@@ -128,3 +129,20 @@ def test_republishing_catalogs_re_emits_each_edition_in_force_with_its_version(p
     snapshots = {e["data"]["scope"]: Catalog.model_validate(e["data"]["catalog"]) for e in again}
     assert snapshots == publisher.catalogs()  # each whole edition, as the publisher holds it
     assert all(e["data"]["added"] == [] and e["data"]["renamed"] == [] for e in again)  # a snapshot, not a change
+
+
+def test_the_gate_checks_against_an_edition_published_by_another_process_at_once(publisher):
+    # Two handles on one database: the gate's process and, say, the portal's catalog API.
+    gate = directory_provider(publisher)
+    elsewhere = Publisher(create_store_engine(str(publisher.engine.url)))
+    assert gate().catalog_for(TOWNSHIP).key == "standard@2022"
+    catalogs.derive_edition(elsewhere, scope=COUNTY, edition="2023", regions=REGIONS)
+    catalogs.edit_draft(elsewhere, scope=COUNTY, edition="2023", rename={}, drop={"D14-02-04"}, specialise={})
+    assert gate().catalog_for(TOWNSHIP).key == "standard@2022"  # a draft governs nothing
+    catalogs.publish_edition(elsewhere, scope=COUNTY, edition="2023", regions=REGIONS)
+    # The very next batch or request is checked against the new edition: no waiting for a cache.
+    with pytest.raises(Rejected):
+        handlers.publish(principal=ADMIN, draft=draft(placements=[placement(TOWNSHIP, "D14-02-04")]), publisher=publisher, directory=gate())
+    assert gate().catalog_for(TOWNSHIP).key == f"{COUNTY}@2023"
+    unchanged = gate()
+    assert gate() is unchanged  # nothing published since: the parsed directory is reused
