@@ -74,6 +74,44 @@ def run(process: Process) -> None:
     run_worker(create_faust_app(settings), loglevel="warn")
 
 
+class _Readiness:
+    """Tells the person who ran `up` when every part answers /healthz — the portal is
+    listening well before the consumers have joined their groups — or, after a minute,
+    which parts are still down."""
+
+    PATIENCE = 60.0
+
+    def __init__(self, url: str) -> None:
+        self.url, self.started, self.last_check, self.done = url, time.monotonic(), 0.0, False
+
+    def report(self, echo) -> None:
+        now = time.monotonic()
+        if self.done or now - self.last_check < 1.0:
+            return
+        self.last_check = now
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url, timeout=5) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        except OSError:
+            status, body = None, b""  # the portal is not listening yet
+        if status == 200:
+            echo(f"ready: every part is up ({now - self.started:.0f} s)")
+            self.done = True
+        elif now - self.started > self.PATIENCE:
+            try:
+                down = sorted(name for name, check in json.loads(body)["checks"].items() if not check["up"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                down = ["portal"]
+            echo(f"not ready after {self.PATIENCE:.0f} s; down: {', '.join(down)} (see {self.url} and var/)", err=True)
+            self.done = True
+
+
 @cli.command()
 def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
@@ -114,8 +152,10 @@ def up() -> None:
         typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
         typer.echo("metrics: " + ", ".join(f"{p.value} :{port}" for p, port in metrics_ports.items()) + f", portal {settings.port}/metrics")
         restarts: dict[Process, float] = {}
+        readiness = _Readiness(f"http://{settings.host}:{settings.port}/healthz")
         while not stopping:
             time.sleep(0.5)
+            readiness.report(typer.echo)
             for process, child in list(children.items()):
                 if child.poll() is not None and not stopping:
                     typer.echo(f"{process.value} exited with {child.returncode}; restarting", err=True)
