@@ -1,12 +1,14 @@
 """`make bench-consumer`: what one faust consumer costs per event before its store does anything.
 
-Five consumers read every publication, so their fixed per-event cost is paid five times on the
+Four consumers read every publication, so their fixed per-event cost is paid four times on the
 embedded default's two cores. This puts N real `publication.published` events (made by the gate)
 on an embedded Tansu topic, then reads them back
 
 1. with the consuming loop every Tongyuan consumer runs (faust app, `noack_take`, the DLQ-aware
-   `process_batch`, an ack per event) and a store that does nothing, in a process of its own; and
-2. with a bare aiokafka consumer (no group, no parsing, no acks): the baseline,
+   `process_batch`, an ack per event) and a store that does nothing, in a process of its own;
+2. with a bare aiokafka consumer (no group, no parsing, no acks): the baseline; and
+3. with the same loop reading the same events as the bulk lane carries them, CloudEvents
+   batches of 100: the difference is the part of the cost paid per Kafka message,
 
 and prints CPU microseconds per event of each and their ratio. Not a timed test.
 """
@@ -69,6 +71,17 @@ def run_faust_consumer(total: int, out: str, loop: str) -> None:
     run_worker(build_consumer_app(consumer, Settings()))
 
 
+def _run_child(bootstrap: str, total: int, loop: str) -> tuple[int, float, float] | None:
+    out = os.path.join(tempfile.mkdtemp(prefix="tongyuan-bench-consumer-"), "figures")
+    env = dict(os.environ, TONGYUAN_KAFKA_BOOTSTRAP=bootstrap, TONGYUAN_VAR_DIR=tempfile.mkdtemp(prefix="tongyuan-bench-consumer-"))
+    child = subprocess.run([sys.executable, "-m", "bench.consumer", "--child", str(total), out, loop], cwd=ROOT, env=env, timeout=600, capture_output=True)
+    if not os.path.exists(out):
+        print(child.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
+        return None
+    n, wall, cpu = open(out).read().split()
+    return int(n), float(wall), float(cpu)
+
+
 def published_events(count: int) -> list[tuple[bytes, bytes]]:
     """Distinct published events as the relay sends them: drafts through the gate's outbox."""
     from services.common.settings import Settings
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from kafka import KafkaProducer
 
-    from contracts.events import TOPIC_PUBLICATIONS
+    from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
     from services.common.broker import EmbeddedBroker, free_port
     from services.common.kafka import ensure_topics
 
@@ -134,16 +147,24 @@ def main(argv: list[str] | None = None) -> int:
         figures = {}
         for loop in ("faust", "ours", "ours+uvloop"):
             log(f"the consuming loop with a store that does nothing ({loop} fetch loop)")
-            out = os.path.join(tempfile.mkdtemp(prefix="tongyuan-bench-consumer-"), "figures")
-            env = dict(os.environ, TONGYUAN_KAFKA_BOOTSTRAP=broker.bootstrap, TONGYUAN_VAR_DIR=tempfile.mkdtemp(prefix="tongyuan-bench-consumer-"))
-            child = subprocess.run([sys.executable, "-m", "bench.consumer", "--child", str(len(events)), out, loop], cwd=ROOT, env=env, timeout=600, capture_output=True)
-            if not os.path.exists(out):
-                print(child.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
-                return 1
-            n, wall, cpu = open(out).read().split()
-            figures[loop] = (int(n), float(wall), float(cpu))
+            figures[loop] = _run_child(broker.bootstrap, len(events), loop)
     finally:
         broker.stop()
+    # The same events as the bulk lane carries them: what the per-message part of the cost is.
+    log(f"the same events in CloudEvents batches of {BULK_EVENTS_PER_MESSAGE} on the bulk lane (ours+uvloop)")
+    broker = EmbeddedBroker(port=free_port()).start()
+    try:
+        ensure_topics(broker.bootstrap, PARTITIONS)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, batch_size=256 * 1024, max_request_size=4 * 1024 * 1024)
+        for start in range(0, len(events), BULK_EVENTS_PER_MESSAGE):
+            producer.send(TOPIC_PUBLICATIONS_BULK, value=b"[" + b",".join(value for _, value in events[start : start + BULK_EVENTS_PER_MESSAGE]) + b"]")
+        producer.flush()
+        producer.close()
+        figures["batched"] = _run_child(broker.bootstrap, len(events), "ours+uvloop")
+    finally:
+        broker.stop()
+    if None in figures.values():
+        return 1
     bare = base_cpu / len(events) * 1e6
     print(f"events: {len(events):,} published events ({sum(len(v) for _, v in events) / len(events):,.0f} B mean) on {PARTITIONS} partitions")
     print(f"  bare aiokafka consumer (baseline)      {bare:7.1f} µs CPU/event   ({len(events) / base_wall:,.0f} events/s)")
@@ -154,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         n, wall, cpu = figures[loop]
         print(f"  {label:<38} {cpu / n * 1e6:7.1f} µs CPU/event   ({n / wall:,.0f} events/s)   {cpu / n * 1e6 / bare:5.1f}× baseline")
-    print("  (all three: a faust app, noack_take, parsing and DLQ checks, an ack per event; the store does nothing)")
+    n, wall, cpu = figures["batched"]
+    single = figures["ours+uvloop"][2] / figures["ours+uvloop"][0] * 1e6
+    label = f"… in batches of {BULK_EVENTS_PER_MESSAGE} (the bulk lane)"
+    print(f"  {label:<38} {cpu / n * 1e6:7.1f} µs CPU/event   ({n / wall:,.0f} events/s)   {cpu / n * 1e6 / bare:5.1f}× baseline")
+    print("  (all: a faust app, noack_take, parsing and DLQ checks, an ack per message; the store does nothing)")
+    print(f"  per-message part of a consumer's cost: {single - cpu / n * 1e6:,.1f} µs of {single:,.1f} µs per event ({(single - cpu / n * 1e6) / single:.0%})")
     return 0
 
 
