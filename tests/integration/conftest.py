@@ -69,6 +69,13 @@ class Stack:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def stop(self, name: str) -> None:
+        """Ctrl-C: the worker commits and leaves its group, so a restart rejoins at once
+        (after a kill -9 the group waits out the dead member's session first)."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+
     def start(self, name: str) -> None:
         log = open(Path(self.env["TONGYUAN_VAR_DIR"]) / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", "run", name], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
