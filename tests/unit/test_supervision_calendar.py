@@ -42,6 +42,14 @@ def test_the_package_agrees_with_the_published_2026_schedule_day_by_day(official
     assert [d for d in MAKEUP_2026 if official.is_workday(d)] == MAKEUP_2026  # weekend days that are working days
 
 
+def test_the_calendar_says_what_the_package_says_on_every_day_it_covers(official):
+    import chinese_calendar
+
+    first, last = official.years
+    days = _days(date(first, 1, 1), date(last, 12, 31))
+    assert [d for d in days if official.is_workday(d) != chinese_calendar.is_workday(d)] == []
+
+
 def test_twenty_working_days_from_28_september_2026_end_on_30_october(official):
     # By hand: 9/29 (1), 9/30 (2), 10/1–10/7 off, 10/8 (3), 10/9 (4), Sat 10/10 make-up (5),
     # 10/12–10/16 (6–10), 10/19–10/23 (11–15), 10/26–10/30 (16–20).
