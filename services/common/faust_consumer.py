@@ -16,7 +16,6 @@ from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, pr
 from .kafka import faust_app
 from .settings import Settings
 
-
 # ≤ 200 bulk batches buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
 BULK_BUFFER_MESSAGES = 200
 

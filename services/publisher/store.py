@@ -157,6 +157,15 @@ _DIRECTORY_STAMP = text(
 )
 
 
+_UPDATE_PUBLICATION = update(publications).where(publications.c.publication_id == bindparam("p_id"))
+# One statement that takes the next number of a prefix, on SQLite (≥ 3.35) and PostgreSQL alike;
+# concurrent callers queue on the counter's row.
+_NEXT_INDEX_NUMBER = text(
+    f"INSERT INTO {index_counters.name} (prefix, last) VALUES (:prefix, 1)"
+    f" ON CONFLICT (prefix) DO UPDATE SET last = {index_counters.name}.last + 1 RETURNING last"
+)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -215,18 +224,15 @@ class PublisherStore:
             withdrawal=None,
             updated_at=_now(),
         )
+        # Values as parameters, not in the statement: SQLAlchemy then finds the compiled statement
+        # without walking every value for its cache key (a seventh of a single publish's CPU).
         if created:
             self.connection.execute(
-                insert(publications).values(
-                    publication_id=data.publication_id,
-                    source=data.source_ref.source,
-                    source_ref=data.source_ref.ref,
-                    created_at=values["updated_at"],
-                    **values,
-                )
+                insert(publications),
+                dict(publication_id=data.publication_id, source=data.source_ref.source, source_ref=data.source_ref.ref, created_at=values["updated_at"], **values),
             )
         else:
-            self.connection.execute(update(publications).where(publications.c.publication_id == data.publication_id).values(**values))
+            self.connection.execute(_UPDATE_PUBLICATION, dict(p_id=data.publication_id, **values))
             self.connection.execute(delete(placements).where(placements.c.publication_id == data.publication_id))
         self.connection.execute(
             insert(placements),
@@ -315,7 +321,7 @@ class PublisherStore:
             self.connection.execute(insert(regions), fresh)
 
     def add_to_outbox(self, *, event_id: str, topic: str, key: str, payload: str) -> None:
-        self.connection.execute(insert(outbox).values(event_id=event_id, topic=topic, key=key, payload=payload, created_at=_now()))
+        self.connection.execute(insert(outbox), dict(event_id=event_id, topic=topic, key=key, payload=payload, created_at=_now()))
 
     def remember_inbound(self, event_id: str, source: str, publication_id: str | None) -> bool:
         """False when this inbound event was applied before (a redelivery)."""
@@ -461,12 +467,7 @@ class PublisherStore:
             self.connection.execute(insert(migrations).values(site=site, **values))
 
     def next_index_number(self, prefix: str) -> int:
-        row = self.connection.execute(select(index_counters.c.last).where(index_counters.c.prefix == prefix).with_for_update()).first()
-        if row is None:
-            self.connection.execute(insert(index_counters).values(prefix=prefix, last=1))
-            return 1
-        self.connection.execute(update(index_counters).where(index_counters.c.prefix == prefix).values(last=row.last + 1))
-        return row.last + 1
+        return self.connection.execute(_NEXT_INDEX_NUMBER, {"prefix": prefix}).scalar_one()
 
     def all_publications(self, batch: int = 1000) -> Iterator[StoredPublication]:
         last = ""

@@ -10,7 +10,7 @@ from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.domain import Rejected, VersionConflict
 from services.publisher.store import Publisher, outbox, publications
-from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement
+from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, fresh_postgres_database, placement, store_backends
 
 
 @pytest.fixture
@@ -182,3 +182,36 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
         event = PublishedEvent.model_validate_json(payload)
         assert json.loads(payload)["data"] == json.loads(event.data.model_dump_json())
         assert event.data.model_dump(mode="json") == documents[event.data.publication_id]
+
+
+@pytest.fixture(params=store_backends())
+def any_publisher(request, tmp_path):
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'publisher.db'}"
+    else:
+        url, drop = fresh_postgres_database(prefix="tongyuan_pub")
+    publisher = Publisher(create_store_engine(url))
+    publisher.create_tables()
+    yield publisher
+    publisher.engine.dispose()
+    if drop:
+        drop()
+
+
+def test_index_numbers_count_up_per_region_and_year_and_a_revision_keeps_its_own(any_publisher, directory):
+    def stored(accepted):
+        with any_publisher.transaction() as store:
+            return store.get(accepted.publication_id).document
+
+    def index_number(accepted):
+        return stored(accepted).index_number
+
+    first = handlers.publish(principal=ADMIN, draft=draft(), publisher=any_publisher, directory=directory)
+    second = handlers.publish(principal=ADMIN, draft=draft(title="第二条"), publisher=any_publisher, directory=directory)
+    elsewhere = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY)]), publisher=any_publisher, directory=directory)
+    assert [index_number(a) for a in (first, second)] == ["430102001/2026-00001", "430102001/2026-00002"]
+    assert index_number(elsewhere) == f"{OTHER_COUNTY}/2026-00001"
+    revised = handlers.revise(first.publication_id, draft(title="改过的标题"), principal=ADMIN, expected_version=1, publisher=any_publisher, directory=directory)
+    assert revised.version == 2 and index_number(revised) == "430102001/2026-00001"
+    assert stored(revised).title == "改过的标题"  # the update reached the row
