@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from contracts.catalog import regions_of_city, standard_catalog
@@ -68,3 +69,23 @@ def fresh_postgres_database(base_url: str | None = None, prefix: str = "tongyuan
         admin.dispose()
 
     return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@contextmanager
+def store_engine(backend: str, tmp_path, name: str) -> Iterator[Engine]:
+    """An engine on `backend` (a store_backends() param): a SQLite file under tmp_path, or a
+    fresh PostgreSQL database dropped afterwards."""
+    from services.common.db import create_store_engine
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    else:
+        url, drop = fresh_postgres_database(prefix=f"tongyuan_{name[:8]}")
+    engine = create_store_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if drop:
+            drop()

@@ -30,7 +30,7 @@ from services.common.settings import Settings
 from services.publisher import service_items
 from services.publisher.domain import Directory
 from services.publisher.store import Publisher
-from tests.conftest import fresh_postgres_database, store_backends
+from tests.conftest import store_backends, store_engine
 
 SOURCE = "/bridge/hunan-zwfw"
 REGIONS = {r.code: r for r in regions_of_city("4301")}
@@ -254,16 +254,8 @@ def test_a_refused_withdrawal_is_sent_again_by_reconciliation_whether_revoked_or
 # --- databases from before: the columns are added, old rows stay valid ---------------------------
 @pytest.fixture(params=store_backends())
 def engine(request, tmp_path):
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    else:
-        url, drop = fresh_postgres_database(prefix="tongyuan_br")
-    engine = create_store_engine(url)
-    yield engine
-    engine.dispose()
-    if drop:
-        drop()
+    with store_engine(request.param, tmp_path, "bridge") as engine:
+        yield engine
 
 
 def test_a_database_from_before_refusals_gets_the_new_columns_and_keeps_its_rows(engine):

@@ -10,7 +10,7 @@ from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.domain import Rejected, VersionConflict
 from services.publisher.store import Publisher, outbox, publications
-from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, fresh_postgres_database, placement, store_backends
+from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, store_backends, store_engine
 
 
 @pytest.fixture
@@ -186,17 +186,10 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
 
 @pytest.fixture(params=store_backends())
 def any_publisher(request, tmp_path):
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'publisher.db'}"
-    else:
-        url, drop = fresh_postgres_database(prefix="tongyuan_pub")
-    publisher = Publisher(create_store_engine(url))
-    publisher.create_tables()
-    yield publisher
-    publisher.engine.dispose()
-    if drop:
-        drop()
+    with store_engine(request.param, tmp_path, "publisher") as engine:
+        publisher = Publisher(engine)
+        publisher.create_tables()
+        yield publisher
 
 
 def test_index_numbers_count_up_per_region_and_year_and_a_revision_keeps_its_own(any_publisher, directory):

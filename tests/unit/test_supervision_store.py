@@ -17,7 +17,7 @@ from services.supervision.app import create_consumer, heartbeat_status, heartbea
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.domain import UnitCounts, catalog_profile, count_unit
 from services.supervision.store import SupervisionStore, filings, items, months
-from tests.conftest import fresh_postgres_database, store_backends
+from tests.conftest import store_backends, store_engine
 from tests.factories import catalog_changed, place, published, withdrawn
 
 TOWN = "430102001"
@@ -28,17 +28,10 @@ BEIJING_NOON = timedelta(hours=4)  # 12:00 in Beijing is 04:00 UTC
 def store(request, tmp_path):
     """The store on SQLite, and on PostgreSQL (a fresh database) when TONGYUAN_TEST_PG_URL is set:
     the roll-ups use dialect-specific upserts and two-argument min/max."""
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'supervision.db'}"
-    else:
-        url, drop = fresh_postgres_database(prefix="tongyuan_sv")
-    store = SupervisionStore(create_store_engine(url))
-    store.create()
-    yield store
-    store.engine.dispose()
-    if drop:
-        drop()
+    with store_engine(request.param, tmp_path, "supervision") as engine:
+        store = SupervisionStore(engine)
+        store.create()
+        yield store
 
 
 def filed(pid, formed, published_on, *, version=1, level2="D14-02-02", region=TOWN, time_limit=None, placements=None) -> PublishedEvent:
