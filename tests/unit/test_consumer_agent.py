@@ -56,3 +56,10 @@ def test_the_bulk_lanes_buffer_is_counted_in_batches(tmp_path):
     assert buffers[TOPIC_PUBLICATIONS] == settings.consumer_batch_size * 4
     assert buffers[TOPIC_PUBLICATIONS_BULK] < buffers[TOPIC_PUBLICATIONS] // 4, "not as many batches as single events"
     assert buffers[TOPIC_PUBLICATIONS_BULK] * BULK_BYTES_PER_MESSAGE <= 128 * 2**20, "a lagging consumer's buffer stays well under its memory target"
+
+
+def test_consumers_run_without_fausts_per_event_monitor(tmp_path):
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
+    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
+    app.on_init_dependencies()  # where faust adds its Monitor to the sensors
+    assert app.monitor not in list(app.sensors)
