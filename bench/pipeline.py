@@ -291,7 +291,8 @@ def descendants(root: int) -> dict[int, str]:
     while queue:
         pid = queue.pop()
         name = _name_of(pid)
-        if name:
+        # A child forked by `up` still carries up's command line until it execs: not a restart of up.
+        if name and not (name == "supervisor (up)" and pid != root):
             found[pid] = name
         queue.extend(children.get(pid, []))
     return found
