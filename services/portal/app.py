@@ -6,7 +6,6 @@ dependencies from here.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import structlog
@@ -38,6 +37,7 @@ from services.supervision.pages import build_router as supervision_router
 
 from . import health
 from .limits import BoundedBodies
+from .tracing import RequestIds
 
 log = structlog.get_logger("tongyuan.portal")
 
@@ -118,16 +118,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(BoundedBodies, limit=settings.max_request_bytes)
 
-    @app.middleware("http")
-    async def traced(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        response.headers["x-request-id"] = request_id
-        return response
+    # Added last, so it runs first: even a refused body's 413 carries the request id.
+    app.add_middleware(RequestIds)
 
     return app
 

@@ -1,5 +1,7 @@
 """The portal without a broker: the publish API's validation and the column pages."""
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -59,6 +61,14 @@ def test_publish_then_read_back(client):
     stored = client.get(f"/v1/publications/{pid}").json()
     assert stored["version"] == 1 and stored["publication"]["placements"][0]["level2_name"] == "办事指南"
     assert written(client) == (1, 1)
+
+
+def test_every_answer_carries_a_request_id_fresh_when_the_client_sent_none(client):
+    fresh = client.post("/v1/publications", json=body())
+    assert re.fullmatch("[0-9a-f]{32}", fresh.headers["x-request-id"])
+    refused = client.post("/v1/publications", json={**body(), "title": ""}, headers={"x-request-id": "req-2"})
+    assert refused.status_code == 422 and refused.headers.get_list("x-request-id") == ["req-2"]
+    assert client.get("/healthz").headers["x-request-id"] != fresh.headers["x-request-id"]
 
 
 @pytest.mark.parametrize(
