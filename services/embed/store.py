@@ -28,13 +28,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from contracts.events import PublishedEvent, WithdrawnEvent
-from services.common.db import writing
+from services.common.db import Upsert, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of, to_apply
@@ -88,6 +87,8 @@ scopes = Table(
     Column("version", Integer, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
+# A scope's version moves with every change to what it lists (feeds and pages revalidate by it).
+_BUMP_SCOPE = Upsert(scopes, conflict=("scope",), set_={"version": "{table}.version + 1", "changed_at": "{excluded}.changed_at"})
 RULES_SCOPE = "*"
 
 rules = Table(
@@ -257,10 +258,7 @@ class EmbedStore:
     def _bump(self, connection: Connection, touched: set[str], now: datetime) -> None:
         if not touched:
             return
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(scopes).values(scope=bindparam("s"), version=1, changed_at=bindparam("at"))
-        statement = statement.on_conflict_do_update(index_elements=[scopes.c.scope], set_={"version": scopes.c.version + 1, "changed_at": statement.excluded.changed_at})
-        connection.execute(statement, [{"s": scope, "at": now} for scope in sorted(touched)])
+        connection.execute(_BUMP_SCOPE(connection), [{"scope": scope, "version": 1, "changed_at": now} for scope in sorted(touched)])
 
     # --- rules: what counts as 重大民生信息 ------------------------------------------------
     def rules(self) -> MajorRules:

@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 from contracts.catalog import Catalog
 from contracts.events import CatalogChangedEvent, PublicationData, PublishedEvent, WithdrawnEvent
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
-from services.common.db import writing
+from services.common.db import Upsert, writing
 from services.common.heartbeat import heartbeat_table
 
 from .calendar import WorkCalendar, official_calendar
@@ -319,22 +319,7 @@ class SupervisionStore:
             held["max_days_late"] = max(held["max_days_late"], row["days_late"] or 0)
         if not per_item:
             return
-        upsert = _dialect_insert(connection)(items)
-        lesser, greater = (func.least, func.greatest) if connection.dialect.name == "postgresql" else (func.min, func.max)  # SQLite's two-argument min/max
-        new = upsert.excluded
-        connection.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["unit", "level2"],
-                set_={
-                    "live": items.c.live + new.live,
-                    "first_on": lesser(items.c.first_on, new.first_on),
-                    "last_on": greater(items.c.last_on, new.last_on),
-                    "max_days_late": greater(items.c.max_days_late, new.max_days_late),
-                    **{status: items.c[status] + new[status] for status in STATUSES},
-                },
-            ),
-            list(per_item.values()),
-        )
+        connection.execute(_ADD_TO_ITEMS(connection), list(per_item.values()))
 
     def _add_to_months(self, connection: Connection, deltas: Counter) -> None:
         per_month: dict[tuple, dict[str, int]] = defaultdict(lambda: {s: 0 for s in ("filings", *STATUSES)})
@@ -345,11 +330,7 @@ class SupervisionStore:
         if not per_month:
             return
         values = [dict(unit=u, domain=d, month=m, **counts) for (u, d, m), counts in per_month.items()]
-        upsert = _dialect_insert(connection)(months)
-        counted = ("filings", *STATUSES)
-        connection.execute(
-            upsert.on_conflict_do_update(index_elements=["unit", "month", "domain"], set_={c: months.c[c] + upsert.excluded[c] for c in counted}), values
-        )
+        connection.execute(_ADD_TO_MONTHS(connection), values)
         connection.execute(delete(months).where(months.c.filings <= 0))
 
     def _recompute_items(self, connection: Connection, keys: set[tuple[str, str]]) -> None:
@@ -673,12 +654,23 @@ class SupervisionStore:
             return False
 
 
-def _dialect_insert(connection: Connection):
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
+# New filings add to their item's and month's roll-ups: counts up, first/last widen.
+_ADD_TO_ITEMS = Upsert(
+    items,
+    conflict=("unit", "level2"),
+    set_={
+        "live": "{table}.live + {excluded}.live",
+        "first_on": "{least}({table}.first_on, {excluded}.first_on)",
+        "last_on": "{greatest}({table}.last_on, {excluded}.last_on)",
+        "max_days_late": "{greatest}({table}.max_days_late, {excluded}.max_days_late)",
+        **{status: f"{{table}}.{status} + {{excluded}}.{status}" for status in STATUSES},
+    },
+)
+_ADD_TO_MONTHS = Upsert(
+    months,
+    conflict=("unit", "month", "domain"),
+    set_={column: f"{{table}}.{column} + {{excluded}}.{column}" for column in ("filings", *STATUSES)},
+)
 
 
 def _maybe_date(value) -> date | None:
