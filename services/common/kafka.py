@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import faust
+import faust.transport.consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.utils import terminal as faust_terminal
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -75,6 +77,29 @@ def idempotent_producer(bootstrap: str) -> KafkaProducer:
         max_request_size=4 * 1024 * 1024,
         compression_type=None,
     )
+
+
+class _OffsetTable:
+    """The table faust's consumer logs at every commit, drawn only if the line is written."""
+
+    def __init__(self, rows, kwargs) -> None:
+        self.rows, self.kwargs = rows, kwargs
+
+    def __str__(self) -> str:
+        return faust_terminal.logtable(self.rows, **self.kwargs)
+
+
+class _CommitTables:
+    """faust's consumer draws a terminal table of the offsets at every commit (twice a second
+    while events flow) for a line mode writes only with DEVLOG set: 6% of a consumer's CPU at
+    a clerk's pace. Its module uses `terminal` for nothing else (faust-streaming is pinned)."""
+
+    @staticmethod
+    def logtable(rows, **kwargs) -> _OffsetTable:
+        return _OffsetTable(rows, kwargs)
+
+
+faust_consumer.terminal = _CommitTables  # type: ignore[assignment]
 
 
 class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -63,3 +63,18 @@ def test_consumers_run_without_fausts_per_event_monitor(tmp_path):
     app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
     app.on_init_dependencies()  # where faust adds its Monitor to the sensors
     assert app.monitor not in list(app.sensors)
+
+
+def test_the_offsets_table_of_each_commit_is_drawn_only_when_logged(monkeypatch):
+    import faust.transport.consumer as faust_consumer
+    from faust.utils import terminal
+
+    import services.common.kafka  # noqa: F401  (installs the lazy table)
+
+    drawn = []
+    real = terminal.logtable
+    monkeypatch.setattr(terminal, "logtable", lambda rows, **kwargs: drawn.append(rows) or real(rows, **kwargs))
+    table = faust_consumer.terminal.logtable([("tongyuan.publications.v1-0", "42")], title="Commit Offsets", headers=["TP", "Offset"])
+    assert drawn == []  # what faust's consumer does at every commit costs nothing …
+    assert "tongyuan.publications.v1-0" in str(table) and "42" in str(table)  # … until the line is written
+    assert len(drawn) == 2
