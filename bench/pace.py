@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                 local.client = httpx.Client(timeout=30, headers=stack.auth)
             response = local.client.post(f"{stack.url}/v1/publications", json=body)
             with lock:
-                (ids.append(response.json()["publication_id"]) if response.status_code == 202 else errors.append(response.text[:200]))
+                if response.status_code == 202:
+                    ids.append(response.json()["publication_id"])
+                else:
+                    errors.append(f"{response.status_code}: {response.text[:200]}")
 
         before, started = _cpu(tree), time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
