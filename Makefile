@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-consumer bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search clean
+.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-pace: $(STAMP)
 
 bench-sqlite: $(STAMP)
 	$(BIN)/python -m bench.sqlite_writers $(BENCH_ARGS)
+
+bench-gc: $(STAMP)
+	$(BIN)/python -m bench.gc $(BENCH_ARGS)
 
 bench-consumer: $(STAMP)
 	$(BIN)/python -m bench.consumer $(BENCH_ARGS)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from services.common.logging import configure_logging
+from services.common.runtime import settle_garbage_collector
 from services.common.settings import Settings, get_settings
 
 cli = typer.Typer(help="同源 Tongyuan — publish once, appear everywhere.", no_args_is_help=True)
@@ -53,7 +54,9 @@ def run(process: Process) -> None:
 
         from services.portal.app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+        app = create_app(settings)
+        settle_garbage_collector()
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
         return
     from services.common import metrics
     from services.common.faust_consumer import run_worker, use_fast_event_loop
@@ -71,7 +74,9 @@ def run(process: Process) -> None:
     else:
         from services.indexer.app import create_consumer as create_faust_app
     sys.argv = [sys.argv[0]]  # faust's worker parses argv itself
-    run_worker(create_faust_app(settings), loglevel="warn")
+    app = create_faust_app(settings)
+    settle_garbage_collector()
+    run_worker(app, loglevel="warn")
 
 
 class _Readiness:

@@ -46,20 +46,3 @@ def create_consumer(settings: Settings) -> faust.App:
 def heartbeat_status(store: EmbedStore, within: float) -> list[dict]:
     return live_workers(store.engine, heartbeats, within=within)
 
-
-def main() -> None:
-    """Run one embed worker (`python -m services.embed.app`) until `tongyuan run embed` exists."""
-    import sys
-
-    from services.common.faust_consumer import run_worker
-    from services.common.logging import configure_logging
-    from services.common.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    sys.argv = [sys.argv[0]]  # faust's worker parses argv itself
-    run_worker(create_consumer(settings), loglevel="warn")
-
-
-if __name__ == "__main__":
-    main()

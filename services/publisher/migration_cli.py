@@ -31,6 +31,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="rows per transaction (a clerk's publish may wait for one)")] = 250,
     ) -> None:
         """Migrate a legacy disclosure column through the publisher's gate (source /migration/<site>)."""
+        from services.common.runtime import settle_garbage_collector
         from services.migration import ConfigError, SourceError, format_summary, load_config, read_legacy, summarise
 
         from .app import bootstrap, directory_provider
@@ -41,6 +42,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         directory = directory_provider(publisher)
         try:
             site = load_config(config, directory())
+            settle_garbage_collector()
             if dry_run:
                 with read_legacy(site, export, principal=migration_principal(site), catalog_directory=directory()) as stream:
                     typer.echo(format_summary(summarise(stream, source=stream.source)))

@@ -29,7 +29,7 @@ def embed(stack):
     process = None
     if "embed" not in stack.processes:
         log = open(stack.settings.var_dir / "embed.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "services.embed.app"], env=stack.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "embed"], env=stack.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     store = build_store(stack.settings)
     loader = ChoiceLoader([FileSystemLoader(str(ROOT / "services/portal/templates")), FileSystemLoader(str(ROOT / "services/embed/templates"))])
     app = FastAPI()
