@@ -329,6 +329,10 @@ class Sampler(threading.Thread):
                 if stats is None:
                     stats = self.processes[name] = ProcessStats(name, pid)
                 elif stats.pid != pid:
+                    if os.path.exists(f"/proc/{stats.pid}"):
+                        # The process is still there: this is a child it forked that has not
+                        # exec'd yet (Python's platform module runs `file` so), not a restart.
+                        continue
                     stats.restarts += 1
                     stats.pid = pid
                 self.known_pids[pid] = name

@@ -54,9 +54,8 @@ def run(process: Process) -> None:
 
         from services.portal.app import create_app
 
-        app = create_app(settings)
-        settle_garbage_collector()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        # The collector is left as CPython sets it here (see services/common/runtime.py).
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
         return
     from services.common import metrics
     from services.common.faust_consumer import run_worker, use_fast_event_loop

@@ -16,7 +16,7 @@ from contracts.catalog import STANDARD, regions_of_city, standard_catalog, stand
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS
 from services.common import metrics
 from services.common.consuming import is_transient
-from services.common.db import create_store_engine
+from services.common.db import SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, create_store_engine
 from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings
@@ -33,7 +33,8 @@ log = structlog.get_logger("tongyuan.publisher")
 
 
 def bootstrap(settings: Settings, *, load_reference: bool = True) -> Publisher:
-    publisher = Publisher(create_store_engine(settings.store_url("publisher")))
+    # A clerk's publish commits here, in its HTTP request: checkpoints kept small.
+    publisher = Publisher(create_store_engine(settings.store_url("publisher"), checkpoint_pages=SQLITE_REQUEST_PATH_CHECKPOINT_PAGES))
     publisher.create_tables()
     if load_reference and STANDARD not in publisher.catalogs():
         catalogs.load_reference(publisher, standard_editions=[standard_catalog_2021(), standard_catalog()], regions=regions_of_city("4301"))
