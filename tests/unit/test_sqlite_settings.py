@@ -30,7 +30,7 @@ def test_the_wal_is_checkpointed_once_it_holds_that_many_pages(tmp_path):
     engine = db.create_store_engine(f"sqlite:///{path}", checkpoint_pages=50)
     with db.writing(engine) as connection:
         connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
-    for batch in range(40):
+    for _ in range(40):
         with db.writing(engine) as connection:
             connection.execute(text("INSERT INTO t (body) VALUES (:body)"), [{"body": "正文" * 1000}] * 5)
     # 200 rows of ~6 KB: ~300 pages went through the WAL, and checkpoints copied them back.
