@@ -13,8 +13,8 @@ So, once a process has built what it keeps for its whole life:
 - the young generation is collected every YOUNG_THRESHOLD allocations instead of 700, so a
   batch is usually gone (freed by reference counting) before the collector looks at it.
 Reference counting still frees everything that is not in a cycle at once; cyclic garbage
-waits longer. That costs memory: in a million-row migration the busiest consumers peaked at
-~265 MB instead of ~205 MB, and `tongyuan migrate` at ~410 MB instead of ~275 MB.
+waits longer. That costs memory: in a million-row migration `tongyuan migrate` peaked at
+~410 MB instead of ~275 MB, and the consumers at 188–268 MB instead of ≤ 209 MB.
 
 The consumers and `tongyuan migrate` do this; the portal does not. Its requests are small and
 come one by one, the settled collector saved it nothing measurable, and in some `make bench`
