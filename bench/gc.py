@@ -63,11 +63,13 @@ def run_gate(mode: str, export: Path, config: Path) -> dict:
     command = [sys.executable, "-c", _DRIVER, mode, str(report), "migrate", str(export), "--config", str(config), "--batch", "500"]
     try:
         wall = time.monotonic()
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
+        # Its output goes to a file: a pipe nobody reads while we wait would fill and stall it.
+        with open(var_dir / "migrate.log", "wb") as output:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - wall
         if status != 0:
-            raise SystemExit(f"tongyuan migrate ({mode}) failed: {process.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"tongyuan migrate ({mode}) failed: {(var_dir / 'migrate.log').read_text()[-2000:]}")
         collector = json.loads(report.read_text())
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
