@@ -208,10 +208,13 @@ class EmbedStore:
             if not chosen:
                 return
             current = self._rules(connection)
-            changed = [e.data.publication_id for e in chosen]
-            touched = self._major_regions(connection, changed)
-            for start in range(0, len(changed), CHUNK):
-                connection.execute(delete(items).where(items.c.publication_id.in_(changed[start : start + CHUNK])))
+            # Only a publication this store has seen can have items to replace: looking the
+            # others up in the items' index (random ids, a migration's million) found nothing
+            # at a quarter of a batch's cost.
+            known = [e.data.publication_id for e in chosen if e.data.publication_id in stored]
+            touched = self._major_regions(connection, known)
+            for start in range(0, len(known), CHUNK):
+                connection.execute(delete(items).where(items.c.publication_id.in_(known[start : start + CHUNK])))
             inserted, updated, item_rows = [], [], []
             for event in chosen:
                 data = event.data

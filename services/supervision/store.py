@@ -211,7 +211,8 @@ class SupervisionStore:
                 )
                 for e in chosen
             ]
-            self._replace(connection, [e.data.publication_id for e in chosen], rows)
+            # Only a publication this store has seen has filings to replace (see EmbedStore.apply).
+            self._replace(connection, [e.data.publication_id for e in chosen if e.data.publication_id in stored], rows)
             known = [r for r in ledger if r["publication_id"] in stored]
             if known:
                 connection.execute(
