@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.db import create_store_engine
+from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
 from services.common.faust_consumer import PublicationConsumer, build_consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
@@ -14,14 +14,14 @@ from .store import ColumnStore, heartbeats
 GROUP = "tongyuan-column"
 
 
-def build_store(settings: Settings) -> ColumnStore:
-    store = ColumnStore(create_store_engine(settings.store_url("column")))
+def build_store(settings: Settings, *, cache_mb: int | None = None) -> ColumnStore:
+    store = ColumnStore(create_store_engine(settings.store_url("column"), cache_mb=cache_mb))
     store.create()
     return store
 
 
 def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings)
+    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
     consumer = PublicationConsumer(
         group=GROUP,
         apply=store.apply,

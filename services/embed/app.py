@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from services.common.db import create_store_engine
+from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
 from services.common.faust_consumer import PublicationConsumer, build_consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
@@ -27,14 +27,14 @@ def embed_store_url(settings: Settings) -> str:
         return f"sqlite:///{(settings.var_dir / f'{STORE}.db').resolve()}"
 
 
-def build_store(settings: Settings) -> EmbedStore:
-    store = EmbedStore(create_store_engine(embed_store_url(settings)))
+def build_store(settings: Settings, *, cache_mb: int | None = None) -> EmbedStore:
+    store = EmbedStore(create_store_engine(embed_store_url(settings), cache_mb=cache_mb))
     store.create()
     return store
 
 
 def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings)
+    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
     consumer = PublicationConsumer(
         group=GROUP,
         apply=store.apply,

@@ -16,7 +16,7 @@ import faust
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.exc import OperationalError
 
-from services.common.db import create_store_engine
+from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
 from services.common.faust_consumer import PublicationConsumer, build_consumer_app
 from services.common.heartbeat import beat, heartbeat_table, live_workers
 from services.common.settings import Settings
@@ -40,8 +40,9 @@ def heartbeat_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.var_dir / 'search-heartbeat.db').resolve()}"
 
 
-def build_index(settings: Settings) -> SearchIndex:
-    """The configured search index, its schema (or template and alias) created."""
+def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchIndex:
+    """The configured search index, its schema (or template and alias) created; `cache_mb`:
+    the embedded index's ledger connections' page cache."""
     if settings.search_backend == "elasticsearch":
         # Created through an instance of its own, in a loop of its own: an async client
         # belongs to the loop it first ran in, and the one returned will run in the caller's.
@@ -57,14 +58,14 @@ def build_index(settings: Settings) -> SearchIndex:
 
         run_blocking(create_and_close)
         return _elasticsearch(settings)
-    index = _embedded(settings)
+    index = _embedded(settings, cache_mb)
     index.create_now()
     return index
 
 
 def create_consumer(settings: Settings) -> faust.App:
-    index = build_index(settings)
-    engine, table = _heartbeats(settings)
+    index = build_index(settings, cache_mb=BULK_WRITER_CACHE_MB)
+    engine, table = _heartbeats(settings, cache_mb=BULK_WRITER_CACHE_MB)
     consumer = PublicationConsumer(
         group=GROUP,
         apply=index.apply,
@@ -119,21 +120,21 @@ def _elasticsearch(settings: Settings) -> SearchIndex:
     return elasticsearch_index(settings)
 
 
-def _heartbeats(settings: Settings) -> tuple[Engine, Table]:
+def _heartbeats(settings: Settings, cache_mb: int | None = None) -> tuple[Engine, Table]:
     if settings.search_backend == "elasticsearch":
         return _heartbeat_file(heartbeat_url(settings))
-    index = _embedded(settings)
+    index = _embedded(settings, cache_mb)
     return index.engine, index.heartbeats
 
 
-def _embedded(settings: Settings) -> EmbeddedSearchIndex:
-    return _index_at(search_url(settings))
+def _embedded(settings: Settings, cache_mb: int | None = None) -> EmbeddedSearchIndex:
+    return _index_at(search_url(settings), cache_mb)
 
 
 @lru_cache(maxsize=8)
-def _index_at(url: str) -> EmbeddedSearchIndex:
+def _index_at(url: str, cache_mb: int | None = None) -> EmbeddedSearchIndex:
     # One engine and text index per file per process: /healthz asks on every request.
-    return EmbeddedSearchIndex(url)
+    return EmbeddedSearchIndex(url, cache_mb=cache_mb)
 
 
 @lru_cache(maxsize=8)

@@ -134,8 +134,8 @@ SCHEMA = _schema()
 
 
 class EmbeddedSearchIndex(SearchIndex):
-    def __init__(self, url: str, text_dir: str | Path | None = None) -> None:
-        self.engine = create_store_engine(url)
+    def __init__(self, url: str, text_dir: str | Path | None = None, *, cache_mb: int | None = None) -> None:
+        self.engine = create_store_engine(url, cache_mb=cache_mb)
         self.heartbeats = heartbeats
         database = make_url(url).database
         if text_dir is None and database and database != ":memory:":

@@ -32,9 +32,10 @@ GROUP = "tongyuan-publisher"
 log = structlog.get_logger("tongyuan.publisher")
 
 
-def bootstrap(settings: Settings, *, load_reference: bool = True) -> Publisher:
+def bootstrap(settings: Settings, *, load_reference: bool = True, cache_mb: int | None = None) -> Publisher:
     # A clerk's publish commits here, in its HTTP request: checkpoints kept small.
-    publisher = Publisher(create_store_engine(settings.store_url("publisher"), checkpoint_pages=SQLITE_REQUEST_PATH_CHECKPOINT_PAGES))
+    engine = create_store_engine(settings.store_url("publisher"), checkpoint_pages=SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, cache_mb=cache_mb)
+    publisher = Publisher(engine)
     publisher.create_tables()
     if load_reference and STANDARD not in publisher.catalogs():
         catalogs.load_reference(publisher, standard_editions=[standard_catalog_2021(), standard_catalog()], regions=regions_of_city("4301"))

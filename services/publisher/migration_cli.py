@@ -31,6 +31,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="rows per transaction (a clerk's publish may wait for one)")] = 250,
     ) -> None:
         """Migrate a legacy disclosure column through the publisher's gate (source /migration/<site>)."""
+        from services.common.db import BULK_WRITER_CACHE_MB
         from services.common.runtime import settle_garbage_collector
         from services.migration import ConfigError, SourceError, format_summary, load_config, read_legacy, summarise
 
@@ -38,7 +39,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         from .migration import CannotResume, migrate, migration_principal
 
         current = settings()
-        publisher = bootstrap(current)
+        publisher = bootstrap(current, cache_mb=BULK_WRITER_CACHE_MB)
         directory = directory_provider(publisher)
         try:
             site = load_config(config, directory())

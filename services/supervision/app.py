@@ -13,7 +13,7 @@ import faust
 import structlog
 
 from services.common.consuming import ConsumerStats
-from services.common.db import create_store_engine
+from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
 from services.common.faust_consumer import PublicationConsumer, build_consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
@@ -32,14 +32,14 @@ def supervision_store_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.var_dir / 'supervision.db').resolve()}"
 
 
-def build_store(settings: Settings) -> SupervisionStore:
-    store = SupervisionStore(create_store_engine(supervision_store_url(settings)))
+def build_store(settings: Settings, *, cache_mb: int | None = None) -> SupervisionStore:
+    store = SupervisionStore(create_store_engine(supervision_store_url(settings), cache_mb=cache_mb))
     store.create()
     return store
 
 
 def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings)
+    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
     # Filings a former chinese-calendar release could not assess (a year it did not cover)
     # are assessed again with the release installed now.
     reassessed = store.reassess()
