@@ -19,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -34,7 +33,7 @@ from contracts.events import (
     WithdrawnEvent,
 )
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
-from services.common.db import as_json, writing
+from services.common.db import as_json, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import to_apply
@@ -159,9 +158,9 @@ class ColumnStore:
                 columns = {k: bindparam(k) for k in keys if k != "pid"}
                 connection.execute(update(documents).where(documents.c.publication_id == bindparam("pid")).values(updated_at=bindparam("updated_at"), **columns), rows)
         if inserted:
-            connection.execute(insert(documents), [dict(row, updated_at=now) for row in inserted])
+            insert_rows(connection, documents, [dict(row, updated_at=now) for row in inserted])
         if placement_rows:
-            connection.execute(insert(placements), placement_rows)
+            insert_rows(connection, placements, placement_rows)
 
     @staticmethod
     def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:

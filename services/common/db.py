@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 
 PG_CONNECT_TIMEOUT = 5  # seconds to wait for PostgreSQL to accept a connection; libpq's minimum is 2
@@ -207,6 +207,45 @@ class Upsert:
         updates = ", ".join(f"{quote(column)} = {expression.format(**names)}" for column, expression in self.set_.items())
         sql = f"INSERT INTO {names['table']} ({columns}) VALUES ({values}) ON CONFLICT ({', '.join(map(quote, self.conflict))}) DO UPDATE SET {updates}"
         return text(sql).bindparams(*(bindparam(name, type_=self.table.c[name].type) for name in self.columns))
+
+
+_INSERT_PLANS: dict[tuple, tuple[str, tuple] | None] = {}
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping]) -> None:
+    """INSERT many rows (executemany), each bound by its column's own type, as
+    `connection.execute(insert(table), rows)` would, without SQLAlchemy's per-row parameter
+    building (~6 µs a row: a migration's consumers insert several rows per publication, the
+    gate four). Every row has the keys of the first. A table whose columns have Python-side
+    defaults for missing keys goes through SQLAlchemy as usual."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    dialect = connection.dialect
+    cache_key = (dialect.name, id(dialect), table, keys)
+    if cache_key not in _INSERT_PLANS:
+        _INSERT_PLANS[cache_key] = _insert_plan(dialect, table, keys)
+    plan = _INSERT_PLANS[cache_key]
+    if plan is None:
+        connection.execute(insert(table), list(rows))
+        return
+    sql, fields = plan
+    if dialect.positional:
+        values = [tuple(row[k] if p is None else p(row[k]) for k, p in fields) for row in rows]
+    else:
+        values = [{k: row[k] if p is None else p(row[k]) for k, p in fields} for row in rows]
+    connection.exec_driver_sql(sql, values)
+
+
+def _insert_plan(dialect, table: Table, keys: tuple[str, ...]):
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    if compiled.insert_prefetch or compiled.postfetch:
+        return None
+    order = tuple(compiled.positiontup) if compiled.positional else keys
+    if set(order) != set(keys):
+        return None
+    # (key, the column type's bind processor or None), in the statement's parameter order.
+    return compiled.string, tuple((k, table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) for k in order)
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from contracts.events import PublishedEvent, WithdrawnEvent
-from services.common.db import Upsert, writing
+from services.common.db import Upsert, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of, to_apply
@@ -233,9 +233,9 @@ class EmbedStore:
                     updated,
                 )
             if inserted:
-                connection.execute(insert(publications), inserted)
+                insert_rows(connection, publications, inserted)
             if item_rows:
-                connection.execute(insert(items), item_rows)
+                insert_rows(connection, items, item_rows)
             self._bump(connection, {scope for region in touched for scope in scopes_of(region)}, now)
 
     @staticmethod

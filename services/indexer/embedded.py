@@ -50,7 +50,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection, make_url
 
 from contracts.events import PublishedEvent
-from services.common.db import create_store_engine, writing
+from services.common.db import create_store_engine, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
 
 from .index import (
@@ -412,7 +412,7 @@ def _write_ledger(connection: Connection, rows: list[dict[str, Any]]) -> None:
     inserted = [{k: row[k] for k in ("id", "publication_id", "version", "status")} for row in rows if row["new"]]
     updated = [{k: row[k] for k in ("id", "version", "status")} for row in rows if not row["new"]]
     if inserted:
-        connection.execute(documents.insert(), inserted)
+        insert_rows(connection, documents, inserted)
     if updated:
         connection.execute(text("UPDATE search_documents SET version = :version, status = :status WHERE id = :id"), updated)
 

@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from contracts.catalog import Catalog, Region
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, PublicationData, WithdrawalData
-from services.common.db import JSONText, as_json, writing
+from services.common.db import JSONText, as_json, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
 
 metadata = MetaData()
@@ -407,8 +407,9 @@ class PublisherStore:
         now = _now()
         documents = documents or {}
         if created:
-            self.connection.execute(
-                insert(publications),
+            insert_rows(
+                self.connection,
+                publications,
                 [
                     dict(
                         publication_id=d.publication_id,
@@ -449,11 +450,11 @@ class PublisherStore:
             for p in d.placements
         ]
         if rows:
-            self.connection.execute(insert(placements), rows)
+            insert_rows(self.connection, placements, rows)
         if outbox_rows:
-            self.connection.execute(insert(outbox), [dict(created_at=now, **row) for row in outbox_rows])
+            insert_rows(self.connection, outbox, [dict(created_at=now, **row) for row in outbox_rows])
         if inbound_rows:
-            self.connection.execute(insert(inbound_events), [dict(received_at=now, **row) for row in inbound_rows])
+            insert_rows(self.connection, inbound_events, [dict(received_at=now, **row) for row in inbound_rows])
 
     def migration_checkpoint(self, site: str) -> dict | None:
         row = self.connection.execute(select(migrations).where(migrations.c.site == site)).mappings().first()

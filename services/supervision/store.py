@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 from contracts.catalog import Catalog
 from contracts.events import CatalogChangedEvent, PublicationData, PublishedEvent, WithdrawnEvent
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
-from services.common.db import Upsert, writing
+from services.common.db import Upsert, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
 
 from .calendar import WorkCalendar, official_calendar
@@ -223,7 +223,7 @@ class SupervisionStore:
                 )
             fresh = [r for r in ledger if r["publication_id"] not in stored]
             if fresh:
-                connection.execute(insert(publications), fresh)
+                insert_rows(connection, publications, fresh)
 
     def filing_rows(self, data: PublicationData, in_force: dict[str, Catalog]) -> list[dict]:
         """One row per placement (a unit × item once), assessed against its item's time limit.
@@ -283,7 +283,7 @@ class SupervisionStore:
                 connection.execute(delete(filings).where(filings.c.publication_id.in_(chunk)))
                 old += found
         if rows:
-            connection.execute(insert(filings), rows)
+            insert_rows(connection, filings, rows)
         deltas: Counter = Counter()
         for unit, domain, _, published_on, status in old:
             deltas[(unit, domain, month_key(published_on), status)] -= 1
