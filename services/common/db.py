@@ -215,8 +215,8 @@ _INSERT_PLANS: dict[tuple, tuple[str, tuple] | None] = {}
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping]) -> None:
     """INSERT many rows (executemany), each bound by its column's own type, as
     `connection.execute(insert(table), rows)` would, without SQLAlchemy's per-row parameter
-    building (~6 µs a row: a migration's consumers insert several rows per publication, the
-    gate four). Every row has the keys of the first. A table whose columns have Python-side
+    building: the embed store, four feed rows per publication, went from 179 to 161 µs an
+    event in-process. Every row has the keys of the first. A table whose columns have Python-side
     defaults for missing keys goes through SQLAlchemy as usual."""
     if not rows:
         return

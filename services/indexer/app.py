@@ -133,7 +133,8 @@ def _embedded(settings: Settings, cache_mb: int | None = None) -> EmbeddedSearch
 
 @lru_cache(maxsize=8)
 def _index_at(url: str, cache_mb: int | None = None) -> EmbeddedSearchIndex:
-    # One engine and text index per file per process: /healthz asks on every request.
+    # One engine and text index per file per process: /healthz asks on every request. A process
+    # always asks with the same cache_mb (the consumer with the bulk writers', the portal none).
     return EmbeddedSearchIndex(url, cache_mb=cache_mb)
 
 

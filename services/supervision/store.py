@@ -272,7 +272,8 @@ class SupervisionStore:
         return fallback
 
     def _replace(self, connection: Connection, publication_ids: list[str], rows: list[dict]) -> None:
-        """Swap the filings of these publications for `rows`, keeping the roll-ups exact."""
+        """Remove the filings of `publication_ids` (publications this store held) and add `rows`
+        (the filings of every publication applied), keeping the roll-ups exact."""
         old: list = []
         for start in range(0, len(publication_ids), _CHUNK):
             chunk = publication_ids[start : start + _CHUNK]
