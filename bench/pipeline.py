@@ -198,6 +198,8 @@ def _crc32c_impl() -> str:
 def bench_producer(bootstrap: str):
     from kafka import KafkaProducer
 
+    from services.common.kafka import RELAY_COMPRESSION
+
     # The relay's settings, minus idempotence (nothing here retries).
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -205,6 +207,7 @@ def bench_producer(bootstrap: str):
         linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,
+        compression_type=RELAY_COMPRESSION,
     )
 
 

@@ -66,6 +66,14 @@ def ensure_topics(bootstrap: str, partitions: int, topics: list[str] | None = No
         admin.close()
 
 
+# Record batches go to the broker LZ4-compressed. A bulk-lane message (100 migrated events,
+# ~280 KB) shrinks ~7× on the synthetic export, a single event ~1.6×. On Tansu, 20,000 migrated
+# events produced and read by four consumers: the broker's CPU 44 → 12 µs an event, the
+# consumers' 25 → 16, the producer's unchanged; and the broker, which keeps every message in
+# memory, holds a fraction of the bytes. Every Kafka client reads LZ4 (aiokafka through cramjam).
+RELAY_COMPRESSION = "lz4"
+
+
 def idempotent_producer(bootstrap: str) -> KafkaProducer:
     """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu)."""
     return KafkaProducer(
@@ -75,7 +83,7 @@ def idempotent_producer(bootstrap: str) -> KafkaProducer:
         linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,
-        compression_type=None,
+        compression_type=RELAY_COMPRESSION,
     )
 
 
