@@ -202,6 +202,9 @@ class EmbeddedSearchIndex(SearchIndex):
         if not newest:
             return []
         self._require_text()
+        # Documents are built before the locks are taken: building is most of a batch's time,
+        # and another batch (a clerk's, beside a migration's) waits only for the writing.
+        built = {pid: _text_document(event) for pid, event in newest.items() if isinstance(event, PublishedEvent)}
         with writing(self.engine) as connection:  # one ledger transaction per batch
             stored = {
                 row.publication_id: row
@@ -217,7 +220,7 @@ class EmbeddedSearchIndex(SearchIndex):
                 return []
             rows = _ledger_rows(connection, fresh)
             with self._writer().borrowed() as writer:
-                _write_text(writer, rows)
+                _write_text(writer, rows, built)
             _write_ledger(connection, rows)
         # This process reads its own commit only when it next searches (the portal, which
         # serves the searches, follows meta.json): a searcher reload per batch took ~9 ms of
@@ -340,14 +343,17 @@ def _ledger_rows(connection: Connection, fresh: list[tuple[Event, int | None]]) 
     return rows
 
 
-def _write_text(writer: tantivy.IndexWriter, rows: list[dict[str, Any]]) -> None:
+def _write_text(writer: tantivy.IndexWriter, rows: list[dict[str, Any]], built: dict[str, tuple[tantivy.Document, int]]) -> None:
     try:
         for row in rows:
             # Also for publications the ledger has never seen: after a crash between the two
             # commits the text index may already hold them.
             writer.delete_documents_by_term("pid", row["publication_id"])
             if row["status"] == "published":
-                writer.add_document(_text_document(row["id"], row["event"]))
+                document, published = built[row["publication_id"]]
+                # The rank needs the ledger id, known only now.
+                document.add_integer("rank", (published << _ID_BITS) | (row["id"] & ((1 << _ID_BITS) - 1)))
+                writer.add_document(document)
         writer.commit()
     except BaseException:
         writer.rollback()
@@ -422,7 +428,8 @@ def region_path(code: str) -> list[str]:
     return [code[:size] for size in REGION_LEVELS if size < len(code)] + [code]
 
 
-def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
+def _text_document(event: PublishedEvent) -> tuple[tantivy.Document, int]:
+    """The document to index, but its rank (see _write_text), and its publish time."""
     data = event.data
     document = {**document_of(data), "attachment_names": [attachment.name for attachment in data.attachments]}
     title, body = searchable_text(document)
@@ -442,7 +449,7 @@ def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
             counties.add(county)
             counties_by_item.update(f"{county}|{item}" for item in items[1:])
     filters.discard("|")
-    return tantivy.Document(
+    indexed = tantivy.Document(
         title=title_terms,
         # "|" is never a query term, so no phrase runs from the title into the body.
         text=f"{title_terms} | {index_terms(body)}",
@@ -455,11 +462,11 @@ def _text_document(document_id: int, event: PublishedEvent) -> tantivy.Document:
         fdr=sorted(domains_by_region),
         fci=sorted(counties_by_item),
         published=published,
-        rank=(published << _ID_BITS) | (document_id & ((1 << _ID_BITS) - 1)),
         fresh=min(max(published - _FRESH_FROM, 0), _FRESH_SPAN) / _FRESH_SPAN * FRESHNESS,
         # pydantic_core's encoder: the same JSON as json.dumps, in a third less time.
         doc=to_json({"publication_id": data.publication_id, "version": data.version, **document}),
     )
+    return indexed, published
 
 
 def _drop_legacy_tables(engine) -> None:

@@ -492,10 +492,14 @@ class TestEmbeddedSearchIndex:
         made = embedded._text_document
         calls = count()
 
-        def failing(document_id, event):
-            if next(calls) == 2:
+        class Unwritable:
+            """The third document fails as the writer reaches it, after two went in."""
+
+            def add_integer(self, field, value):
                 raise RuntimeError("disk full")
-            return made(document_id, event)
+
+        def failing(event):
+            return (Unwritable(), 0) if next(calls) == 2 else made(event)
 
         monkeypatch.setattr(embedded, "_text_document", failing)
         batch = [published(f"n{i}", title="低保") for i in range(5)] + [published("kept", version=2, title="养老")]
