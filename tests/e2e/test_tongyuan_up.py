@@ -177,6 +177,24 @@ def test_the_portal_reports_every_part_up(up):
     assert "ready: every part is up" in up.output(), up.output()[-2000:]
 
 
+def test_the_cheaper_consumers_run_at_a_lower_cpu_weight(up):
+    # /proc/<pid>/stat's 19th field (the 17th after the command) is the nice value.
+    niceness = {
+        command.split(" run ", 1)[1]: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        for pid, command in up.started.items()
+        if " services.cli run " in command
+    }
+    base = os.getpriority(os.PRIO_PROCESS, up.process.pid)
+    assert niceness == {
+        "publisher": base,
+        "indexer": base,
+        "portal": base,
+        "column": base + 4,
+        "embed": base + 4,
+        "supervision": base + 4,
+    }, niceness
+
+
 def test_a_clerks_publication_reaches_the_column_the_detail_page_and_search(up, clerk):
     title = f"文艺路街道城乡低保办事指南（e2e {uuid.uuid4().hex[:6]}）"
     response = clerk.post(
