@@ -29,8 +29,6 @@ class PublicationConsumer:
     apply_catalog: Callable[[Sequence], None] | None = None
     # How long a batch may wait to fill (settings.consumer_batch_within when None).
     batch_within: float | None = None
-    # Events per batch on the bulk lane (settings.consumer_batch_size when None).
-    bulk_batch_size: int | None = None
 
 
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
@@ -74,11 +72,10 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):
-        # Nobody waits on a migrated row, so its batches may take longer to fill. They are the
-        # canonical size in events unless the consumer asks for more: a canonical batch waits
-        # for the store while a bulk one holds it, so only a store that holds it briefly per
-        # event may (the indexer). The relay packs the bulk lane BULK_EVENTS_PER_MESSAGE to a message.
-        messages = max(1, (consumer.bulk_batch_size or settings.consumer_batch_size) // BULK_EVENTS_PER_MESSAGE)
+        # Nobody waits on a migrated row, so its batches may take longer to fill, and hold more
+        # (settings.consumer_bulk_batch_size). The relay packs the bulk lane
+        # BULK_EVENTS_PER_MESSAGE to a message.
+        messages = max(1, settings.consumer_bulk_batch_size // BULK_EVENTS_PER_MESSAGE)
         await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), messages)
 
     if consumer.apply_catalog is not None:

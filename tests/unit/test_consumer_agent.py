@@ -80,15 +80,15 @@ def test_the_offsets_table_of_each_commit_is_drawn_only_when_logged(monkeypatch)
     assert len(drawn) == 2
 
 
-def _bulk_batches_applied(tmp_path, bulk_batch_size: int | None) -> list[int]:
+def _bulk_batches_applied(tmp_path, **settings_overrides) -> list[int]:
     """Six bulk-lane messages of 100 events each, put at once: the sizes of the batches the store got."""
     from contracts.events import BULK_EVENTS_PER_MESSAGE
 
     sizes: list[int] = []
-    settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_size=100, indexer_batch_within=0.5)
-    consumer = PublicationConsumer(group="tongyuan-indexer", apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_size=100, indexer_batch_within=0.5, **settings_overrides)
+    consumer = PublicationConsumer(group="tongyuan-supervision", apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None)
     app = build_consumer_app(consumer, settings)
-    agent = app.agents["tongyuan-indexer.apply-bulk"]
+    agent = app.agents["tongyuan-supervision.apply-bulk"]
     messages = [
         ("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)
     ]
@@ -107,17 +107,7 @@ def _bulk_batches_applied(tmp_path, bulk_batch_size: int | None) -> list[int]:
     return sizes
 
 
-def test_a_consumer_may_take_larger_batches_on_the_bulk_lane(tmp_path):
-    assert max(_bulk_batches_applied(tmp_path, None)) == 100  # the canonical batch size
-    assert max(_bulk_batches_applied(tmp_path, 300)) == 300
-
-
-def test_the_indexer_takes_the_bulk_lane_in_its_own_batch_size(tmp_path, monkeypatch):
-    from services.indexer import app as indexer_app
-
-    made = []
-    monkeypatch.setattr(indexer_app, "build_index", lambda settings, cache_mb=None: type("Index", (), {"apply": lambda self, events: None})())
-    monkeypatch.setattr(indexer_app, "_heartbeats", lambda settings, cache_mb=None: (None, None))
-    monkeypatch.setattr(indexer_app, "build_consumer_app", lambda consumer, settings: made.append(consumer))
-    indexer_app.create_consumer(Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, indexer_bulk_batch_size=1234))
-    assert made[0].bulk_batch_size == 1234
+def test_the_bulk_lane_is_taken_in_batches_of_its_own_size(tmp_path):
+    assert Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path).consumer_bulk_batch_size == 2000
+    assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=300)) == 300
+    assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=100)) == 100  # the canonical batch size here
