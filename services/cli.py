@@ -36,13 +36,14 @@ class Process(str, Enum):
 
 
 # CPU weights of the workers `tongyuan up` starts on one machine (nice values). When the CPU is
-# scarce Linux gives each runnable process an equal share, but per event the indexer does ~2.5×
+# scarce Linux gives each runnable process an equal share, but per event the indexer does ~3×
 # the work of each other consumer: in a migration it fell behind and ran on alone for the last
-# fifth of the run while a core idled. At nice 4 (weight ~0.4) the other consumers take CPU in
-# proportion to their work. bench-migration, 100,000 rows, alternating: 759 and 843 rows/s
-# at equal weights, 910 and 898 with these. Only contention is affected: an idle machine runs
-# every worker at once, and the publisher, the portal and the indexer keep the default.
-WORKER_NICENESS = {"column": 4, "embed": 4, "supervision": 4}
+# fifth of the run while a core idled. At nice 7 (CFS weight ~0.2) the other consumers take CPU
+# about in proportion to their work. bench-migration, 100,000 rows, on one VM: 759 and 843
+# rows/s at equal weights (the last store 25–30 s after the gate), 870–933 at nice 4 (14–16 s),
+# 965 and 1,009 at nice 7 (7–12 s). Only contention is affected: an idle machine runs every
+# worker at once, and the publisher, the portal and the indexer keep the default.
+WORKER_NICENESS = {"column": 7, "embed": 7, "supervision": 7}
 
 
 def _settings() -> Settings:
