@@ -36,14 +36,17 @@ class Process(str, Enum):
 
 
 # CPU weights of the workers `tongyuan up` starts on one machine (nice values). When the CPU is
-# scarce Linux gives each runnable process an equal share, but per event the indexer does ~3×
+# scarce Linux gives each runnable process an equal share, but per event the indexer does 2–3×
 # the work of each other consumer: in a migration it fell behind and ran on alone for the last
-# fifth of the run while a core idled. At nice 7 (CFS weight ~0.2) the other consumers take CPU
-# about in proportion to their work. bench-migration, 100,000 rows, on one VM: 759 and 843
-# rows/s at equal weights (the last store 25–30 s after the gate), 870–933 at nice 4 (14–16 s),
-# 965 and 1,009 at nice 7 (7–12 s). Only contention is affected: an idle machine runs every
-# worker at once, and the publisher, the portal and the indexer keep the default.
-WORKER_NICENESS = {"column": 7, "embed": 7, "supervision": 7}
+# fifth of the run while a core idled. The others run at a lower weight (nice 5: ~0.33, 6: ~0.26),
+# so each consumer takes CPU about in proportion to its work. bench-migration, 100,000 rows, on
+# one VM: 759 and 843 rows/s at equal weights (the last store done 25–30 s after the gate),
+# 870–933 with all three at nice 4 (14–16 s), 965 and 1,009 at nice 7 (7–12 s). A million rows
+# at nice 7 starved the embed consumer (its CPU per event grows with its store, 0.32 ms there
+# against 0.25–0.26 for the others), which finished 125 s after the gate: hence one level less
+# for it. Only contention is affected: an idle machine runs every worker at once, and the
+# publisher, the portal and the indexer keep the default.
+WORKER_NICENESS = {"column": 6, "embed": 5, "supervision": 6}
 
 
 def _settings() -> Settings:

@@ -189,9 +189,9 @@ def test_the_cheaper_consumers_run_at_a_lower_cpu_weight(up):
         "publisher": base,
         "indexer": base,
         "portal": base,
-        "column": base + 7,
-        "embed": base + 7,
-        "supervision": base + 7,
+        "column": base + 6,
+        "embed": base + 5,
+        "supervision": base + 6,
     }, niceness
 
 
