@@ -12,7 +12,8 @@ It writes a synthetic old-site export (services/migration/synthetic.py: Chinese 
 
 while sampling every process's RSS and CPU (/proc), the migrate process included. It prints
 rows/s end to end against the target (≥ 1,700 rows/s, i.e. 1,000,000 rows in < 10 minutes on
-2 cores), peak memory per process, CPU per row per process, and writes bench/out/migration-*.json.
+2 cores), peak memory per process, CPU and bytes written to disk per row per process, and writes
+bench/out/migration-*.json.
 Not a timed test: a missed target is reported, never fatal.
 """
 
@@ -42,7 +43,6 @@ from bench.pipeline import (
     Sampler,
     Stack,
     Stores,
-    _ppid_and_cpu,
     _status_kb,
     begin,
     ceiling_phase,
@@ -89,6 +89,20 @@ def counts(var_dir: Path, connections: dict, stores=COUNTS) -> dict[str, int]:
 
 def bounds(var_dir: Path, connections: dict) -> dict[str, int]:
     return {store: _connection(var_dir, connections, store).execute(query).fetchone()[0] for store, query in BOUNDS.items()}
+
+
+def written_bytes(pid: int) -> int | None:
+    """Bytes the process has caused to be written to storage (/proc/<pid>/io write_bytes):
+    SQLite's WAL and checkpoints, tantivy's segments. Charged when a page is dirtied, so it
+    does not wait for the kernel's writeback."""
+    try:
+        with open(f"/proc/{pid}/io") as io:
+            for line in io:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,18 +168,23 @@ def main(argv: list[str] | None = None) -> int:
             stdout=migrate_log,
             stderr=subprocess.STDOUT,
         )
-        migrate_peak_kb, gate_done_s, migrate_cpu_s = 0, None, 0.0
+        migrate_peak_kb, gate_done_s, migrate_cpu_s, migrate_written = 0, None, 0.0, 0
+        written_before = {name: written_bytes(pid) or 0 for name, pid in sampler.pids().items()}
         arrived: dict[str, float] = {}
         last_report = time.monotonic()
         # A poll reads five rowid bounds (see BOUNDS): each second, whatever the stores' size.
         while len(arrived) < len(COUNTS):
             time.sleep(1.0)
             elapsed = time.monotonic() - phase.started
-            if migrate.poll() is None:
+            if migrate.returncode is None:
                 migrate_peak_kb = max(migrate_peak_kb, _status_kb(migrate.pid, "VmHWM") or 0)
-                cpu = _ppid_and_cpu(migrate.pid)
-                migrate_cpu_s = cpu[1] if cpu else migrate_cpu_s
-            elif gate_done_s is None:
+                # Reaped here rather than by Popen.poll: its rusage holds the exact CPU time and
+                # blocks written (in 512-byte units) of the whole run.
+                pid, status, usage = os.wait4(migrate.pid, os.WNOHANG)
+                if pid:
+                    migrate.returncode = os.waitstatus_to_exitcode(status)
+                    migrate_cpu_s, migrate_written = usage.ru_utime + usage.ru_stime, usage.ru_oublock * 512
+            if migrate.returncode is not None and gate_done_s is None:
                 gate_done_s = elapsed
                 if migrate.returncode != 0:
                     raise BenchFailure(f"tongyuan migrate exited with {migrate.returncode}; see {var_dir / 'migrate.log'}")
@@ -181,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                 now = counts(var_dir, connections)
                 raise BenchFailure(f"not every store held the {export.planned:,} rows after {timeout:.0f}s: {now}")
         phase.end(sampler)
+        written = {name: (written_bytes(pid) or 0) - written_before.get(name, 0) for name, pid in sampler.pids().items()}
+        # Reaping a child adds its I/O to the parent's: the benchmark's own figure would count
+        # tongyuan migrate twice, and it writes nothing of the stores itself.
+        written.pop("bench (this process)", None)
+        written["tongyuan migrate"] = migrate_written
         migrate.wait(60)
         total_s = max(arrived.values())
         results["migration"] = {
@@ -192,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows_per_s": round(export.rows / total_s, 1),
             "migrate_cpu_s": round(migrate_cpu_s, 1),
             "migrate_peak_rss_mb": round(migrate_peak_kb / PAGE_MB, 1),
+            "written_mb": {name: round(b / 1e6, 1) for name, b in written.items() if b > 0},
         }
         results["phases"] = [vars(phase)]
 
@@ -270,6 +295,13 @@ def report(results: dict) -> str:
         per_row = {name: pct / 100 * phase["wall_s"] * 1000 / migration["rows"] for name, pct in phase["cpu_percent"].items()}
         per_row["tongyuan migrate"] = migration["migrate_cpu_s"] * 1000 / migration["rows"]
         lines.append("  CPU ms per row: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(per_row.items(), key=lambda kv: -kv[1]) if v >= 0.005))
+    if migration and migration.get("written_mb"):
+        written = migration["written_mb"]
+        lines.append(
+            f"  written to disk per row: {sum(written.values()) * 1000 / migration['rows']:.1f} KB ("
+            + ", ".join(f"{n} {mb * 1000 / migration['rows']:.1f}" for n, mb in sorted(written.items(), key=lambda kv: -kv[1]) if mb * 1000 / migration["rows"] >= 0.05)
+            + ")"
+        )
     processes = results.get("processes")
     if processes:
         lines.append("  peak RSS (VmHWM): " + ", ".join(f"{name} {p['hwm_mb']:.0f} MB" for name, p in sorted(processes.items())))

@@ -351,6 +351,12 @@ class Sampler(threading.Thread):
                 if info:
                     stats.cpu_s = info[1]
 
+    def pids(self) -> dict[str, int]:
+        """Each sampled process's current pid, by name."""
+        self.sample()
+        with self.lock:
+            return {name: s.pid for name, s in self.processes.items()}
+
     def cpu(self) -> dict[str, float]:
         self.sample()
         with self.lock:
