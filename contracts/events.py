@@ -6,7 +6,9 @@ breaking change; a breaking change is a new `.v2` type published alongside this 
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -280,7 +282,23 @@ PublicationEvent = Annotated[PublishedEvent | WithdrawnEvent, Field(discriminato
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A time-ordered UUID (version 7, RFC 9562): ids made later sort later, so the outbox's
+    unique index on them grows at its end instead of dirtying a random page per event (a
+    page a row of WAL and checkpoint in every SQLite store that keeps them)."""
+    return str(uuid7())
+
+
+def uuid7() -> uuid.UUID:
+    """Python 3.14's uuid.uuid7 where there is one; otherwise the same layout: 48 bits of Unix
+    milliseconds, the version, 74 random bits and the variant."""
+    if _STDLIB_UUID7 is not None:
+        return _STDLIB_UUID7()
+    random = int.from_bytes(os.urandom(10)) >> 6  # 74 bits
+    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random >> 62) << 64 | 0b10 << 62 | random & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+_STDLIB_UUID7 = getattr(uuid, "uuid7", None)
 
 
 def utcnow() -> datetime:

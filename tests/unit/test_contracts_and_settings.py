@@ -4,6 +4,7 @@ from pydantic import ValidationError
 
 from contracts import schemas
 from contracts.catalog import regions_of_city, standard_catalog
+from contracts import events
 from contracts.events import BULK_EVENTS_PER_MESSAGE
 from services.common.settings import Settings
 
@@ -55,3 +56,20 @@ def test_bad_configuration_fails_at_start(field, value, monkeypatch):
 
 def test_plain_postgresql_urls_use_psycopg3():
     assert Settings(database_url="postgresql://u@h/db").store_url("column") == "postgresql+psycopg://u@h/db"
+
+
+def test_event_ids_are_version_7_uuids_in_the_order_they_were_made(monkeypatch):
+    """Stores index event and publication ids: an id made in a later millisecond sorts later
+    (an index grows at its end), and ids stay unique within a millisecond."""
+    import time
+    import uuid
+
+    monkeypatch.setattr(events, "_STDLIB_UUID7", None)  # our own, also where Python has one
+    first = events.new_event_id()
+    time.sleep(0.002)
+    made = [events.new_event_id() for _ in range(20_000)]
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made[:100])
+    assert len(set(made)) == len(made)
+    assert all(first < later for later in made)
+    # Milliseconds first: the timestamp of each id is when it was made.
+    assert abs(int(made[-1].replace("-", "")[:12], 16) - time.time_ns() // 1_000_000) < 5_000
