@@ -2,9 +2,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from contracts import schemas
+from contracts import events, schemas
 from contracts.catalog import regions_of_city, standard_catalog
-from contracts import events
 from contracts.events import BULK_EVENTS_PER_MESSAGE
 from services.common.settings import Settings
 

@@ -39,6 +39,21 @@ def test_publish_writes_the_publication_and_its_event_together(publisher, direct
     assert event["specversion"] == "1.0" and event["source"] == "/publisher"
 
 
+def test_new_publications_and_events_get_time_ordered_ids(publisher, directory):
+    """Every store indexes publication ids and the outbox event ids: ids made later sort
+    later, so those indexes grow at their end (UUID version 7)."""
+    import time
+    import uuid
+
+    first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
+    time.sleep(0.002)
+    from_cms = handlers.accept_cms_request("ev-order", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    assert uuid.UUID(first.publication_id).version == 7 and uuid.UUID(from_cms.publication_id).version == 7
+    assert first.publication_id < from_cms.publication_id
+    events = [event["id"] for event in outbox_events(publisher)]
+    assert all(uuid.UUID(event_id).version == 7 for event_id in events) and events == sorted(events)
+
+
 def test_a_rejected_draft_writes_nothing(publisher, directory):
     with pytest.raises(Rejected):
         handlers.publish(principal=ADMIN, draft=draft(placements=[placement(level2="D14-02-99")]), publisher=publisher, directory=directory)
