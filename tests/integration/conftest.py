@@ -19,8 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy.engine import make_url
 
 from contracts.identity import Principal
-from services.common.auth import build_verifier
 from services.cli import WORKER_NICENESS
+from services.common.auth import build_verifier
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import ensure_topics
 from services.common.settings import Settings
