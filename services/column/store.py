@@ -33,7 +33,7 @@ from contracts.events import (
     WithdrawnEvent,
 )
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
-from services.common.db import as_json, insert_rows, writing
+from services.common.db import as_json, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import to_apply
@@ -103,47 +103,50 @@ class ColumnStore:
 
     # --- the consumer's side ------------------------------------------------------------
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
-        """Apply a batch in one transaction, skipping versions the store already has.
+        """Apply a batch, skipping versions the store already has: in one transaction, or in
+        turns with a clerk's batch that is waiting (write_in_turns).
 
-        One statement per kind of row for the whole batch: per-event statements cost more
-        in SQLAlchemy's statement building than in the database."""
-        with writing(self.engine) as connection:
-            ids = list({e.data.publication_id for e in events})
-            stored = self._versions(connection, ids)
-            inserted, updated, placement_rows = [], [], []
-            for event in to_apply(events, stored):
-                data = event.data
-                if isinstance(event, PublishedEvent):
-                    row = dict(
-                        version=data.version,
-                        status="published",
-                        withdrawal_type=None,
+        One statement per kind of row for each part: per-event statements cost more in
+        SQLAlchemy's statement building than in the database."""
+        write_in_turns(self.engine, in_parts(events), self._apply_part)
+
+    def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
+        ids = list({e.data.publication_id for e in events})
+        stored = self._versions(connection, ids)
+        inserted, updated, placement_rows = [], [], []
+        for event in to_apply(events, stored):
+            data = event.data
+            if isinstance(event, PublishedEvent):
+                row = dict(
+                    version=data.version,
+                    status="published",
+                    withdrawal_type=None,
+                    published_at=data.published_at,
+                    document=as_json(data),
+                    withdrawal=None,
+                )
+                placement_rows += [
+                    dict(
+                        publication_id=data.publication_id,
+                        region_code=p.region_code,
+                        domain_code=p.domain_code,
+                        level1_id=p.level1_id,
+                        level2_id=p.level2_id,
                         published_at=data.published_at,
-                        document=as_json(data),
-                        withdrawal=None,
+                        title=data.title,
+                        level1_name=p.level1_name,
+                        level2_name=p.level2_name,
                     )
-                    placement_rows += [
-                        dict(
-                            publication_id=data.publication_id,
-                            region_code=p.region_code,
-                            domain_code=p.domain_code,
-                            level1_id=p.level1_id,
-                            level2_id=p.level2_id,
-                            published_at=data.published_at,
-                            title=data.title,
-                            level1_name=p.level1_name,
-                            level2_name=p.level2_name,
-                        )
-                        for p in data.placements
-                    ]
-                else:
-                    # A tombstone; the last published document stays for the notice page.
-                    row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=as_json(data))
-                if data.publication_id in stored:
-                    updated.append({"pid": data.publication_id, **row})
-                else:
-                    inserted.append({"publication_id": data.publication_id, "published_at": None, "document": None, **row})
-            self._write(connection, inserted, updated, placement_rows)
+                    for p in data.placements
+                ]
+            else:
+                # A tombstone; the last published document stays for the notice page.
+                row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=as_json(data))
+            if data.publication_id in stored:
+                updated.append({"pid": data.publication_id, **row})
+            else:
+                inserted.append({"publication_id": data.publication_id, "published_at": None, "document": None, **row})
+        self._write(connection, inserted, updated, placement_rows)
 
     @staticmethod
     def _write(connection: Connection, inserted: list[dict], updated: list[dict], placement_rows: list[dict]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 from sqlalchemy import (
     Boolean,
@@ -33,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from contracts.events import PublishedEvent, WithdrawnEvent
-from services.common.db import Upsert, insert_rows, writing
+from services.common.db import Upsert, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
 
 from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of, to_apply
@@ -199,44 +200,46 @@ class EmbedStore:
 
     # --- the consumer's side ------------------------------------------------------------
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
-        """Apply a batch in one transaction, skipping versions already held; one statement per
-        kind of row for the whole batch. A withdrawal keeps a tombstone and leaves every feed."""
-        now = datetime.now(timezone.utc)
-        with writing(self.engine) as connection:
-            stored = self._versions(connection, list({e.data.publication_id for e in events}))
-            chosen = to_apply(events, stored)
-            if not chosen:
-                return
-            current = self._rules(connection)
-            # Only a publication this store has seen can have items to replace: looking the
-            # others up in the items' index (random ids, a migration's million) found nothing
-            # at a quarter of a batch's cost.
-            known = [e.data.publication_id for e in chosen if e.data.publication_id in stored]
-            touched = self._major_regions(connection, known)
-            for start in range(0, len(known), CHUNK):
-                connection.execute(delete(items).where(items.c.publication_id.in_(known[start : start + CHUNK])))
-            inserted, updated, item_rows = [], [], []
-            for event in chosen:
-                data = event.data
-                status = "published" if isinstance(event, PublishedEvent) else "withdrawn"
-                row = {"version": data.version, "status": status, "updated_at": now}
-                if data.publication_id in stored:
-                    updated.append({"pid": data.publication_id, **row})
-                else:
-                    inserted.append({"publication_id": data.publication_id, **row})
-                if status == "published":
-                    item_rows += _item_rows(event, current)
-            touched |= {row["region_code"] for row in item_rows if row["major"]}
-            if updated:
-                connection.execute(
-                    update(publications).where(publications.c.publication_id == bindparam("pid")).values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
-                    updated,
-                )
-            if inserted:
-                insert_rows(connection, publications, inserted)
-            if item_rows:
-                insert_rows(connection, items, item_rows)
-            self._bump(connection, {scope for region in touched for scope in scopes_of(region)}, now)
+        """Apply a batch, skipping versions already held (in one transaction, or in turns with
+        a clerk's waiting batch: write_in_turns); one statement per kind of row for each part.
+        A withdrawal keeps a tombstone and leaves every feed."""
+        write_in_turns(self.engine, in_parts(events), partial(self._apply_part, now=datetime.now(timezone.utc)))
+
+    def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent], *, now: datetime) -> None:
+        stored = self._versions(connection, list({e.data.publication_id for e in events}))
+        chosen = to_apply(events, stored)
+        if not chosen:
+            return
+        current = self._rules(connection)
+        # Only a publication this store has seen can have items to replace: looking the
+        # others up in the items' index (random ids, a migration's million) found nothing
+        # at a quarter of a batch's cost.
+        known = [e.data.publication_id for e in chosen if e.data.publication_id in stored]
+        touched = self._major_regions(connection, known)
+        for start in range(0, len(known), CHUNK):
+            connection.execute(delete(items).where(items.c.publication_id.in_(known[start : start + CHUNK])))
+        inserted, updated, item_rows = [], [], []
+        for event in chosen:
+            data = event.data
+            status = "published" if isinstance(event, PublishedEvent) else "withdrawn"
+            row = {"version": data.version, "status": status, "updated_at": now}
+            if data.publication_id in stored:
+                updated.append({"pid": data.publication_id, **row})
+            else:
+                inserted.append({"publication_id": data.publication_id, **row})
+            if status == "published":
+                item_rows += _item_rows(event, current)
+        touched |= {row["region_code"] for row in item_rows if row["major"]}
+        if updated:
+            connection.execute(
+                update(publications).where(publications.c.publication_id == bindparam("pid")).values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
+                updated,
+            )
+        if inserted:
+            insert_rows(connection, publications, inserted)
+        if item_rows:
+            insert_rows(connection, items, item_rows)
+        self._bump(connection, {scope for region in touched for scope in scopes_of(region)}, now)
 
     @staticmethod
     def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:

@@ -12,9 +12,10 @@ Files (next to each other under var/):
   stores are on PostgreSQL (production search is Elasticsearch).
 - search-index/ — the text index: live documents only, each with what a hit renders.
 
-A batch is written as: BEGIN IMMEDIATE on the ledger → read the stored versions, keep only
-newer events → delete + add them in the text index and commit it (atomic, fsync'd by tantivy)
-→ write the ledger rows (executemany) and commit. A crash before the text commit leaves
+A batch (or each turn of a long one, see write_in_turns) is written as: BEGIN IMMEDIATE on the
+ledger → read the stored versions, keep only newer events → delete + add them in the text index
+and write their ledger rows (executemany) → commit the text index (atomic, fsync'd by tantivy),
+then the ledger. A crash before the text commit leaves
 nothing of the batch anywhere. A crash between the two commits leaves the text index ahead of
 the ledger; the consumer has not acked the batch, so it is applied again, the ledger still
 shows the older versions, and the same documents are deleted and added again: idempotent.
@@ -36,7 +37,7 @@ import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
@@ -50,7 +51,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection, make_url
 
 from contracts.events import PublishedEvent
-from services.common.db import create_store_engine, insert_rows, writing
+from services.common.db import create_store_engine, in_parts, insert_rows, others_waiting, writing
 from services.common.heartbeat import heartbeat_table
 
 from .index import (
@@ -205,23 +206,26 @@ class EmbeddedSearchIndex(SearchIndex):
         # Documents are built before the locks are taken: building is most of a batch's time,
         # and another batch (a clerk's, beside a migration's) waits only for the writing.
         built = {pid: _text_document(event) for pid, event in newest.items() if isinstance(event, PublishedEvent)}
-        with writing(self.engine) as connection:  # one ledger transaction per batch
-            stored = {
-                row.publication_id: row
-                for row in connection.execute(select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(list(newest))))
-            }
-            fresh = [
-                (event, stored[pid].id if pid in stored else None)
-                for pid, event in newest.items()
-                # Skipped: a duplicate, a replay, or older than what we hold.
-                if pid not in stored or stored[pid].version < event.data.version
-            ]
-            if not fresh:
-                return []
-            rows = _ledger_rows(connection, fresh)
-            with self._writer().borrowed() as writer:
-                _write_text(writer, rows, built)
-            _write_ledger(connection, rows)
+        # Written in turns, as write_in_turns does for the SQL stores; here each turn ends with
+        # the text index's commit, then the ledger's.
+        parts, done = in_parts(list(newest.items())), 0
+        while done < len(parts):
+            with writing(self.engine) as connection, ExitStack() as held:
+                writer = None  # taken once a part has something new: a replay commits nothing
+                try:
+                    while True:
+                        if rows := _fresh_rows(connection, parts[done]):
+                            writer = writer or held.enter_context(self._writer().borrowed())
+                            _write_rows(connection, writer, rows, built)
+                        done += 1
+                        if done == len(parts) or others_waiting(self.engine):
+                            break
+                    if writer is not None:
+                        writer.commit()
+                except BaseException:
+                    if writer is not None:
+                        writer.rollback()
+                    raise
         # This process reads its own commit only when it next searches (the portal, which
         # serves the searches, follows meta.json): a searcher reload per batch took ~9 ms of
         # each batch's wall time on the benchmark VM.
@@ -343,21 +347,31 @@ def _ledger_rows(connection: Connection, fresh: list[tuple[Event, int | None]]) 
     return rows
 
 
-def _write_text(writer: tantivy.IndexWriter, rows: list[dict[str, Any]], built: dict[str, tuple[tantivy.Document, int]]) -> None:
-    try:
-        for row in rows:
-            # Also for publications the ledger has never seen: after a crash between the two
-            # commits the text index may already hold them.
-            writer.delete_documents_by_term("pid", row["publication_id"])
-            if row["status"] == "published":
-                document, published = built[row["publication_id"]]
-                # The rank needs the ledger id, known only now.
-                document.add_integer("rank", (published << _ID_BITS) | (row["id"] & ((1 << _ID_BITS) - 1)))
-                writer.add_document(document)
-        writer.commit()
-    except BaseException:
-        writer.rollback()
-        raise
+def _fresh_rows(connection: Connection, part: Sequence[tuple[str, Event]]) -> list[dict[str, Any]]:
+    stored = {
+        row.publication_id: row
+        for row in connection.execute(select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_([pid for pid, _ in part])))
+    }
+    fresh = [
+        (event, stored[pid].id if pid in stored else None)
+        for pid, event in part
+        # Skipped: a duplicate, a replay, or older than what we hold.
+        if pid not in stored or stored[pid].version < event.data.version
+    ]
+    return _ledger_rows(connection, fresh) if fresh else []
+
+
+def _write_rows(connection: Connection, writer: tantivy.IndexWriter, rows: list[dict[str, Any]], built: dict[str, tuple[tantivy.Document, int]]) -> None:
+    for row in rows:
+        # Also for publications the ledger has never seen: after a crash between the two
+        # commits the text index may already hold them.
+        writer.delete_documents_by_term("pid", row["publication_id"])
+        if row["status"] == "published":
+            document, published = built[row["publication_id"]]
+            # The rank needs the ledger id, known only now.
+            document.add_integer("rank", (published << _ID_BITS) | (row["id"] & ((1 << _ID_BITS) - 1)))
+            writer.add_document(document)
+    _write_ledger(connection, rows)
 
 
 class _Writer:
@@ -429,7 +443,7 @@ def region_path(code: str) -> list[str]:
 
 
 def _text_document(event: PublishedEvent) -> tuple[tantivy.Document, int]:
-    """The document to index, but its rank (see _write_text), and its publish time."""
+    """The document to index, but its rank (see _write_rows), and its publish time."""
     data = event.data
     document = {**document_of(data), "attachment_names": [attachment.name for attachment in data.attachments]}
     title, body = searchable_text(document)
