@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search clean
+.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-embed: $(STAMP)
 
 bench-supervision: $(STAMP)
 	$(BIN)/python -m bench.supervision $(BENCH_ARGS)
+
+bench-turns: $(STAMP)
+	$(BIN)/python -m bench.turns $(BENCH_ARGS)
 
 bench-search: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
