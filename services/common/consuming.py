@@ -218,6 +218,11 @@ async def process_batch(
                 metrics.EVENTS_SKIPPED.labels(what, record.message.topic).inc()
             else:
                 good.append(item)
+        if record.message.topic == TOPIC_PUBLICATIONS_BULK:
+            # A bulk batch's messages hold 100 events each, decoded on the event loop: between
+            # two of them the loop runs the other lane's agent (a clerk's event), which would
+            # otherwise wait for the whole batch's decoding.
+            await asyncio.sleep(0)
     if not good:
         return
     events = [item.event for item in good]

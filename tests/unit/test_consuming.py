@@ -107,6 +107,34 @@ def test_a_bulk_batch_is_applied_as_its_events():
     assert stats.applied == 4
 
 
+def test_decoding_a_bulk_batch_lets_the_other_lane_run_between_its_messages():
+    records = [bulk(*(published(f"p{m}-{n}").model_dump_json().encode() for n in range(3)), offset=m) for m in range(5)]
+    ticks, ticks_at_apply = [], []
+
+    async def apply(events):  # async: called without a thread hop, so only decoding yields before it
+        ticks_at_apply.append(len(ticks))
+        return []
+
+    async def main() -> int:
+        running = True
+
+        async def other_lane() -> None:
+            while running:
+                ticks.append(1)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_lane())
+        await asyncio.sleep(0)
+        before = len(ticks)
+        await process_batch(records, apply=apply, dead_letter=lambda letter: None, stats=ConsumerStats(), max_backoff=0.01, what="test")
+        running = False
+        await task
+        return before
+
+    before = asyncio.run(main())
+    assert ticks_at_apply[0] - before >= len(records) - 1, "the other lane never ran while the batch was decoded"
+
+
 def test_a_bad_event_in_a_batch_spoils_only_itself():
     good, other = published("good"), published("other")
     applied = []
