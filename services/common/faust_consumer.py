@@ -16,7 +16,7 @@ from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, pr
 from .kafka import faust_app
 from .settings import Settings
 
-# ≤ 200 bulk batches buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
+# ≤ 200 bulk messages buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
 BULK_BUFFER_MESSAGES = 200
 
 
@@ -29,6 +29,8 @@ class PublicationConsumer:
     apply_catalog: Callable[[Sequence], None] | None = None
     # How long a batch may wait to fill (settings.consumer_batch_within when None).
     batch_within: float | None = None
+    # Events per bulk-lane batch (settings.consumer_bulk_batch_size when None).
+    bulk_batch_size: int | None = None
 
 
 def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
@@ -75,7 +77,7 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
         # Nobody waits on a migrated row, so its batches may take longer to fill, and hold more
         # (settings.consumer_bulk_batch_size). The relay packs the bulk lane
         # BULK_EVENTS_PER_MESSAGE to a message.
-        messages = max(1, settings.consumer_bulk_batch_size // BULK_EVENTS_PER_MESSAGE)
+        messages = max(1, (consumer.bulk_batch_size or settings.consumer_bulk_batch_size) // BULK_EVENTS_PER_MESSAGE)
         await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), messages)
 
     if consumer.apply_catalog is not None:

@@ -71,6 +71,7 @@ def create_consumer(settings: Settings) -> faust.App:
         apply=index.apply,
         heartbeat=lambda stats: beat(engine, table, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
         batch_within=settings.indexer_batch_within,
+        bulk_batch_size=settings.indexer_bulk_batch_size,
     )
     return build_consumer_app(consumer, settings)
 

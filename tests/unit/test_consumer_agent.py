@@ -80,15 +80,15 @@ def test_the_offsets_table_of_each_commit_is_drawn_only_when_logged(monkeypatch)
     assert len(drawn) == 2
 
 
-def _bulk_batches_applied(tmp_path, **settings_overrides) -> list[int]:
+def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_size=None, **settings_overrides) -> list[int]:
     """Six bulk-lane messages of 100 events each, put at once: the sizes of the batches the store got."""
     from contracts.events import BULK_EVENTS_PER_MESSAGE
 
     sizes: list[int] = []
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_size=100, indexer_batch_within=0.5, **settings_overrides)
-    consumer = PublicationConsumer(group="tongyuan-supervision", apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None)
+    consumer = PublicationConsumer(group=group, apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
     app = build_consumer_app(consumer, settings)
-    agent = app.agents["tongyuan-supervision.apply-bulk"]
+    agent = app.agents[f"{group}.apply-bulk"]
     messages = [
         ("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)
     ]
@@ -108,6 +108,9 @@ def _bulk_batches_applied(tmp_path, **settings_overrides) -> list[int]:
 
 
 def test_the_bulk_lane_is_taken_in_batches_of_its_own_size(tmp_path):
-    assert Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path).consumer_bulk_batch_size == 2000
+    defaults = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
+    assert (defaults.consumer_bulk_batch_size, defaults.indexer_bulk_batch_size) == (5000, 2000)
     assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=300)) == 300
     assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=100)) == 100  # the canonical batch size here
+    # A consumer may take its own size (the indexer: indexer_bulk_batch_size, for its memory).
+    assert max(_bulk_batches_applied(tmp_path, group="tongyuan-indexer", bulk_batch_size=200, consumer_bulk_batch_size=500)) == 200
