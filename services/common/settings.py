@@ -47,11 +47,11 @@ class Settings(BaseSettings):
     # pays per batch (the index's segment commit and merges, the supervision's and the embed's
     # per-batch queries) is paid less often. In-process, migrated events at 500 → 2,000 a batch:
     # indexer 559–633 → 431–496 µs CPU each, supervision 105–114 → 74–80, embed 128 → 101–106,
-    # column ~105 either way. 2,000 → 5,000, in the stack (bench-migration, 200,000 rows): bytes
-    # written to disk per row, supervision 14.5 → 7.4 KB, embed 25.5 → 19.1, column 18.9 → 15.9
-    # (a commit dirties fewer index pages per row), CPU per row within noise. A clerk's batch
-    # waits for one part of a batch's writing (db.write_in_turns), not the whole batch.
-    consumer_bulk_batch_size: int = Field(5000, ge=1, le=20_000)
+    # column ~105 either way. A clerk's batch waits for one part of a batch's writing
+    # (db.write_in_turns), not the whole batch. 5,000 was tried (bench/README, 2026-11-29): at
+    # 200,000 rows 15% fewer bytes written and CPU within noise, but at a million rows two runs
+    # took 1.55 ms of CPU per row against 1.45 before, so 2,000 stays until a same-VM A/B says.
+    consumer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
     # The indexer's bulk batches: at 5,000 its peak RSS went 404 → 636–691 MB (a batch's events
     # and built documents are held at once) for 0.32 → 0.30 ms of CPU per row.
     indexer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)

@@ -109,7 +109,7 @@ def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_siz
 
 def test_the_bulk_lane_is_taken_in_batches_of_its_own_size(tmp_path):
     defaults = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
-    assert (defaults.consumer_bulk_batch_size, defaults.indexer_bulk_batch_size) == (5000, 2000)
+    assert (defaults.consumer_bulk_batch_size, defaults.indexer_bulk_batch_size) == (2000, 2000)
     assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=300)) == 300
     assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=100)) == 100  # the canonical batch size here
     # A consumer may take its own size (the indexer: indexer_bulk_batch_size, for its memory).
