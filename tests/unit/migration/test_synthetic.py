@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.migration import load_config, read_legacy, summarise
+from services.migration import Planned, load_config, read_legacy, summarise
 from services.migration.synthetic import write_synthetic_export
 
 from .conftest import MIGRATOR
@@ -30,3 +30,16 @@ def test_synthetic_export_is_deterministic(tmp_path):
     second = write_synthetic_export(tmp_path / "b", 500)
     assert first.csv_path.read_bytes() == second.csv_path.read_bytes()
     assert first.config_path.read_text() == second.config_path.read_text()
+
+
+def test_synthetic_export_runs_in_publication_order_with_a_few_rows_filed_late(tmp_path, directory):
+    """As an old CMS's export does: the order its articles were written in. The stores' indexes
+    on dates (and the migrated ids, which carry the date) see what a real migration shows them."""
+    export = write_synthetic_export(tmp_path, 3000)
+    config = load_config(export.config_path, directory)
+    with read_legacy(config, export.csv_path, principal=MIGRATOR, catalog_directory=directory) as stream:
+        days = [item.request.published_at.date() for item in stream if isinstance(item, Planned)]
+    earlier = sum(1 for before, after in zip(days, days[1:], strict=False) if after < before)
+    assert (days[-1] - days[0]).days > 3000, "ten years of items"
+    assert 0.02 * len(days) < earlier < 0.12 * len(days), f"{earlier} of {len(days)} rows dated before the row above them"
+    assert max(before - after for before, after in zip(days, days[1:], strict=False)).days <= 91
