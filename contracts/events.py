@@ -293,8 +293,16 @@ def uuid7() -> uuid.UUID:
     milliseconds, the version, 74 random bits and the variant."""
     if _STDLIB_UUID7 is not None:
         return _STDLIB_UUID7()
-    random = int.from_bytes(os.urandom(10)) >> 6  # 74 bits
-    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random >> 62) << 64 | 0b10 << 62 | random & ((1 << 62) - 1)
+    return uuid7_at(time.time_ns() // 1_000_000, os.urandom(10))
+
+
+def uuid7_at(milliseconds: int, entropy: bytes) -> uuid.UUID:
+    """A version-7 UUID for the given Unix milliseconds (clamped to the 48 bits there are), its
+    74 other bits from the first ten bytes of `entropy`: deterministic, for an id that must be
+    derived from something and still sort by time."""
+    stamp = min(max(milliseconds, 0), (1 << 48) - 1)
+    random = int.from_bytes(entropy[:10]) >> 6  # 74 bits
+    value = stamp << 80 | 0x7 << 76 | (random >> 62) << 64 | 0b10 << 62 | random & ((1 << 62) - 1)
     return uuid.UUID(int=value)
 
 

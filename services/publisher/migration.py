@@ -7,8 +7,9 @@ with events on the bulk lane, and the run's checkpoint is written in the batch's
 transaction — so a run killed at any point resumes exactly after the last batch that
 committed, and running it twice creates nothing new:
 
-- a row's publication id is derived from its source ref (uuid5), so it is the same on every
-  run and every machine;
+- a row's publication id is derived from its source ref and its original publication date (see
+  publication_id_for), so it is the same on every run and every machine, and a row found again
+  under its ref keeps the id it was first given whatever its date has become;
 - its inbound event id covers the ref and the content, so an unchanged row is recognised as
   already migrated and a row corrected in the old site becomes a new version.
 """
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
 
-from contracts.events import TOPIC_PUBLICATIONS_BULK
+from contracts.events import TOPIC_PUBLICATIONS_BULK, uuid7_at
 from contracts.identity import Principal
 from services.migration import MigrationConfig, Planned, Reject, RejectWriter, read_legacy
 
@@ -34,12 +35,19 @@ from .store import Publisher
 
 log = structlog.get_logger("tongyuan.migration")
 
-# Fixed for ever: publication ids of migrated rows are derived from it.
-_PUBLICATION_NAMESPACE = uuid.UUID("6f2b3c1e-4a5d-5b7e-9c8f-0d1e2f3a4b5c")
+def publication_id_for(source: str, ref: str, published_at: datetime) -> str:
+    """A version-7 UUID whose time is the item's original publication (a naive time read as
+    UTC, as the gate reads it) and whose other bits are a digest of source and ref.
 
-
-def publication_id_for(source: str, ref: str) -> str:
-    return uuid.uuid5(_PUBLICATION_NAMESPACE, f"{source}#{ref}").hex
+    Time-ordered like the ids the gate gives new publications, so a migration of an export in
+    publication order — the order an old CMS numbers its articles — adds to the end of every
+    store's index on publication ids instead of dirtying a random page of each, for each row
+    (at a million rows, half the bytes those indexes write). Runs before this scheme derived
+    the id from source and ref alone (uuid5): their publications are found again by source
+    and ref, and keep those ids."""
+    moment = published_at if published_at.tzinfo is not None else published_at.replace(tzinfo=timezone.utc)
+    digest = hashlib.blake2b(f"{source}#{ref}".encode(), digest_size=10, person=b"tongyuan-migr").digest()
+    return uuid7_at(int(moment.timestamp() * 1000), digest).hex
 
 
 def migration_principal(config: MigrationConfig) -> Principal:
@@ -161,7 +169,7 @@ def _through_the_gate(
             event_id=f"migration:{p.request.source_ref}:{digest[:16]}",
             source=source,
             request=p.request,
-            publication_id=publication_id_for(source, p.request.source_ref),
+            publication_id=publication_id_for(source, p.request.source_ref, p.request.published_at),
             content_hash=digest,
         )
         for p, digest in ((p, content_hash(p.request)) for p in batch)

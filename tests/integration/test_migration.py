@@ -105,7 +105,7 @@ def test_each_sample_export_reaches_every_store(stack, tmp_path, export, config)
     held = _migrated(stack, source)
     assert sorted(held) == sorted(p.request.source_ref for p in planned)
     for p in planned:  # the stable id: derived from the source row, the same on every machine
-        assert held[p.request.source_ref][0] == publication_id_for(source, p.request.source_ref)
+        assert held[p.request.source_ref][0] == publication_id_for(source, p.request.source_ref, p.request.published_at)
     # Every reject is in the reject file with its reason; none is dropped silently.
     written = list(read_rejects(rejects))
     assert sorted((r.line, r.reason) for r in written) == sorted((r.line, r.reason) for r in expected_rejects)
@@ -194,7 +194,8 @@ def test_a_run_killed_halfway_resumes_to_exactly_one_publication_per_row(stack, 
     held = _migrated(stack, source)
     assert len(held) == export.planned  # exactly one publication per distinct source row
     assert all(version == 1 for _, version in held.values())  # none written twice
-    assert {ref: pid for ref, (pid, _) in held.items()} == {ref: publication_id_for(source, ref) for ref in held}
+    dates = {p.request.source_ref: p.request.published_at for p in _plan(stack, export.csv_path, config)[1]}
+    assert {ref: pid for ref, (pid, _) in held.items()} == {ref: publication_id_for(source, ref, dates[ref]) for ref in held}
     unmapped = [r for r in read_rejects(rejects) if r.reason == "unmapped_path"]
     assert len(unmapped) == export.unmapped and len({r.line for r in unmapped}) == export.unmapped  # each reject once
     _delivered(stack, timeout=120)

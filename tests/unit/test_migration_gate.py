@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import shutil
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,7 @@ def test_every_planned_row_becomes_a_publication_on_the_bulk_lane(publisher, dir
     assert {e.data.source_ref.source for e in events} == {SOURCE}
     for row in planned:
         publication_id, version, document = held[row.request.source_ref]
-        assert publication_id == publication_id_for(SOURCE, row.request.source_ref) and version == 1
+        assert publication_id == publication_id_for(SOURCE, row.request.source_ref, row.request.published_at) and version == 1
         # Original dates and index numbers survive; bodies are sanitised on the way in.
         assert document["published_at"][:10] == row.request.published_at.date().isoformat()
         if row.request.index_number:
@@ -79,9 +81,55 @@ def test_every_planned_row_becomes_a_publication_on_the_bulk_lane(publisher, dir
 
 
 def test_the_publication_id_is_derived_from_the_source_row_only():
-    assert publication_id_for(SOURCE, "row-1") == publication_id_for(SOURCE, "row-1")
-    assert publication_id_for(SOURCE, "row-1") != publication_id_for(SOURCE, "row-2")
-    assert publication_id_for(SOURCE, "row-1") != publication_id_for("/migration/other", "row-1")
+    day = datetime(2021, 3, 5, 9, 30)
+    assert publication_id_for(SOURCE, "row-1", day) == publication_id_for(SOURCE, "row-1", day)
+    assert publication_id_for(SOURCE, "row-1", day) == publication_id_for(SOURCE, "row-1", day.replace(tzinfo=timezone.utc))
+    assert publication_id_for(SOURCE, "row-1", day) != publication_id_for(SOURCE, "row-2", day)
+    assert publication_id_for(SOURCE, "row-1", day) != publication_id_for("/migration/other", "row-1", day)
+
+
+def test_the_publication_id_sorts_by_the_original_publication_time():
+    """A version-7 UUID carrying the old site's date, as the gate's own ids carry their
+    creation time: rows in publication order add to the end of every index on the id."""
+    days = [datetime(2015, 1, 1) + timedelta(hours=7 * n) for n in range(200)]
+    ids = [publication_id_for(SOURCE, f"row-{n}", day) for n, day in zip(range(200, 0, -1), days, strict=True)]
+    assert ids == sorted(ids)
+    first = uuid.UUID(ids[0])
+    assert first.version == 7 and first.variant == uuid.RFC_4122
+    assert first.int >> 80 == int(days[0].replace(tzinfo=timezone.utc).timestamp() * 1000)
+    # Dates outside what 48 bits of milliseconds hold still give an id.
+    assert uuid.UUID(publication_id_for(SOURCE, "row-1", datetime(1900, 1, 1))).int >> 80 == 0
+
+
+def test_a_row_whose_date_the_old_site_corrected_keeps_its_publication(publisher, directory, tmp_path):
+    """The id carries the date it was first migrated with; found again by its old article id,
+    the row is the same publication, in a new version with the new date."""
+    export, config, source = SAMPLES / "wangcheng.jsonl", SAMPLES / "wangcheng.toml", "/migration/wangcheng"
+    _run(publisher, directory, tmp_path, export=export, config=config)
+
+    def held() -> dict[str, tuple[str, int, str]]:
+        with publisher.engine.connect() as connection:
+            rows = connection.execute(
+                select(publications.c.source_ref, publications.c.publication_id, publications.c.version, publications.c.document).where(
+                    publications.c.source == source
+                )
+            )
+            return {ref: (pid, version, document["published_at"][:10]) for ref, pid, version, document in rows}
+
+    before = held()
+    assert before["5001"][1:] == (1, "2021-03-05")
+    lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines[0].startswith('{"DOCID": 5001,') and '"DOCRELTIME": "2021-03-05 10:00:00"' in lines[0]
+    corrected = tmp_path / "wangcheng.jsonl"
+    corrected.write_text("".join([lines[0].replace("2021-03-05 10:00:00", "2021-03-08 10:00:00"), *lines[1:]]), encoding="utf-8")
+
+    again = _run(publisher, directory, tmp_path, export=corrected, config=config)
+
+    after = held()
+    assert again.accepted == 1 and set(after) == set(before)
+    assert after["5001"] == (before["5001"][0], 2, "2021-03-08")
+    assert after["5001"][0] != publication_id_for(source, "5001", datetime(2021, 3, 8, 10))
+    assert {ref: row for ref, row in after.items() if ref != "5001"} == {ref: row for ref, row in before.items() if ref != "5001"}
 
 
 def test_a_second_run_creates_nothing_and_a_corrected_row_becomes_a_new_version(publisher, directory, tmp_path):
