@@ -1,7 +1,8 @@
 """`make bench-migration`: N generated legacy rows through `tongyuan migrate` into every store.
 
 It writes a synthetic old-site export (services/migration/synthetic.py: Chinese HTML bodies of
-1–2 KB, six date formats, ~1% unmapped paths, some repeated rows), starts its own
+1–2 KB, six date formats, ~1% unmapped paths, some repeated rows; in publication order unless
+`--dates random`), starts its own
 `tongyuan up` (embedded Tansu, SQLite stores, a temporary var dir), and then:
 
 1. migration: runs `tongyuan migrate` on the export and times until the publisher store, the
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="rows per gate transaction (tongyuan migrate --batch)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds for every store to catch up (default 300 + rows/200)")
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir and print its path")
+    parser.add_argument(
+        "--dates", choices=("publication", "random"), default="publication", help="the export's rows in publication order (default) or dated at random"
+    )
     args = parser.parse_args(argv)
     timeout = args.timeout or 300 + args.rows / 200
 
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"writing {args.rows:,} legacy rows")
         started = time.monotonic()
-        export = write_synthetic_export(var_dir / "export", args.rows)
+        export = write_synthetic_export(var_dir / "export", args.rows, dates=args.dates)
         results["export"] = {
             "rows": export.rows,
             "planned": export.planned,
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "unmapped": export.unmapped,
             "bytes": export.csv_path.stat().st_size,
             "written_s": round(time.monotonic() - started, 1),
+            "dates": args.dates,
         }
         log(f"starting `tongyuan up` (var {var_dir})")
         stack.start()
@@ -275,7 +280,8 @@ def report(results: dict) -> str:
     if export:
         lines.append(
             f"export: {export['rows']:,} rows ({export['bytes'] / 1e6:,.0f} MB CSV), {export['planned']:,} to migrate, "
-            f"{export['unmapped']:,} unmapped, {export['duplicates']:,} repeated; written in {export['written_s']} s"
+            f"{export['unmapped']:,} unmapped, {export['duplicates']:,} repeated, dated in {export.get('dates', 'random')} order; "
+            f"written in {export['written_s']} s"
         )
     migration = results.get("migration")
     if migration:

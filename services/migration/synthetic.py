@@ -26,6 +26,7 @@ from contracts.catalog import Catalog, standard_catalog
 HEADER = ("序号", "标题", "内容", "发布日期", "栏目", "索引号", "发布机构", "附件")
 SITE = "synthetic"
 BACKDATED_SHARE, BACKDATED_DAYS = 0.05, 90  # rows dated before the rows around them, and by how much at most
+DATE_ORDERS = ("publication", "random")
 BASE_URL = "http://www.example.gov.cn/"
 DEPARTMENTS = ("县民政局", "县财政局", "县教育局", "县卫生健康局", "县人力资源和社会保障局", "县自然资源局", "县交通运输局", "县人民政府办公室")
 SENTENCES = (
@@ -112,9 +113,14 @@ def write_synthetic_export(
     unmapped_every: int = 100,
     duplicate_every: int = 250,
     catalog: Catalog | None = None,
+    dates: str = "publication",
 ) -> SyntheticExport:
     """Write `rows` records to directory/synthetic.csv (UTF-8 with BOM) and the config to
-    directory/synthetic.toml. Deterministic for a seed."""
+    directory/synthetic.toml. Deterministic for a seed. `dates`: "publication" (in the order
+    of the old article numbers, a few filed late) or "random" (any day of the ten years on any
+    row: the worst case for the stores' indexes on dates and on publication ids)."""
+    if dates not in DATE_ORDERS:
+        raise ValueError(f"dates must be one of {DATE_ORDERS}, not {dates!r}")
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     placements = _placements(catalog or standard_catalog())
@@ -134,8 +140,11 @@ def write_synthetic_export(
                 continue
             # An old CMS numbers its articles as they are written, so an export of them runs in
             # publication order; a few were filed late, under an earlier date.
-            day = first_day + timedelta(days=(number - 1) * days // rows)
-            if rng.random() < BACKDATED_SHARE:
+            if dates == "random":
+                day = first_day + timedelta(days=rng.randrange(days))
+            else:
+                day = first_day + timedelta(days=(number - 1) * days // rows)
+            if dates == "publication" and rng.random() < BACKDATED_SHARE:
                 day = max(first_day, day - timedelta(days=rng.randrange(1, BACKDATED_DAYS + 1)))
             stamp = DATE_FORMATS[number % len(DATE_FORMATS)].format(y=day.year, m=day.month, d=day.day, H=rng.randrange(8, 18), M=rng.randrange(60))
             if number % unmapped_every == unmapped_every // 2:
@@ -170,10 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dates", choices=DATE_ORDERS, default="publication", help="rows in publication order (default) or dated at random")
     parser.add_argument("--measure", action="store_true", help="then read and map the export, and print rows/s and peak memory")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    export = write_synthetic_export(args.directory, args.rows)
+    export = write_synthetic_export(args.directory, args.rows, dates=args.dates)
     took = time.perf_counter() - started
     size = export.csv_path.stat().st_size / 2**20
     print(

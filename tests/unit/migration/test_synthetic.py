@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.migration import Planned, load_config, read_legacy, summarise
 from services.migration.synthetic import write_synthetic_export
 
@@ -43,3 +45,14 @@ def test_synthetic_export_runs_in_publication_order_with_a_few_rows_filed_late(t
     assert (days[-1] - days[0]).days > 3000, "ten years of items"
     assert 0.02 * len(days) < earlier < 0.12 * len(days), f"{earlier} of {len(days)} rows dated before the row above them"
     assert max(before - after for before, after in zip(days, days[1:], strict=False)).days <= 91
+
+
+def test_synthetic_export_dated_at_random_on_request(tmp_path, directory):
+    export = write_synthetic_export(tmp_path, 600, dates="random")
+    config = load_config(export.config_path, directory)
+    with read_legacy(config, export.csv_path, principal=MIGRATOR, catalog_directory=directory) as stream:
+        days = [item.request.published_at.date() for item in stream if isinstance(item, Planned)]
+    earlier = sum(1 for before, after in zip(days, days[1:], strict=False) if after < before)
+    assert 0.35 * len(days) < earlier < 0.65 * len(days)
+    with pytest.raises(ValueError, match="dates must be one of"):
+        write_synthetic_export(tmp_path / "other", 10, dates="alphabetical")
