@@ -50,6 +50,7 @@ from bench.pipeline import (
     log,
     warm_up,
 )
+from services.migration.synthetic import DATE_ORDERS
 
 TARGET_ROWS_PER_S = 1700.0
 SITE_SOURCE = "/migration/synthetic"
@@ -112,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="rows per gate transaction (tongyuan migrate --batch)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds for every store to catch up (default 300 + rows/200)")
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir and print its path")
-    parser.add_argument(
-        "--dates", choices=("publication", "random"), default="publication", help="the export's rows in publication order (default) or dated at random"
-    )
+    parser.add_argument("--dates", choices=DATE_ORDERS, default="publication", help="the export's rows in publication order (default) or dated at random")
     args = parser.parse_args(argv)
     timeout = args.timeout or 300 + args.rows / 200
 
