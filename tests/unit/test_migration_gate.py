@@ -18,7 +18,14 @@ from services.common.db import create_store_engine
 from services.migration import Planned, load_config, read_legacy, read_rejects
 from services.publisher import handlers
 from services.publisher import store as store_module
-from services.publisher.migration import CannotResume, migrate, migration_principal, publication_id_for
+from services.publisher.migration import (
+    CannotResume,
+    legacy_migration_event_id,
+    migrate,
+    migration_event_id,
+    migration_principal,
+    publication_id_for,
+)
 from services.publisher.store import BULK_ROWS_PER_ROUND, Publisher, outbox, publications
 from tests.conftest import ADMIN, draft
 
@@ -277,7 +284,8 @@ def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_secon
     assert lines[1]["rows_per_s"] == 100 and lines[1]["eta_s"] == 0
 
 
-def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publisher, directory, tmp_path):
+def _two_column_site(tmp_path: Path) -> tuple[Path, Path]:
+    """An old site filing article A1 under two columns (two rows) and A2 under one."""
     config = tmp_path / "site.toml"
     config.write_text(
         "\n".join(
@@ -307,6 +315,11 @@ def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publishe
     export = tmp_path / "export.csv"
     rows = ["编号,标题,内容,发布日期,栏目", "A1,低保公示,<p>名单</p>,2021-3-5,公开/低保", "A2,低保政策,<p>办法</p>,2021-3-6,公开/低保", "A1,低保公示,<p>名单</p>,2021-3-5,部门/民政"]
     export.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return export, config
+
+
+def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publisher, directory, tmp_path):
+    export, config = _two_column_site(tmp_path)
 
     _run(publisher, directory, tmp_path, export=export, config=config)
     again = _run(publisher, directory, tmp_path, export=export, config=config)
@@ -317,3 +330,39 @@ def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publishe
     version, document = held["A1"]
     assert version == 2 and [p["level2_id"] for p in document["placements"]] == ["D14-02-04", "D14-02-03"]
     assert again.accepted == 0, "a second run changes nothing"
+
+
+def test_a_run_over_rows_migrated_under_the_earlier_event_ids_creates_nothing(publisher, directory, tmp_path):
+    """Rows migrated when event ids named the ref are recognised by those ids. Article A1's
+    first row is older content than its publication holds, so only the ledger tells a rerun
+    that it was migrated already."""
+    export, config = _two_column_site(tmp_path)
+    _run(publisher, directory, tmp_path, export=export, config=config)
+    inbound = store_module.inbound_events
+    with publisher.engine.begin() as connection:
+        recorded = connection.execute(select(inbound.c.event_id, publications.c.source_ref).join(publications, inbound.c.publication_id == publications.c.publication_id)).all()
+        assert len(recorded) == 3 and all(event_id.startswith("migration:01") for event_id, _ in recorded)
+        for event_id, ref in recorded:
+            legacy = legacy_migration_event_id(ref, event_id.rsplit(":", 1)[1])
+            connection.execute(inbound.update().where(inbound.c.event_id == event_id).values(event_id=legacy))
+    held = _held_by_ref(publisher)
+
+    again = _run(publisher, directory, tmp_path, export=export, config=config)
+
+    assert (again.accepted, again.unchanged) == (0, 3)
+    assert _held_by_ref(publisher) == held
+    with publisher.engine.connect() as connection:
+        assert len(connection.execute(select(inbound.c.event_id)).all()) == 3
+
+
+def _held_by_ref(publisher) -> dict[str, tuple[str, int]]:
+    with publisher.engine.connect() as connection:
+        return {ref: (pid, version) for ref, pid, version in connection.execute(select(publications.c.source_ref, publications.c.publication_id, publications.c.version))}
+
+
+def test_migration_event_ids_follow_the_publication_date():
+    """So the inbound ledger's index grows at its end when an export runs in publication order."""
+    days = [datetime(2015, 1, 1) + timedelta(days=n) for n in range(0, 3000, 7)]
+    ids = [migration_event_id(publication_id_for(SOURCE, f"row-{n}", day), f"{n:064x}") for n, day in enumerate(days)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert migration_event_id("0" * 32, "ab" * 32) == "migration:" + "0" * 32 + ":" + "ab" * 8
