@@ -40,12 +40,26 @@ class LegacyRow:
 
     @property
     def source_ref(self) -> str:
-        """Stable on every run and machine: the old article id, else a digest of what identifies
-        an item on the old site (column, title, published date, index number)."""
+        """Stable on every run and machine: the old article id, else the published date and a
+        digest of what identifies an item on the old site (column, title, published date, index
+        number), `row:2021-03-05:<digest>`. The date leads so that an export in publication
+        order adds to the end of the publisher's index on refs (see undated_ref)."""
         if self.old_id is not None:
             return self.old_id
+        return f"row:{self.published_at.date().isoformat()}:{self._identity_digest()}"
+
+    @property
+    def undated_ref(self) -> str | None:
+        """The ref runs before the dated one gave a row without an old article id,
+        `row-<digest>`: a random page of that index for each row (`tongyuan migrate` alone,
+        300,000 rows: 31.3 → 23.0 KB written a row, CPU 0.268 → 0.241–0.262 ms). The gate
+        still looks it up, so rows migrated under it are found again. None where the ref is
+        the old article id."""
+        return None if self.old_id is not None else f"row-{self._identity_digest()}"
+
+    def _identity_digest(self) -> str:
         key = "\x1f".join((self.path, self.title, self.published_at.date().isoformat(), self.index_number))
-        return "row-" + blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+        return blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
     def content_fingerprint(self) -> int:
         """What the article says, wherever the old site listed it; equal fingerprints mean the

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import structlog
 
-from contracts.events import TOPIC_PUBLICATIONS_BULK, uuid7_at
+from contracts.events import TOPIC_PUBLICATIONS_BULK, PublishRequestData, uuid7_at
 from contracts.identity import Principal
 from services.migration import MigrationConfig, Planned, Reject, RejectWriter, read_legacy
 
 from .domain import Directory, Rejected, content_hash
 from .handlers import Clock, InboundRequest, accept_inbound, utc_clock
-from .store import Publisher
+from .store import Publisher, PublisherStore
 
 log = structlog.get_logger("tongyuan.migration")
 
@@ -185,15 +185,16 @@ def _through_the_gate(
     digests = [content_hash(p.request) for p in batch]
     accepted = unchanged = refused = 0
     with publisher.transaction() as store:
-        legacy = [(legacy_migration_event_id(p.request.source_ref, digest), source) for p, digest in zip(batch, digests, strict=True)]
+        drafts = _under_earlier_refs(store, batch, source)
+        legacy = [(legacy_migration_event_id(draft.source_ref, digest), source) for draft, digest in zip(drafts, digests, strict=True)]
         # A row an earlier version migrated goes through the gate under the id it was recorded
         # with, so the gate recognises it as it did then.
         known = store.seen_inbound(legacy)
         requests = []
-        for p, digest, legacy_key in zip(batch, digests, legacy, strict=True):
-            publication_id = publication_id_for(source, p.request.source_ref, p.request.published_at)
+        for draft, digest, legacy_key in zip(drafts, digests, legacy, strict=True):
+            publication_id = publication_id_for(source, draft.source_ref, draft.published_at)
             event_id = legacy_key[0] if legacy_key in known else migration_event_id(publication_id, digest)
-            requests.append(InboundRequest(event_id=event_id, source=source, request=p.request, publication_id=publication_id, content_hash=digest))
+            requests.append(InboundRequest(event_id=event_id, source=source, request=draft, publication_id=publication_id, content_hash=digest))
         outcomes = accept_inbound(store, requests, directory=directory, now=clock(), topic=TOPIC_PUBLICATIONS_BULK, log_each=False) if requests else []
         for planned, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Rejected):
@@ -220,6 +221,14 @@ def _through_the_gate(
     progress.rejected += refused
     progress.line = last_line
     log.debug("migration.batch", site=site, line=last_line, accepted=accepted, unchanged=unchanged, refused=refused)
+
+
+def _under_earlier_refs(store: PublisherStore, batch: list[Planned], source: str) -> list[PublishRequestData]:
+    """Each row's request, under the ref an earlier run migrated it with (Planned.undated_ref)
+    where the publisher holds that one, so the row stays the same publication."""
+    earlier = [(source, p.undated_ref) for p in batch if p.undated_ref is not None]
+    held = store.by_source_refs(earlier) if earlier else {}
+    return [p.request.model_copy(update={"source_ref": p.undated_ref}) if (source, p.undated_ref) in held else p.request for p in batch]
 
 
 def _counts(progress: MigrationProgress) -> dict:

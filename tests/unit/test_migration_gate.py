@@ -18,6 +18,7 @@ from services.common.db import create_store_engine
 from services.migration import Planned, load_config, read_legacy, read_rejects
 from services.publisher import handlers
 from services.publisher import store as store_module
+from services.publisher.domain import content_hash
 from services.publisher.migration import (
     CannotResume,
     legacy_migration_event_id,
@@ -366,3 +367,27 @@ def test_migration_event_ids_follow_the_publication_date():
     ids = [migration_event_id(publication_id_for(SOURCE, f"row-{n}", day), f"{n:064x}") for n, day in enumerate(days)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert migration_event_id("0" * 32, "ab" * 32) == "migration:" + "0" * 32 + ":" + "ab" * 8
+
+
+def test_a_run_over_rows_migrated_under_undated_refs_finds_them_again(publisher, directory, tmp_path):
+    """Runs before refs carried the date (rows without an old article id) filed rows under
+    `row-<digest>`: a run now finds each under that ref, and creates nothing."""
+    planned = _planned(directory)
+    assert all(p.undated_ref and p.request.source_ref.startswith("row:") for p in planned)
+    _run(publisher, directory, tmp_path)
+    inbound = store_module.inbound_events
+    with publisher.engine.begin() as connection:
+        # As the earlier version left them: undated refs, and ledger ids derived from those.
+        for p in planned:
+            digest = content_hash(p.request)
+            dated = publication_id_for(SOURCE, p.request.source_ref, p.request.published_at)
+            undated = publication_id_for(SOURCE, p.undated_ref, p.request.published_at)
+            connection.execute(publications.update().where(publications.c.source_ref == p.request.source_ref).values(source_ref=p.undated_ref))
+            connection.execute(inbound.update().where(inbound.c.event_id == migration_event_id(dated, digest)).values(event_id=migration_event_id(undated, digest)))
+    held, events = _held(publisher), len(_outbox(publisher))
+    assert set(held) == {p.undated_ref for p in planned}
+
+    again = _run(publisher, directory, tmp_path)
+
+    assert (again.accepted, again.unchanged) == (0, len(planned))
+    assert _held(publisher) == held and len(_outbox(publisher)) == events
