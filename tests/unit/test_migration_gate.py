@@ -21,7 +21,7 @@ from services.publisher import store as store_module
 from services.publisher.domain import content_hash
 from services.publisher.migration import (
     CannotResume,
-    legacy_migration_event_id,
+    earlier_migration_event_id,
     migrate,
     migration_event_id,
     migration_principal,
@@ -344,8 +344,8 @@ def test_a_run_over_rows_migrated_under_the_earlier_event_ids_creates_nothing(pu
         recorded = connection.execute(select(inbound.c.event_id, publications.c.source_ref).join(publications, inbound.c.publication_id == publications.c.publication_id)).all()
         assert len(recorded) == 3 and all(event_id.startswith("migration:01") for event_id, _ in recorded)
         for event_id, ref in recorded:
-            legacy = legacy_migration_event_id(ref, event_id.rsplit(":", 1)[1])
-            connection.execute(inbound.update().where(inbound.c.event_id == event_id).values(event_id=legacy))
+            earlier = earlier_migration_event_id(ref, event_id.rsplit(":", 1)[1])
+            connection.execute(inbound.update().where(inbound.c.event_id == event_id).values(event_id=earlier))
     held = _held_by_ref(publisher)
 
     again = _run(publisher, directory, tmp_path, export=export, config=config)
