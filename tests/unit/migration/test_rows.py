@@ -103,6 +103,7 @@ def test_refs_with_an_id_column_are_the_old_ids(tmp_path, directory):
         with_id=True,
     )
     assert [ref_of(items[0]), ref_of(items[1])] == ["A1", "A2"], "same content, different ids: two items"
+    assert items[0].undated_ref is None, "an old id was never dated: nothing earlier to look up"
     assert [(i.reason, i.detail) for i in items[2:]] == [("missing_id", "编号 is blank"), ("bad_id", "编号 is 121 characters, more than 120")]
 
 
