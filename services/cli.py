@@ -96,13 +96,13 @@ def run(process: Process) -> None:
 
 class _Readiness:
     """Tells the person who ran `up` when every part answers /healthz — the portal is
-    listening well before the consumers have joined their groups — or, after a minute,
-    which parts are still down."""
+    listening well before the consumers have joined their groups. After a minute it says once
+    which parts are still down, and keeps watching: a loaded machine is slow, not broken."""
 
     PATIENCE = 60.0
 
     def __init__(self, url: str) -> None:
-        self.url, self.started, self.last_check, self.done = url, time.monotonic(), 0.0, False
+        self.url, self.started, self.last_check, self.done, self.warned = url, time.monotonic(), 0.0, False, False
 
     def report(self, echo) -> None:
         now = time.monotonic()
@@ -123,13 +123,13 @@ class _Readiness:
         if status == 200:
             echo(f"ready: every part is up ({now - self.started:.0f} s)")
             self.done = True
-        elif now - self.started > self.PATIENCE:
+        elif now - self.started > self.PATIENCE and not self.warned:
             try:
                 down = sorted(name for name, check in json.loads(body)["checks"].items() if not check["up"])
             except (ValueError, KeyError, TypeError, AttributeError):
                 down = ["portal"]
             echo(f"not ready after {self.PATIENCE:.0f} s; down: {', '.join(down)} (see {self.url} and var/)", err=True)
-            self.done = True
+            self.warned = True
 
 
 @cli.command()

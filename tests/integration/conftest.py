@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy.engine import make_url
 
+from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from contracts.identity import Principal
 from services.cli import WORKER_NICENESS
 from services.common.auth import build_verifier
@@ -31,6 +32,7 @@ from tests.integration.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = ("publisher", "column", "indexer", "embed", "supervision")
+CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
 
 
 def backends() -> list[str]:
@@ -93,11 +95,13 @@ class Stack:
         finally:
             consumer.close()
 
-    def wait_caught_up(self, topic: str, groups=("tongyuan-column", "tongyuan-indexer"), timeout: float = 60.0) -> None:
-        """Until every group has committed up to the current end of the topic."""
-        for partition, end in self.end_offsets(topic).items():
-            if end:
-                self.wait_consumed(topic, partition, end - 1, groups, timeout)
+    def wait_caught_up(self, topic: str | None = None, groups=CONSUMER_GROUPS, timeout: float = 180.0) -> None:
+        """Until every group has committed up to the current end of the topic — of every topic
+        the consumers read when none is named (the canonical topic and the bulk lane)."""
+        for each in (topic,) if topic else (TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK):
+            for partition, end in self.end_offsets(each).items():
+                if end:
+                    self.wait_consumed(each, partition, end - 1, groups, timeout)
 
     def cli(self, *args: str):
         """Run a `tongyuan` command against this stack, in-process."""

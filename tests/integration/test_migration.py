@@ -247,8 +247,8 @@ def test_a_clerk_publication_overtakes_a_large_migration(stack, tmp_path):
     print(
         f"\nclerk publish→visible during a migration: {[round(s, 2) for s in latencies]} s; bulk batches the indexer had not applied yet: {behind}; rows not yet through the gate: {backlog_left}"
     )
-    # The normal latency target (publish → visible < 2 s) holds while the migration runs.
-    assert max(latencies) < 2.0, latencies
+    # Order, not a wall-clock budget: the clerk's publication was searchable while the indexer still
+    # had migrated batches queued, so it went ahead of them (the latency itself is make bench-turns').
     assert during[0] and behind[0] > 0, "the migration was not still queued when the clerk published: nothing was overtaken"
     assert migration.returncode == 0
     _delivered(stack, TOPIC_PUBLICATIONS, timeout=120)

@@ -61,3 +61,14 @@ def test_a_portal_not_listening_yet_is_named(healthz):
     readiness.started -= readiness.PATIENCE + 1
     ((text, err),) = lines(readiness)
     assert "down: portal" in text and err
+
+
+def test_a_slow_start_is_still_announced_when_it_comes(healthz):
+    url, state = healthz
+    readiness = _Readiness(url)
+    readiness.started -= readiness.PATIENCE + 1
+    assert len(lines(readiness)) == 1  # the warning, once
+    assert lines(readiness) == []
+    state["status"] = 200
+    (said,) = lines(readiness)
+    assert said[0].startswith("ready: every part is up")
