@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from contracts.events import (
+    CLOUDEVENTS_CONTENT_TYPE,
     CMS_PUBLISH_REQUESTED,
     FieldError,
     PublishRequestData,
@@ -30,6 +31,16 @@ from .store import Publisher
 class Outcome:
     accepted: handlers.Accepted | None = None
     rejection: RejectedEvent | None = None
+
+
+# What AsyncAPI promises of every message on every topic, tongyuan.rejections.v1 included:
+# readers pick their decoder by it.
+REJECTION_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+
+
+def rejection_message(rejection: RejectedEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A rejection as it goes on tongyuan.rejections.v1: structured-mode JSON and its headers."""
+    return rejection.model_dump_json(exclude_none=True).encode(), REJECTION_HEADERS
 
 
 def _reject(original: dict, errors: list[FieldError]) -> Outcome:
