@@ -117,12 +117,20 @@ def test_requests_without_a_time_keep_arrival_order(publisher, directory):
 def test_each_cms_article_has_its_own_clock(publisher, directory):
     accept(publisher, directory, at(LATE, ref="a"))
     (other,) = accept(publisher, directory, at(EARLY, ref="b"))
-    (other_cms,) = handlers.accept_cms_batch([InboundRequest("x", "/cms/tianxin", request(ref="a"), upstream_time=EARLY)], publisher=publisher, directory=directory, clock=lambda: NOW)
+    (other_cms,) = handlers.accept_cms_batch(
+        [InboundRequest("x", "/cms/tianxin", request(ref="a"), upstream_time=EARLY)], publisher=publisher, directory=directory, clock=lambda: NOW
+    )
     assert isinstance(other, handlers.Accepted) and isinstance(other_cms, handlers.Accepted)
 
 
 def cms_message(time: str | None, title: str, event_id: str | None = None) -> bytes:
-    envelope = {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": CMS, "type": CMS_PUBLISH_REQUESTED, "data": request(title).model_dump(mode="json")}
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": CMS,
+        "type": CMS_PUBLISH_REQUESTED,
+        "data": request(title).model_dump(mode="json"),
+    }
     if time is not None:
         envelope["time"] = time
     return json.dumps(envelope, ensure_ascii=False).encode()
