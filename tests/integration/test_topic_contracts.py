@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from contracts.events import TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS, dlq_topic
+from contracts.events import TOPIC_CATALOG, TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS, dlq_topic
 from services.bridge.app import BridgeSettings, create_runtime
 from services.bridge.simulator import Platform, Served, seed_items
 from services.bridge.simulator import create_app as simulator_app
@@ -208,7 +208,7 @@ def own_stack(request, tmp_path_factory):
 
 @dataclass
 class Driven:
-    request_ids: dict[tuple[str, int], str]  # (publication_id, version) → the X-Request-Id answered
+    request_ids: dict[tuple[str, int], str]  # (publication_id or catalog scope, version) → the X-Request-Id answered
     refused_cms_ids: dict[str, str]  # original event id → the error type expected
     poison_key: bytes
 
@@ -254,11 +254,13 @@ def cms_requests(producer: Producer) -> dict[str, str]:
     return {unknown_item["id"]: "catalog.unknown_level2", older["id"]: "time.superseded"}
 
 
-def catalog_edition(stack) -> None:
+def catalog_edition(stack) -> dict[tuple[str, int], str]:
     county, client = "430111", stack.client  # 雨花区
     assert client.post(f"/v1/catalogs/{county}/contract-1/derive", json={}).status_code == 201
     assert client.patch(f"/v1/catalogs/{county}/contract-1", json={"rename": {"D14-02-03": "低保审核结果公示"}}).status_code == 200
-    assert client.post(f"/v1/catalogs/{county}/contract-1/publish").status_code == 200
+    published = client.post(f"/v1/catalogs/{county}/contract-1/publish")
+    assert published.status_code == 200
+    return {(county, 1): published.headers["x-request-id"]}  # the county's first edition of its own
 
 
 def service_items(stack) -> None:
@@ -296,7 +298,7 @@ def driven(own_stack, tmp_path_factory) -> Driven:
     try:
         request_ids = http_writes(stack)
         refused = cms_requests(producer)
-        catalog_edition(stack)
+        request_ids |= catalog_edition(stack)
         service_items(stack)
         migration(stack, tmp_path_factory.mktemp("migration"))
         poison_key = poison(producer)
@@ -360,11 +362,12 @@ def test_every_message_on_every_topic_is_what_asyncapi_says(everything, driven):
 def test_every_http_write_s_event_carries_the_request_id_its_answer_returned(everything, driven):
     _, read = everything
     carried = {}
-    for record in read.records[TOPIC_PUBLICATIONS]:
-        if record.key() == driven.poison_key:
-            continue
-        event = json.loads(record.value())
-        carried[(event["subject"], event["data"]["version"])] = event.get("tongyuanrequestid")
+    for topic in (TOPIC_PUBLICATIONS, TOPIC_CATALOG):
+        for record in read.records[topic]:
+            if record.key() == driven.poison_key:
+                continue
+            event = json.loads(record.value())
+            carried[(event["subject"], event["data"]["version"])] = event.get("tongyuanrequestid")
     assert {written: carried.get(written) for written in driven.request_ids} == driven.request_ids
 
 

@@ -68,3 +68,26 @@ def test_a_fresh_id_replaces_an_unfit_one_on_the_answer_and_the_event(client):
     published = client.post("/v1/publications", json=body(), headers={"x-request-id": "two words"})
     made = published.headers["x-request-id"]
     assert published.status_code == 202 and re.fullmatch("[0-9a-f]{32}", made) and last_event(client)["tongyuanrequestid"] == made
+
+
+def test_a_catalog_edition_published_over_http_and_what_it_reissues_carry_the_request_id(tmp_path):
+    from tests.conftest import ADMIN
+
+    settings = Settings(var_dir=tmp_path, kafka_bootstrap=None)
+    _, local = build_verifier(settings)
+    admin = TestClient(create_app(settings), headers={"Authorization": f"Bearer {local.mint(ADMIN, audience=settings.auth_audience)}"})
+    filed = admin.post("/v1/publications", json=body())
+    assert filed.status_code == 202
+    assert admin.post("/v1/catalogs/430102/2027/derive", json={}).status_code == 201
+    assert admin.patch("/v1/catalogs/430102/2027", json={"rename": {"D14-02-02": "低保办事指南"}}).status_code == 200
+    published = admin.post("/v1/catalogs/430102/2027/publish")
+    assert published.status_code == 200 and published.json()["reissued_publications"] == 1
+
+    from services.publisher.app import bootstrap
+
+    publisher = bootstrap(settings, load_reference=False)
+    with publisher.engine.connect() as connection:
+        events = [json.loads(p) for (p,) in connection.execute(select(outbox.c.payload).order_by(outbox.c.id))]
+    changed = [e for e in events if e["type"] == "cn.gov.tongyuan.catalog.changed.v1" and e["subject"] == "430102"]
+    reissued = [e for e in events if e.get("subject") == filed.json()["publication_id"] and e["data"]["version"] == 2]
+    assert [e.get("tongyuanrequestid") for e in changed + reissued] == [published.headers["x-request-id"]] * 2
