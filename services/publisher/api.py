@@ -4,7 +4,7 @@
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,16 @@ from .store import Publisher
 
 PublicationIdPath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]
 RequestId = Annotated[str | None, Header(max_length=100, description="follows the publication into every consumer's logs")]
+
+
+def request_id(request: Request, x_request_id: RequestId = None) -> str | None:
+    """The id the response carries, for the event (its tongyuanrequestid): the one the portal's
+    RequestIds settled on — the client's, or a fresh one when it sent none — and the header
+    itself where no such middleware runs."""
+    return getattr(request.state, "request_id", None) or x_request_id
+
+
+RequestIdOfThisRequest = Annotated[str | None, Depends(request_id)]
 
 
 class Revision(PublicationDraft):
@@ -72,20 +82,20 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
     Editor = Annotated[Principal, Depends(authenticate)]
 
     @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}})
-    def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, x_request_id: RequestId = None):
-        return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=x_request_id))
+    def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
+        return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=request_id))
 
     @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
-    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, x_request_id: RequestId = None):
+    def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
         return answer(
             lambda: handlers.revise(
-                publication_id, draft, principal=principal, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=x_request_id
+                publication_id, draft, principal=principal, expected_version=revision.version, publisher=publisher, directory=directory(), request_id=request_id
             )
         )
 
     @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
-    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], principal: Editor, x_request_id: RequestId = None):
+    def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(
             lambda: handlers.withdraw(
                 publication_id,
@@ -96,7 +106,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
                 principal=principal,
                 publisher=publisher,
                 directory=directory(),
-                request_id=x_request_id,
+                request_id=request_id,
             )
         )
 

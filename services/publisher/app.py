@@ -23,7 +23,7 @@ from services.common.settings import Settings
 
 from . import catalogs
 from .domain import Directory
-from .inbound import handle_cms_batch
+from .inbound import handle_cms_batch, rejection_message
 from .relay import OutboxRelay, start_relay_thread
 from .service_items import handle_service_item_batch
 from .store import Publisher, heartbeats
@@ -104,7 +104,8 @@ def create_app(settings: Settings) -> faust.App:
                 if outcome.rejection is not None:
                     rejection = outcome.rejection
                     log.info("inbound.rejected", topic=record.message.topic, original_id=rejection.data.original_id, errors=len(rejection.data.errors))
-                    pending = await rejections.send(key=record.message.key, value=rejection.model_dump_json(exclude_none=True).encode())
+                    value, headers = rejection_message(rejection)
+                    pending = await rejections.send(key=record.message.key, value=value, headers=headers)
                     await pending
             for record in records:
                 await stream.ack(record)

@@ -16,6 +16,7 @@ from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, editio
 from contracts.identity import Principal
 
 from . import catalogs
+from .api import RequestIdOfThisRequest
 from .domain import Directory
 from .store import Publisher
 
@@ -137,12 +138,14 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return Response(export_catalog(catalog), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}})
-    async def import_edition(request: Request, scope: ScopePath, edition: EditionPath, _: Admin, publish: Annotated[bool, Query()] = False):
+    async def import_edition(
+        request: Request, scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest, publish: Annotated[bool, Query()] = False
+    ):
         from .catalog_xlsx import CatalogImportError
 
         workbook = await request.body()
         try:
-            catalog = catalogs.import_edition(publisher, workbook, scope=scope, edition=edition, regions=directory().regions, publish=publish)
+            catalog = catalogs.import_edition(publisher, workbook, scope=scope, edition=edition, regions=directory().regions, publish=publish, request_id=request_id)
         except CatalogImportError as exc:
             return JSONResponse(
                 status_code=422,
@@ -170,9 +173,9 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         return {"key": catalog.key, "status": "draft"}
 
     @router.post("/v1/catalogs/{scope}/{edition}/publish")
-    def publish(scope: ScopePath, edition: EditionPath, _: Admin):
+    def publish(scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest):
         try:
-            reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions)
+            reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions, request_id=request_id)
         except catalogs.CatalogRefused as exc:
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         on_change()

@@ -61,7 +61,9 @@ def derive_edition(publisher: Publisher, *, scope: str, edition: str, regions: d
     return draft
 
 
-def import_edition(publisher: Publisher, workbook: bytes, *, scope: str, edition: str, regions: dict[str, Region], publish: bool = True, clock: Clock = utc_clock) -> Catalog:
+def import_edition(
+    publisher: Publisher, workbook: bytes, *, scope: str, edition: str, regions: dict[str, Region], publish: bool = True, clock: Clock = utc_clock, request_id: str | None = None
+) -> Catalog:
     """Replace a draft edition's domains from an Excel workbook (all or nothing), then publish it.
 
     A missing edition is derived first; a published one is immutable."""
@@ -76,7 +78,7 @@ def import_edition(publisher: Publisher, workbook: bytes, *, scope: str, edition
         imported = import_catalog(workbook, base=base)  # CatalogImportError: nothing is written
         store.save_draft(imported)
         if publish:
-            _publish(store, imported, regions=regions, now=clock())
+            _publish(store, imported, regions=regions, now=clock(), request_id=request_id)
     return imported
 
 
@@ -96,7 +98,7 @@ def edit_draft(publisher: Publisher, *, scope: str, edition: str, rename: dict[s
     return edited
 
 
-def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock) -> int:
+def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock, request_id: str | None = None) -> int:
     """Publish a draft; returns how many publications were re-issued under renamed items."""
     with publisher.transaction() as store:
         found = store.edition(scope, edition)
@@ -104,10 +106,11 @@ def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: 
             raise CatalogRefused(f"no edition {edition_key(scope, edition)}")
         if found[1] == "published":
             raise CatalogRefused(f"{edition_key(scope, edition)} is already published")
-        return _publish(store, found[0], regions=regions, now=clock())
+        return _publish(store, found[0], regions=regions, now=clock(), request_id=request_id)
 
 
-def _publish(store: PublisherStore, catalog: Catalog, *, regions: dict[str, Region], now: datetime) -> int:
+def _publish(store: PublisherStore, catalog: Catalog, *, regions: dict[str, Region], now: datetime, request_id: str | None = None) -> int:
+    """`request_id`: the HTTP request's that published it, carried by its events (tongyuanrequestid)."""
     before = store.current_catalogs()
     previous = before.get(catalog.scope) or (
         effective_catalog(regions[catalog.scope].parent_code or STANDARD, regions, before) if catalog.scope != STANDARD else None
@@ -128,9 +131,10 @@ def _publish(store: PublisherStore, catalog: Catalog, *, regions: dict[str, Regi
             dropped=changes.dropped if changes else (),
             renamed=tuple(CatalogRename(id=r.id, old=r.old, new=r.new) for r in changes.renamed) if changes else (),
         ),
+        **({"tongyuanrequestid": request_id} if request_id else {}),
     )
     _emit(store, event, topic=TOPIC_CATALOG)
-    reissued = _reissue_renamed(store, catalog, changes, regions=regions, now=now) if changes and changes.renamed else 0
+    reissued = _reissue_renamed(store, catalog, changes, regions=regions, now=now, request_id=request_id) if changes and changes.renamed else 0
     log.info("catalog.published", scope=catalog.scope, edition=catalog.edition, version=version, event_id=event.id, reissued=reissued)
     return reissued
 
@@ -155,7 +159,7 @@ def republish_catalogs(publisher: Publisher, *, clock: Clock = utc_clock) -> int
     return len(current)
 
 
-def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, regions: dict[str, Region], now: datetime) -> int:
+def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, regions: dict[str, Region], now: datetime, request_id: str | None = None) -> int:
     current = store.current_catalogs()
     # Regions whose catalog in force is the one just published.
     governed = {code for code in regions if effective_catalog(code, regions, current) is not None and effective_catalog(code, regions, current).key == catalog.key}
@@ -173,7 +177,7 @@ def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, region
             continue
         data = stored.document.model_copy(update={"version": stored.version + 1, "placements": placements})
         store.save_published(data, content_hash=stored.content_hash, created=False)
-        _emit(store, _published_event(data, now, None))
+        _emit(store, _published_event(data, now, request_id))
         count += 1
     return count
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import structlog
 
@@ -203,6 +203,52 @@ class InboundRequest:
     publication_id: str | None = None
     # domain.content_hash(request), when the sender computed it already (the migration does).
     content_hash: str | None = None
+    # The sender's own time of this request (a CMS's CloudEvent `time`): a source's requests for
+    # one item are applied in that order, whatever order they arrive in. None: arrival order.
+    upstream_time: datetime | None = None
+
+
+class OutOfOrder(Rejected):
+    """Refused for its time, not its data: the source already sent something newer for the
+    item, or a time this gate cannot order by. Its reasons name the envelope's `time`."""
+
+
+# How far ahead of this gate's clock a source's time may be. One request dated far ahead would
+# otherwise refuse every later one for the item until that time came.
+UPSTREAM_CLOCK_SKEW = timedelta(minutes=10)
+UpstreamClock = tuple[datetime, str]  # the newest applied time of an item, and the request that had it
+
+
+def _check_order(message: InboundRequest, newest: UpstreamClock | None, now: datetime) -> None:
+    """Raises OutOfOrder when `message` is older than what was applied for its item, or dated
+    too far ahead to be ordered against the requests to come."""
+    sent = message.upstream_time
+    if sent is None:
+        return
+    if sent > now + UPSTREAM_CLOCK_SKEW:
+        raise OutOfOrder(
+            [
+                FieldError(
+                    loc=("time",),
+                    msg=f"请求时间 {_shown(sent)} 比本系统当前时间 {_shown(now)} 晚了 {int(UPSTREAM_CLOCK_SKEW.total_seconds() // 60)} 分钟以上，无法据此排序；请校准发送方的时钟后重新发送",
+                    type="time.in_future",
+                )
+            ]
+        )
+    if newest is not None and sent < newest[0]:
+        raise OutOfOrder(
+            [
+                FieldError(
+                    loc=("time",),
+                    msg=f"该稿件已按时间更晚的请求（{newest[1]}，时间 {_shown(newest[0])}）处理，本条请求时间 {_shown(sent)} 较早，未予采用，以免旧内容覆盖新内容；如确需发布本条内容，请以当前时间重新发送",
+                    type="time.superseded",
+                )
+            ]
+        )
+
+
+def _shown(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _request_hash(message: InboundRequest) -> str:
@@ -251,6 +297,9 @@ def accept_inbound(
     for a migration, which logs its batches rather than each row)."""
     outcomes: list[Accepted | Rejected] = []
     seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
+    timed = [(m.source, m.request.source_ref) for m in batch if m.upstream_time is not None]
+    clocks: dict[tuple[str, str], UpstreamClock] = store.upstream_times(timed) if timed else {}
+    known_clocks, moved_clocks = set(clocks), {}
     held = {
         key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
         for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
@@ -282,11 +331,18 @@ def accept_inbound(
             outcomes.append(Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None))
             continue
         try:
+            _check_order(message, clocks.get(key), now)
             outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
         except Rejected as rejected:
+            if log_each and isinstance(rejected, OutOfOrder):
+                log.info("inbound.out_of_order", event_id=message.event_id, source=message.source, source_ref=message.request.source_ref, reason=rejected.errors[0].type)
             outcomes.append(rejected)
             continue
         seen.add((message.event_id, message.source))
+        if message.upstream_time is not None:
+            # Not older than the item's clock (checked above), so it is the newest now, even
+            # when it changed nothing.
+            clocks[key] = moved_clocks[key] = (message.upstream_time, message.event_id)
         inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
         if event is not None:
             emit(event)
@@ -312,6 +368,8 @@ def accept_inbound(
         inbound_rows=inbound_rows,
         documents=documents,
     )
+    if moved_clocks:
+        store.save_upstream_times(moved_clocks, known=known_clocks)
     return outcomes
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.events import (
+    CLOUDEVENTS_CONTENT_TYPE,
     CMS_PUBLISH_REQUESTED,
     FieldError,
     PublishRequestData,
@@ -30,6 +32,16 @@ from .store import Publisher
 class Outcome:
     accepted: handlers.Accepted | None = None
     rejection: RejectedEvent | None = None
+
+
+# What AsyncAPI promises of every message on every topic, tongyuan.rejections.v1 included:
+# readers pick their decoder by it.
+REJECTION_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+
+
+def rejection_message(rejection: RejectedEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A rejection as it goes on tongyuan.rejections.v1: structured-mode JSON and its headers."""
+    return rejection.model_dump_json(exclude_none=True).encode(), REJECTION_HEADERS
 
 
 def _reject(original: dict, errors: list[FieldError]) -> Outcome:
@@ -77,17 +89,38 @@ def check_envelope(raw: bytes, *, event_type: str, source_prefix: str) -> dict |
     return _reject(envelope, errors) if errors else envelope
 
 
+_TIME = TypeAdapter(datetime)
+
+
+def _event_time(envelope: dict) -> datetime | None:
+    """The CloudEvent's `time` (RFC 3339; without an offset it is UTC, as the contract reads it)."""
+    value = envelope.get("time")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("time must be an RFC 3339 timestamp")
+    moment = _TIME.validate_python(value)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
-    """A well-formed publish request, or the rejection that says what is wrong with it."""
+    """A well-formed publish request, or the rejection that says what is wrong with it. The
+    CMS's own `time` orders its requests for one article (see handlers.accept_inbound)."""
     envelope = check_envelope(raw, event_type=CMS_PUBLISH_REQUESTED, source_prefix="/cms/")
     if isinstance(envelope, Outcome):
         return envelope
     source = envelope["source"]
     try:
+        sent = _event_time(envelope)
+    except ValidationError as exc:
+        return _reject(envelope, _pydantic_errors(exc, ("time",)))
+    except ValueError as exc:
+        return _reject(envelope, [FieldError(loc=("time",), msg=str(exc), type="datetime_type")])
+    try:
         request = PublishRequestData.model_validate(envelope["data"])
     except ValidationError as exc:
         return _reject(envelope, _pydantic_errors(exc, ("data",)))
-    return handlers.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request)
+    return handlers.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request, upstream_time=sent)
 
 
 def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Publisher, directory: Directory) -> list[Outcome]:
@@ -104,7 +137,9 @@ def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Pu
         result = next(results)
         if isinstance(result, Rejected):
             envelope = {"id": item.event_id, "type": event_type, "source": item.source, "data": {"source_ref": item.request.source_ref}}
-            outcomes.append(_reject(envelope, [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]))
+            # The gate's reasons are about the data, except an order refusal's (the envelope's time).
+            errors = result.errors if isinstance(result, handlers.OutOfOrder) else [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]
+            outcomes.append(_reject(envelope, errors))
         else:
             outcomes.append(Outcome(accepted=result))
     return outcomes

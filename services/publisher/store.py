@@ -111,6 +111,17 @@ inbound_events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
+# Each item's newest request time as its source gave it (a CMS's CloudEvent `time`), so a request
+# older than one applied is refused instead of replacing newer content.
+upstream_times = Table(
+    "publisher_upstream_times",
+    metadata,
+    Column("source", String(300), primary_key=True),
+    Column("source_ref", String(120), primary_key=True),
+    Column("upstream_time", DateTime(timezone=True), nullable=False),  # UTC
+    Column("event_id", String(200), nullable=False),  # the request that had it
+)
+
 index_counters = Table(
     "publisher_index_counters",
     metadata,
@@ -177,6 +188,12 @@ _NEXT_INDEX_NUMBER = text(
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware and in UTC: SQLite keeps a DateTime without its offset (what was written as UTC
+    comes back naive)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 @dataclass
@@ -369,6 +386,36 @@ class PublisherStore:
                 for row in self.connection.execute(query).mappings():
                     found[(row["source"], row["source_ref"])] = self._row(row)
         return found
+
+    def upstream_times(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[datetime, str]]:
+        """(source, source_ref) → the newest request time applied for it, and that request's id."""
+        by_source: dict[str, list[str]] = {}
+        for source, ref in sorted(set(pairs)):
+            by_source.setdefault(source, []).append(ref)
+        found = {}
+        for source, refs in by_source.items():
+            for start in range(0, len(refs), 500):
+                query = select(upstream_times).where(upstream_times.c.source == source, upstream_times.c.source_ref.in_(refs[start : start + 500]))
+                if self.connection.dialect.name == "postgresql":
+                    query = query.with_for_update()
+                for row in self.connection.execute(query).mappings():
+                    found[(row["source"], row["source_ref"])] = (_utc(row["upstream_time"]), row["event_id"])
+        return found
+
+    def save_upstream_times(self, newest: Mapping[tuple[str, str], tuple[datetime, str]], *, known: set[tuple[str, str]]) -> None:
+        """Record items' newest request times; `known`: the items upstream_times found a time for."""
+        rows = [dict(p_source=s, p_ref=r, p_time=_utc(t), p_event=e) for (s, r), (t, e) in sorted(newest.items())]
+        fresh = [row for row in rows if (row["p_source"], row["p_ref"]) not in known]
+        moved = [row for row in rows if (row["p_source"], row["p_ref"]) in known]
+        if fresh:
+            insert_rows(self.connection, upstream_times, [dict(source=r["p_source"], source_ref=r["p_ref"], upstream_time=r["p_time"], event_id=r["p_event"]) for r in fresh])
+        if moved:
+            self.connection.execute(
+                update(upstream_times)
+                .where(upstream_times.c.source == bindparam("p_source"), upstream_times.c.source_ref == bindparam("p_ref"))
+                .values(upstream_time=bindparam("p_time"), event_id=bindparam("p_event")),
+                moved,
+            )
 
     def reserve_index_numbers(self, counts: dict[str, int]) -> dict[str, int]:
         """For each prefix, the first of `count` consecutive index numbers — one SELECT and at

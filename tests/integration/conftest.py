@@ -204,7 +204,11 @@ def _through(proxy: TcpProxy, database_url: str) -> str:
 
 @pytest.fixture(scope="session", params=backends())
 def stack(request, tmp_path_factory):
-    backend = request.param
+    yield from running_stack(request.param, tmp_path_factory)
+
+
+def running_stack(backend: str, tmp_path_factory):
+    """A whole stack of its own, yielded once warm (a fixture's body: `yield from` it)."""
     var = tmp_path_factory.mktemp(f"var-{backend}")
     broker = EmbeddedBroker(port=free_port(), log_path=var / "broker.log").start()
     drop = None
