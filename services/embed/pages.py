@@ -37,8 +37,10 @@ EMBEDDABLE = ("township", "county")
 PER_DOMAIN = 5  # items per domain in the fragment and the page
 FEED_ITEMS = 50
 # Bump when templates or feed rendering change, so pollers refetch after a deployment.
-RENDER_REVISION = "1"
-CACHE_CONTROL = "public, max-age=60"
+RENDER_REVISION = "2"
+# Caches may keep an answer but must revalidate it before every use (a 304 is one indexed
+# read): with a max-age they would go on serving a withdrawn item to every portal.
+CACHE_CONTROL = "public, no-cache"
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
 # The iframe page needs no script, font or image of its own; any site may frame it.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -218,8 +220,7 @@ def build_router(
         region = region_or_404(_path(request, "region_code", REGION_CODE))
 
         def render(base: str, state: ScopeState) -> bytes:
-            body = column_html(region, state, base, 1, "_top")
-            return templates.get_template("embed/page.html").render(name=full_name(region), column=body, base=base, region=region).encode()
+            return templates.get_template("embed/page.html").render(region=region, name=full_name(region), sections=sections(region, state), base=base, h=1, target="_top").encode()
 
         return await conditional(request, region, "page", HTML_MEDIA_TYPE, render, {"Content-Security-Policy": PAGE_CSP})
 
