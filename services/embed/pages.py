@@ -95,6 +95,14 @@ def etag_of(state: ScopeState, variant: str) -> str:
     return '"' + hashlib.blake2b(stamp.encode(), digest_size=12).hexdigest() + '"'
 
 
+def settled(last_modified: datetime, now: datetime) -> bool:
+    """Whether the second of the last change is over. Last-Modified names a whole second, so
+    one sent during that second would also name a change later in it (a withdrawal), and an
+    If-Modified-Since with it would get a 304 for the withdrawn item: until then the ETag alone
+    validates."""
+    return last_modified.replace(microsecond=0) < now.replace(microsecond=0)
+
+
 def not_modified(request: Request, etag: str, last_modified: datetime) -> bool:
     """RFC 9110 §13.2.2: If-None-Match (weak comparison) decides; If-Modified-Since only without it."""
     if_none_match = request.headers.get("if-none-match")
@@ -156,7 +164,9 @@ def build_router(
         state = store.state(region.code)
         etag = etag_of(state, f"{variant}|{base}|{region.name}")
         last_modified = state.last_modified
-        validators = {"ETag": etag, "Last-Modified": format_datetime(last_modified.astimezone(timezone.utc), usegmt=True), "Cache-Control": CACHE_CONTROL, **(headers or {})}
+        validators = {"ETag": etag, "Cache-Control": CACHE_CONTROL, **(headers or {})}
+        if settled(last_modified, datetime.now(timezone.utc)):
+            validators["Last-Modified"] = format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
         if not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=validators)
         body = cache.get(etag)
