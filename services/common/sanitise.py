@@ -9,7 +9,6 @@ Templates get HTML only through the filters installed here: `sanitised` (a body)
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,16 +36,6 @@ def safe_body(body: str | None) -> Markup:
 def safe_marked(text: str | None) -> Markup:
     """Search text as HTML: already escaped by the search side, <mark> the only tag kept."""
     return Markup(nh3.clean(text or "", tags={"mark"}, attributes={}, url_schemes=set(), link_rel=None))
-
-
-def text_only(value: str | None) -> str:
-    """Plain text of a value that may carry markup (a title or summary from an event): tags,
-    and scripts and styles with their content, removed; entities decoded."""
-    if not value:
-        return ""
-    if "<" not in value and "&" not in value:
-        return value
-    return html.unescape(nh3.clean(value, tags=set()))
 
 
 def is_safe_link(url: str | None) -> bool:
