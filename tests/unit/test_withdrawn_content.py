@@ -5,6 +5,7 @@ revalidating with an ETag from before."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import jinja2
 import pytest
@@ -176,3 +177,27 @@ def test_search_no_longer_finds_a_withdrawn_item_nor_shows_its_snippet():
         assert answer.json()["total"] == 0 and answer.headers["cache-control"] == "no-cache"
         page = client.get("/search", params={"q": q}).text
         assert PERSONAL not in page and TITLE not in page
+
+
+def test_who_may_read_a_withdrawn_record(directory):
+    """Pure: roles and regions that cover one of its placements (a county covers its townships,
+    a township not its county), or an admin; nobody without a token."""
+    from datetime import date
+
+    from contracts.events import PublicationData, SourceRef, WithdrawalData
+    from services.publisher.reading import may_read_withdrawn, view_for
+    from services.publisher.store import StoredPublication
+    from tests.factories import place
+
+    document = PublicationData(
+        publication_id="p", version=1, placements=(place("430102", "芙蓉区"),), title=TITLE, body_html=BODY, index_number="x", formed_at=date(2026, 3, 1),
+        published_at=datetime(2026, 3, 2, tzinfo=timezone.utc), source_ref=SourceRef(source="/http"),
+    )
+    withdrawal = WithdrawalData(publication_id="p", version=2, withdrawal_type="withdrawn", explanation=EXPLANATION, withdrawn_at=datetime(2026, 3, 3, tzinfo=timezone.utc), title=TITLE)
+    stored = StoredPublication("p", 2, "withdrawn", "/http", None, None, document, withdrawal)
+    regions = directory.regions
+    township_editor = Principal(user="t", roles=("editor",), regions=("430102001",))
+    readers = {None: False, EDITOR: True, APPROVER: True, ADMIN: True, STRANGER: False, township_editor: False, Principal(user="n", regions=("430102",)): False}
+    assert {who: may_read_withdrawn(who, stored, regions) for who in readers} == readers
+    public = view_for(stored, None, regions)
+    assert public.status_code == 200 and not public.full and TITLE not in str(public.body) and public.body["withdrawal"]["explanation"] == EXPLANATION
