@@ -216,12 +216,22 @@ def db_init() -> None:
 
 @cli.command()
 def republish(
+    publication_id: Annotated[str | None, typer.Argument(help="with --force: the publication to repair")] = None,
     only: Annotated[str | None, typer.Option(help="one publication id")] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-emit one publication as a new version above every store's, replacing a forged one")] = False,
+    above: Annotated[int, typer.Option(help="with --force: also above this version (one known to be on the topic still)", min=0)] = 0,
 ) -> None:
     """Put every publication's current state in the outbox again, to rebuild downstream stores.
 
-    Versions are unchanged, so stores that already hold a publication ignore it.
+    Versions are unchanged, so stores that already hold a publication ignore it. With --force,
+    one publication is re-emitted as a new version that every store applies.
     """
+    if force or publication_id:
+        if not (force and publication_id) or only:
+            typer.echo("give --force and one publication id: tongyuan republish --force <publication_id>", err=True)
+            raise typer.Exit(2)
+        _force_republish(publication_id, above)
+        return
     from services.publisher.app import bootstrap
     from services.publisher.catalogs import republish_catalogs
     from services.publisher.handlers import republish_all
@@ -231,6 +241,17 @@ def republish(
     editions = 0 if only else republish_catalogs(publisher)
     count = republish_all(publisher, only=only)
     typer.echo(f"queued {editions} catalog editions and {count} publication events; the relay publishes them")
+
+
+def _force_republish(publication_id: str, above: int) -> None:
+    from services.operations import force_republish
+
+    version, held = force_republish(_settings(), publication_id, at_least=above)
+    typer.echo("stores hold: " + ", ".join(f"{store} v{v}" if v is not None else f"{store} none" for store, v in held.items()))
+    if version is None:
+        typer.echo(f"the publisher has no publication {publication_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"queued {publication_id} as v{version}; the relay publishes it and every store takes it")
 
 
 @cli.command()

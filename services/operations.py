@@ -4,6 +4,8 @@
   it again after a fix — straight into that group's own store, idempotent by version, so the
   canonical topic is still written by the publisher's relay alone.
 - `verify`: the publisher's tables are the truth; every store must hold exactly its versions.
+- `force_republish`: the repair when a store holds a version the publisher never made (an
+  event put on the topic around the gate): the truth again, as a version above every store's.
 """
 
 from __future__ import annotations
@@ -98,3 +100,45 @@ def compare(truth: dict[str, int], held: dict[str, int], store: str) -> list[Dif
     differences = [Difference(store, pid, version, held.get(pid)) for pid, version in truth.items() if held.get(pid) != version]
     differences += [Difference(store, pid, None, held[pid]) for pid in held.keys() - truth.keys()]
     return differences
+
+
+def versions_held(settings: Settings, publication_id: str) -> dict[str, int | None]:
+    """The version of one publication each store holds (None: never seen), tombstones included."""
+    from sqlalchemy import select
+
+    from services.column.app import build_store as build_column_store
+    from services.embed.app import build_store as build_embed_store
+    from services.indexer.app import build_index
+    from services.supervision.app import build_store as build_supervision_store
+    from services.supervision.store import publications as supervised
+
+    supervision = build_supervision_store(settings)
+    with supervision.engine.connect() as connection:
+        supervised_version = connection.execute(select(supervised.c.version).where(supervised.c.publication_id == publication_id)).scalar()
+    index = build_index(settings)
+
+    async def indexed() -> int | None:
+        try:
+            return await index.version_of(publication_id)
+        finally:
+            await index.close()
+
+    return {
+        "column": build_column_store(settings).version_of(publication_id),
+        "embed": build_embed_store(settings).version_of(publication_id),
+        "supervision": supervised_version,
+        "search": asyncio.run(indexed()),
+    }
+
+
+def force_republish(settings: Settings, publication_id: str, *, at_least: int = 0) -> tuple[int | None, dict[str, int | None]]:
+    """Re-emit the publisher's truth for one publication above every version a store holds
+    (and above `at_least`, for a forged version still on its way), so each store takes it.
+    Returns the new version (None: the publisher does not know the publication) and what the
+    stores held."""
+    from services.publisher.app import bootstrap
+    from services.publisher.handlers import republish_above
+
+    held = versions_held(settings, publication_id)
+    above = max([at_least, *(v for v in held.values() if v is not None)])
+    return republish_above(bootstrap(settings, load_reference=False), publication_id, above=above), held

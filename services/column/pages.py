@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Catalog, Level1Item, Level2Item, Region, effective_catalog
+from contracts.events import PublicationData
+from services.common.sanitise import install_filters, is_safe_link, safe_links
 
-from .store import ColumnStore
+from .store import ColumnEntry, ColumnStore
 
 RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
 DomainPath = Annotated[str, Path(pattern=r"^D\d{2}$")]
 ItemPath = Annotated[str, Path(pattern=r"^D\d{2}-\d{2}(-\d{2})?$")]
 PageQuery = Annotated[int, Query(ge=1, le=10_000)]
 PER_PAGE = 20
+# Shared caches may keep a page but must ask again before every use: a withdrawal takes it
+# down at once (a 304 costs them little), where a max-age would keep serving it.
+CACHE_CONTROL = "public, no-cache"
+# Bump when the detail template changes, so revalidating caches get the new rendering.
+RENDER_REVISION = "2"
 
 
 def build_router(
@@ -25,6 +33,7 @@ def build_router(
 ) -> APIRouter:
     """Pages render from the column store: its publications and its copy of the catalogs."""
     router = APIRouter(tags=["column"])
+    install_filters(templates.env)
 
     def catalog_for(region: Region) -> Catalog:
         catalog = effective_catalog(region.code, regions(), store.catalogs())
@@ -45,7 +54,7 @@ def build_router(
         return chain
 
     def page_of(request: Request, name: str, **context) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, context)
+        return templates.TemplateResponse(request, name, context, headers={"Cache-Control": CACHE_CONTROL})
 
     @router.get("/columns", response_class=HTMLResponse)
     def column_index(request: Request):
@@ -126,18 +135,25 @@ def build_router(
     def publication_detail(request: Request, publication_id: Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]):
         entry = store.entry(publication_id)
         if entry is None or (entry.withdrawal and entry.withdrawal.withdrawal_type == "vanish"):
-            raise HTTPException(404, "no such publication")
+            raise HTTPException(404, "no such publication", headers={"Cache-Control": CACHE_CONTROL})
         if entry.withdrawal and entry.withdrawal.withdrawal_type == "redirect":
-            return RedirectResponse(entry.withdrawal.redirect_to or "/", status_code=301)
+            # The event says where to; only a web address or a page of this site is followed.
+            target = entry.withdrawal.redirect_to
+            return RedirectResponse(target if is_safe_link(target) else "/", status_code=301, headers={"Cache-Control": CACHE_CONTROL})
+        etag = detail_etag(entry)
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if etag in _if_none_match(request):
+            return Response(status_code=304, headers=headers)
         status_code = 410 if entry.withdrawal and entry.withdrawal.withdrawal_type == "gone" else 200
+        doc = None if entry.withdrawal else displayable(entry.document)
         known = regions()
         archived = {
             p.level2_id
-            for p in (entry.document.placements if entry.document else ())
+            for p in (doc.placements if doc else ())
             if p.region_code in known and catalog_for(known[p.region_code]).level2(p.level2_id) is None
         }
         return templates.TemplateResponse(
-            request, "column/detail.html", {"entry": entry, "doc": entry.document, "withdrawal": entry.withdrawal, "archived": archived}, status_code=status_code
+            request, "column/detail.html", {"entry": entry, "doc": doc, "withdrawal": entry.withdrawal, "archived": archived}, status_code=status_code, headers=headers
         )
 
     @router.get("/catalog/{region_code}", response_class=HTMLResponse)
@@ -154,3 +170,23 @@ def _children(known: dict[str, Region]) -> dict[str, list[Region]]:
         if region.parent_code:
             children.setdefault(region.parent_code, []).append(region)
     return children
+
+
+def detail_etag(entry: ColumnEntry) -> str:
+    """A version names one event, so it names what the page shows; a withdrawal's higher
+    version changes the tag, and a conditional request with the old one gets the notice."""
+    stamp = f"{RENDER_REVISION}|{entry.publication_id}|{entry.version}|{entry.status}"
+    return '"' + hashlib.blake2b(stamp.encode(), digest_size=12).hexdigest() + '"'
+
+
+def _if_none_match(request: Request) -> set[str]:
+    header = request.headers.get("if-none-match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def displayable(doc: PublicationData | None) -> PublicationData | None:
+    """The document with its service guide's links limited to web addresses (the body is
+    cleaned by the template's `sanitised` filter)."""
+    if doc is None or not doc.service_guide:
+        return doc
+    return doc.model_copy(update={"service_guide": safe_links(doc.service_guide)})

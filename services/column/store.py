@@ -35,6 +35,7 @@ from contracts.events import (
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import as_json, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.sanitise import sanitise_html
 
 from .domain import to_apply
 
@@ -48,7 +49,7 @@ documents = Table(
     Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
     Column("withdrawal_type", String(16)),
     Column("published_at", DateTime(timezone=True)),
-    Column("document", JSON),  # PublicationData (kept while withdrawn, for the notice page)
+    Column("document", JSON),  # PublicationData; none once withdrawn (the notice shows the withdrawal)
     Column("withdrawal", JSON),  # WithdrawalData while withdrawn
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -117,6 +118,8 @@ class ColumnStore:
         for event in to_apply(events, stored):
             data = event.data
             if isinstance(event, PublishedEvent):
+                # Cleaned with the gate's policy before it is stored: the topic is not the gate.
+                data = data.model_copy(update={"body_html": sanitise_html(data.body_html)})
                 row = dict(
                     version=data.version,
                     status="published",
@@ -140,8 +143,9 @@ class ColumnStore:
                     for p in data.placements
                 ]
             else:
-                # A tombstone; the last published document stays for the notice page.
-                row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, withdrawal=as_json(data))
+                # A tombstone: withdrawn content (低保 lists hold personal data) is not kept
+                # where pages read; the publisher keeps the record.
+                row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, document=None, withdrawal=as_json(data))
             if data.publication_id in stored:
                 updated.append({"pid": data.publication_id, **row})
             else:
@@ -261,6 +265,10 @@ class ColumnStore:
     def versions(self) -> dict[str, tuple[int, str]]:
         with self.engine.connect() as connection:
             return {pid: (version, status) for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))}
+
+    def version_of(self, publication_id: str) -> int | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(documents.c.version).where(documents.c.publication_id == publication_id)).scalar()
 
     def healthy(self) -> bool:
         try:

@@ -37,8 +37,10 @@ EMBEDDABLE = ("township", "county")
 PER_DOMAIN = 5  # items per domain in the fragment and the page
 FEED_ITEMS = 50
 # Bump when templates or feed rendering change, so pollers refetch after a deployment.
-RENDER_REVISION = "1"
-CACHE_CONTROL = "public, max-age=60"
+RENDER_REVISION = "2"
+# Caches may keep an answer but must revalidate it before every use (a 304 is one indexed
+# read): with a max-age they would go on serving a withdrawn item to every portal.
+CACHE_CONTROL = "public, no-cache"
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
 # The iframe page needs no script, font or image of its own; any site may frame it.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -91,6 +93,14 @@ def etag_of(state: ScopeState, variant: str) -> str:
         for part in (RENDER_REVISION, variant, state.scope, state.version, state.changed_at and state.changed_at.isoformat(), state.rules_version, state.rules_changed_at and state.rules_changed_at.isoformat())
     )
     return '"' + hashlib.blake2b(stamp.encode(), digest_size=12).hexdigest() + '"'
+
+
+def settled(last_modified: datetime, now: datetime) -> bool:
+    """Whether the second of the last change is over. Last-Modified names a whole second, so
+    one sent during that second would also name a change later in it (a withdrawal), and an
+    If-Modified-Since with it would get a 304 for the withdrawn item: until then the ETag alone
+    validates."""
+    return last_modified.replace(microsecond=0) < now.replace(microsecond=0)
 
 
 def not_modified(request: Request, etag: str, last_modified: datetime) -> bool:
@@ -154,7 +164,9 @@ def build_router(
         state = store.state(region.code)
         etag = etag_of(state, f"{variant}|{base}|{region.name}")
         last_modified = state.last_modified
-        validators = {"ETag": etag, "Last-Modified": format_datetime(last_modified.astimezone(timezone.utc), usegmt=True), "Cache-Control": CACHE_CONTROL, **(headers or {})}
+        validators = {"ETag": etag, "Cache-Control": CACHE_CONTROL, **(headers or {})}
+        if settled(last_modified, datetime.now(timezone.utc)):
+            validators["Last-Modified"] = format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
         if not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=validators)
         body = cache.get(etag)
@@ -218,8 +230,7 @@ def build_router(
         region = region_or_404(_path(request, "region_code", REGION_CODE))
 
         def render(base: str, state: ScopeState) -> bytes:
-            body = column_html(region, state, base, 1, "_top")
-            return templates.get_template("embed/page.html").render(name=full_name(region), column=body, base=base, region=region).encode()
+            return templates.get_template("embed/page.html").render(region=region, name=full_name(region), sections=sections(region, state), base=base, h=1, target="_top").encode()
 
         return await conditional(request, region, "page", HTML_MEDIA_TYPE, render, {"Content-Security-Policy": PAGE_CSP})
 

@@ -359,6 +359,10 @@ class EmbedStore:
         with self.engine.connect() as connection:
             return {pid: (v, status) for pid, v, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))}
 
+    def version_of(self, publication_id: str) -> int | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(publications.c.version).where(publications.c.publication_id == publication_id)).scalar()
+
     def healthy(self) -> bool:
         try:
             with self.engine.connect() as connection:

@@ -16,10 +16,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Region, regions_of_city, standard_catalog
+from services.common.sanitise import install_filters, safe_marked
 
 from .index import SearchHit, SearchIndex, SearchQuery, SearchResults
 
@@ -30,6 +31,8 @@ MAX_RESULTS = 10_000
 DEFAULT_PER_PAGE = 20
 KINDS = {"info": "公开信息", "service": "办事服务"}
 SORTS = {"relevance": "按相关度", "date": "按发布日期"}
+# Results change whenever something is withdrawn: caches must ask again before reusing one.
+CACHE_CONTROL = "no-cache"
 
 
 def _invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
@@ -163,10 +166,12 @@ def build_router(index: SearchIndex, templates: Jinja2Templates, *, regions: Cal
     """`regions` names the region facet's codes (the portal passes its directory's regions;
     by default Changsha's, from the reference division table)."""
     router = APIRouter(tags=["search"])
+    install_filters(templates.env)
     names = Names(regions)
 
     @router.get("/v1/search")
-    async def search_json(query: Params) -> dict[str, Any]:
+    async def search_json(query: Params, response: Response) -> dict[str, Any]:
+        response.headers["Cache-Control"] = CACHE_CONTROL
         return (await answer(index, query, names)).json()
 
     @router.get("/search", response_class=HTMLResponse)
@@ -190,6 +195,7 @@ def build_router(index: SearchIndex, templates: Jinja2Templates, *, regions: Cal
                 "domains": [(domain.code, domain.name) for domain in standard_catalog().domains],
                 "chips": _chips(query, names),
             },
+            headers={"Cache-Control": CACHE_CONTROL},
         )
 
     return router
@@ -200,9 +206,10 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
         "publication_id": hit.publication_id,
         "version": hit.version,
         "title": hit.title,
-        "title_html": hit.title_html,
+        # HTML for clients to show as is: only <mark> survives, whatever the backend made.
+        "title_html": str(safe_marked(hit.title_html)),
         "summary": hit.summary,
-        "snippet": hit.snippet,
+        "snippet": str(safe_marked(hit.snippet)),
         "published_at": hit.published_at.isoformat(),
         "placements": hit.placements,
         "index_number": hit.index_number,

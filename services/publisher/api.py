@@ -1,17 +1,19 @@
 """The publish API (POST /v1/publications …): translate HTTP into gate calls, nothing more."""
 
 
+import hashlib
 from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.events import PublicationDraft
 from contracts.identity import Principal
 
-from . import handlers
+from . import handlers, reading
 from .domain import Directory, Forbidden, Rejected, VersionConflict
 from .store import Publisher
 
@@ -110,18 +112,31 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
             )
         )
 
-    @router.get("/{publication_id}")
-    def read(publication_id: PublicationIdPath):
+    optional_bearer = HTTPBearer(auto_error=False, description="optional: an editor of the publication's region, or an admin, also reads withdrawn records")
+
+    def reader(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(optional_bearer)]) -> Principal | None:
+        # No token: a member of the public. A token that fails verification is still a 401.
+        return None if credentials is None else authenticate(credentials)
+
+    @router.get("/{publication_id}", responses={404: {"description": "unknown, or withdrawn as vanish"}, 410: {"description": "withdrawn as gone: the tombstone"}})
+    def read(request: Request, publication_id: PublicationIdPath, principal: Annotated[Principal | None, Depends(reader)]):
         with publisher.transaction() as store:
             stored = store.get(publication_id)
         if stored is None:
             raise HTTPException(404, "no such publication")
-        return {
-            "publication_id": stored.publication_id,
-            "version": stored.version,
-            "status": stored.status,
-            "publication": stored.document.model_dump(mode="json"),
-            "withdrawal": stored.withdrawal.model_dump(mode="json") if stored.withdrawal else None,
-        }
+        view = reading.view_for(stored, principal, directory().regions)
+        # A record shown for its reader's rights is for that reader alone; what the public sees
+        # may be kept by caches, but revalidated, so a withdrawal reaches them at once.
+        headers = {"Cache-Control": "private, no-store" if view.full else "no-cache", "Vary": "Authorization"}
+        if view.status_code == 200:
+            headers["ETag"] = _etag(stored.publication_id, stored.version, view.full)
+            if headers["ETag"] in {tag.strip().removeprefix("W/") for tag in request.headers.get("if-none-match", "").split(",")}:
+                return Response(status_code=304, headers=headers)
+        return JSONResponse(status_code=view.status_code, content=view.body, headers=headers)
 
     return router
+
+
+def _etag(publication_id: str, version: int, full: bool) -> str:
+    stamp = f"{publication_id}|{version}|{'full' if full else 'public'}"
+    return '"' + hashlib.blake2b(stamp.encode(), digest_size=12).hexdigest() + '"'

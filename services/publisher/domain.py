@@ -9,8 +9,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import nh3
-
 from contracts.catalog import STANDARD, Catalog, Region, effective_catalog
 from contracts.events import (
     CatalogAttributes,
@@ -24,10 +22,9 @@ from contracts.events import (
     WithdrawalType,
 )
 from contracts.identity import Principal, may_publish_for
+from services.common.sanitise import sanitise_html
 
 SUMMARY_LENGTH = 120
-# ammonia's defaults plus nothing: no style, no script, no event handlers, only web links.
-URL_SCHEMES = {"http", "https", "mailto"}
 
 
 class Rejected(Exception):
@@ -171,10 +168,6 @@ def resolve_placements(refs: list[PlacementRef], directory: Directory, loc: tupl
     if errors:
         raise Rejected(errors)
     return placements
-
-
-def sanitise_html(body: str) -> str:
-    return nh3.clean(body, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer")
 
 
 # Any tag of sanitised HTML: nh3's output is well formed and escapes ">" inside attribute values.

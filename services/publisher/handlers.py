@@ -456,3 +456,27 @@ def republish_all(publisher: Publisher, *, only: str | None = None, clock: Clock
                 _emit(store, _published_event(stored.document, now, None))
             count += 1
     return count
+
+
+def republish_above(publisher: Publisher, publication_id: str, *, above: int, clock: Clock = utc_clock) -> int | None:
+    """Re-emit one publication's current state as a new version, higher than `above` (the
+    highest any store holds): the repair for a forged event on the topic, whose version every
+    store would otherwise keep, since none applies a lower one. The publisher's record takes
+    the new version too, so it stays the truth that `tongyuan verify` compares against.
+    Returns the new version, or None for an unknown publication."""
+    now = clock()
+    with publisher.transaction() as store:
+        stored = store.get(publication_id, for_update=True)
+        if stored is None:
+            return None
+        version = max(stored.version, above) + 1
+        if stored.status == "withdrawn" and stored.withdrawal:
+            withdrawal = stored.withdrawal.model_copy(update={"version": version})
+            store.save_withdrawn(withdrawal)
+            _emit(store, _withdrawn_event(withdrawal, now, None))
+        else:
+            data = stored.document.model_copy(update={"version": version})
+            store.save_published(data, content_hash=stored.content_hash, created=False)
+            _emit(store, _published_event(data, now, None))
+    log.warning("publication.republished_above", publication_id=publication_id, version=version, above=above)
+    return version

@@ -3,7 +3,7 @@ and accessible, conditional GETs answered 304 without rendering, withdrawals gon
 
 import json
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select, update
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
-from services.embed.pages import build_router
-from services.embed.store import EmbedStore
+from services.embed.pages import build_router, settled
+from services.embed.store import EmbedStore, scopes
 from tests.factories import place, published, withdrawn
 
 TOWNSHIP, COUNTY = "430102001", "430102"
@@ -234,9 +235,26 @@ def test_the_iframe_page_is_a_whole_accessible_document_with_the_townships_title
 
 
 # --- conditional GETs ---------------------------------------------------------------------------
+def settle(store) -> None:
+    """As if the last change were a minute ago: Last-Modified is sent once its second is over."""
+    with store.engine.begin() as connection:
+        for scope, changed_at in connection.execute(select(scopes.c.scope, scopes.c.changed_at)).all():
+            connection.execute(update(scopes).where(scopes.c.scope == scope).values(changed_at=changed_at - timedelta(minutes=1)))
+
+
+def test_last_modified_waits_for_the_second_of_the_change_to_end(client, store):
+    """Otherwise a withdrawal later in that second would hide behind If-Modified-Since."""
+    assert not settled(datetime(2026, 3, 5, 9, 0, 0, 100_000, tzinfo=timezone.utc), datetime(2026, 3, 5, 9, 0, 0, 900_000, tzinfo=timezone.utc))
+    assert settled(datetime(2026, 3, 5, 9, 0, 0, 900_000, tzinfo=timezone.utc), datetime(2026, 3, 5, 9, 0, 1, tzinfo=timezone.utc))
+    seed(store)
+    settle(store)
+    assert "last-modified" in client.get(f"/embed/{TOWNSHIP}/fragment").headers
+
+
 @pytest.mark.parametrize("path", EMBEDDED)
 def test_conditional_gets_answer_304_until_the_feed_changes(client, store, path):
     seed(store)
+    settle(store)
     first = client.get(path)
     etag, last_modified = first.headers["etag"], first.headers["last-modified"]
     assert first.status_code == 200 and etag.startswith('"')
