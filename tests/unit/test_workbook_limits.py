@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from contracts.catalog import standard_catalog
+from contracts.catalog import regions_of_city, standard_catalog
 from services.bridge.app import BridgeSettings, build_store
 from services.bridge.mapping import MappingTable, Override, Target, to_xlsx
 from services.column.app import build_store as build_column_store
@@ -193,3 +193,21 @@ def test_the_portal_serves_others_while_a_workbook_is_parsed(client):
             assert answer.json()["overrides"] == 15_000
 
     asyncio.run(scenario())
+
+
+def test_a_draft_edited_while_its_workbook_was_read_is_not_overwritten(client, settings):
+    """The workbook is parsed outside any transaction; the save refuses if the draft moved."""
+    from services.publisher import catalogs
+    from services.publisher.app import bootstrap
+    from services.publisher.catalog_xlsx import import_catalog
+
+    assert client.post("/v1/catalogs/430102/2032/derive", json={}).status_code == 201
+    publisher = bootstrap(settings)
+    regions = {r.code: r for r in regions_of_city("4301")}
+    base = catalogs.import_base(publisher, scope="430102", edition="2032", regions=regions)
+    imported = import_catalog(export_catalog(standard_catalog()), base=base)
+    assert client.patch("/v1/catalogs/430102/2032", json={"rename": {"D14-02-02": "低保办事指南"}}).status_code == 200
+    edited = client.get("/v1/catalogs/430102/2032").json()
+    with pytest.raises(catalogs.CatalogRefused, match="changed while the workbook was being read"):
+        catalogs.save_import(publisher, imported, base=base, regions=regions, publish=False)
+    assert client.get("/v1/catalogs/430102/2032").json() == edited
