@@ -4,14 +4,19 @@ the mapping workbook (GET/PUT xlsx) and a status document."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import standard_catalog
+from contracts.identity import Principal
+from services.common.auth import declared, requires_role
+from services.common.bodies import BodyTooLarge, read_bounded
+from services.common.workbooks import WorkbookLimits, WorkbookRefused, parse_workbook, read_body, refusal_response
 
 from .mapping import MappingImportError, from_xlsx, to_xlsx
 from .store import UNREADABLE, BridgeStore
@@ -22,19 +27,32 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PlatformPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
 
 
-def build_router(store: BridgeStore, templates: Jinja2Templates, *, bridge: Bridge | None, secrets: list[str], window: float = 300.0) -> APIRouter:
-    """`bridge` None: a read-only mount (pages and workbook export; webhooks answer 503)."""
+def build_router(
+    store: BridgeStore,
+    templates: Jinja2Templates,
+    *,
+    bridge: Bridge | None,
+    secrets: list[str],
+    window: float = 300.0,
+    authenticate: Callable[..., Principal] | None = None,
+    workbook_limits: WorkbookLimits = WorkbookLimits(),
+) -> APIRouter:
+    """`bridge` None: a read-only mount (pages and workbook export; webhooks answer 503).
+    `authenticate` None: no mapping upload either (it changes what is public, so it needs a
+    verified administrator)."""
     router = APIRouter(tags=["bridge"])
 
+    # Authenticated by the platform's HMAC signature (webhooks.verify), not by a bearer token.
     @router.post("/bridge/webhooks/{platform}", status_code=202)
     async def webhook(request: Request, platform: PlatformPath):
         if platform != store.platform:
             raise HTTPException(404, f"no bridge for platform {platform}")
         if bridge is None or not secrets:
             raise HTTPException(503, "webhooks are not configured here (TONGYUAN_BRIDGE_WEBHOOK_SECRET)")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise HTTPException(413, "body too large")
+        try:
+            body = await read_bounded(request, MAX_BODY)
+        except BodyTooLarge as exc:
+            return exc.response()
         try:
             # Signature and time first; the nonce is recorded only for a genuine request.
             notice = await run_in_threadpool(verify, request.headers, body, secrets=secrets, now=time.time(), window=window, nonce_unused=store.nonce_unused)
@@ -83,15 +101,27 @@ def build_router(store: BridgeStore, templates: Jinja2Templates, *, bridge: Brid
         data = to_xlsx(store.mapping(), standard_catalog())
         return Response(data, media_type=XLSX, headers={"content-disposition": 'attachment; filename="bridge-mapping.xlsx"'})
 
-    @router.put("/v1/bridge/mapping.xlsx")
-    async def import_mapping(request: Request):
-        body = await request.body()
-        try:
-            table = from_xlsx(body, catalog=standard_catalog(), regions=bridge.regions if bridge else None)
-        except MappingImportError as exc:
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": problem, "type": "mapping.invalid"} for problem in exc.problems]}, status_code=422)
-        store.save_mapping(table)
-        report = await run_in_threadpool(bridge.remap) if bridge else None
-        return {"rules": len(table.rules), "overrides": len(table.overrides), "areas": len(table.areas), "remap": report.as_dict() if report else None}
+    if authenticate is not None:
+        # The mapping decides what the bridge publishes and withdraws in every region: an
+        # administrator's change (an admin acts for every region, so it is not regional).
+        @router.put(
+            "/v1/bridge/mapping.xlsx",
+            dependencies=[Depends(requires_role(authenticate, "admin"))],
+            openapi_extra=declared("admin"),
+            responses={413: {"description": "past a workbook limit, named"}, 422: {"description": "every problem with its cell"}},
+        )
+        async def import_mapping(request: Request):
+            try:
+                body = await read_body(request, workbook_limits)
+                table = await parse_workbook(
+                    from_xlsx, body, workbook_limits, errors=(MappingImportError,), catalog=standard_catalog(), regions=bridge.regions if bridge else None
+                )
+            except WorkbookRefused as refused:
+                return refusal_response(refused)
+            except MappingImportError as exc:
+                return JSONResponse({"detail": [{"loc": ["body"], "msg": problem, "type": "mapping.invalid"} for problem in exc.problems]}, status_code=422)
+            await run_in_threadpool(store.save_mapping, table)
+            report = await run_in_threadpool(bridge.remap) if bridge else None
+            return {"rules": len(table.rules), "overrides": len(table.overrides), "areas": len(table.areas), "remap": report.as_dict() if report else None}
 
     return router

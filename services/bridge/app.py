@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.catalog import Region, regions_of_city, regions_of_province
 from services.common.db import create_store_engine
 from services.common.settings import Settings
+from services.common.workbooks import WorkbookLimits
 
 from .api import build_router
 from .client import PlatformClient
@@ -182,17 +183,37 @@ def create_runtime(settings: Settings, bridge_settings: BridgeSettings, *, produ
     return Runtime(bridge=bridge, store=store, settings=bridge_settings, relay=relay, listener=listener)
 
 
-def portal_router(settings: Settings, templates: Jinja2Templates, bridge_settings: BridgeSettings | None = None):
+def portal_router(settings: Settings, templates: Jinja2Templates, bridge_settings: BridgeSettings | None = None, *, authenticate=None):
     """The router the portal mounts: webhooks (fetch, decide, write the outbox; the relay of
-    `tongyuan bridge poll` ships the events), the unmapped page and the mapping workbook."""
+    `tongyuan bridge poll` ships the events), the unmapped page and the mapping workbook
+    (uploads only with `authenticate`, the portal's bearer-token dependency)."""
     bridge_settings = bridge_settings or BridgeSettings()
     store = build_store(settings, bridge_settings)
     bridge = build_bridge(store, bridge_settings)
-    return build_router(store, templates, bridge=bridge, secrets=bridge_settings.secrets, window=bridge_settings.webhook_window)
+    return build_router(
+        store,
+        templates,
+        bridge=bridge,
+        secrets=bridge_settings.secrets,
+        window=bridge_settings.webhook_window,
+        authenticate=authenticate,
+        workbook_limits=WorkbookLimits.from_settings(settings),
+    )
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The bridge's own small HTTP app: the webhook endpoint and its status/unmapped pages."""
+def create_app(runtime: Runtime, *, authenticate=None, workbook_limits: WorkbookLimits = WorkbookLimits()) -> FastAPI:
+    """The bridge's own small HTTP app: the webhook endpoint and its status/unmapped pages (and
+    the mapping upload, given `authenticate`)."""
     app = FastAPI(title="Tongyuan bridge", docs_url=None, redoc_url=None)
-    app.include_router(build_router(runtime.store, templates(), bridge=runtime.bridge, secrets=runtime.settings.secrets, window=runtime.settings.webhook_window))
+    app.include_router(
+        build_router(
+            runtime.store,
+            templates(),
+            bridge=runtime.bridge,
+            secrets=runtime.settings.secrets,
+            window=runtime.settings.webhook_window,
+            authenticate=authenticate,
+            workbook_limits=workbook_limits,
+        )
+    )
     return app

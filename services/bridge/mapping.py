@@ -201,6 +201,9 @@ class MappingImportError(ValueError):
         super().__init__("; ".join(problems))
         self.problems = problems
 
+    def __reduce__(self):  # it comes back from the worker process that parsed the workbook
+        return (MappingImportError, (self.problems,))
+
 
 def to_xlsx(table: MappingTable, catalog: Catalog | None = None) -> bytes:
     """Three sheets (rules, overrides, area codes), a header row each; catalog names beside ids

@@ -74,6 +74,10 @@ def verify(headers: Mapping[str, str], body: bytes, *, secrets: list[str], now: 
         payload = json.loads(body)
     except ValueError:
         raise WebhookRefused(400, "body is not JSON") from None
+    except RecursionError:
+        # The decoder recurses once per level: a few thousand `[` exhaust the interpreter's
+        # recursion limit, which is bad input like any other, not a server error.
+        raise WebhookRefused(400, "body nests too deeply; a notice is one flat JSON object") from None
     if not isinstance(payload, dict) or payload.get("event") not in EVENTS or not _CODE.match(str(payload.get("implementation_code", ""))):
         raise WebhookRefused(400, "not a service-item notice")
     version = payload.get("version")

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     auth_leeway: float = Field(30.0, ge=0, le=300)
 
     max_request_bytes: int = Field(2_000_000, ge=1024)
+    # Uploaded workbooks (catalog import, bridge mapping): see services/common/workbooks.py. A
+    # county's catalog or mapping is a few thousand rows; an .xlsx of 150 KB can hold a million.
+    workbook_max_bytes: int = Field(2_000_000, ge=1024)
+    workbook_max_uncompressed_bytes: int = Field(40_000_000, ge=1024)
+    workbook_max_ratio: int = Field(100, ge=2)
+    workbook_max_sheets: int = Field(100, ge=1)
+    workbook_max_rows: int = Field(20_000, ge=10)
+    workbook_max_columns: int = Field(200, ge=10, le=16_384)
+    workbook_max_cells: int = Field(300_000, ge=100)
+    workbook_max_shared_strings: int = Field(200_000, ge=10)
+    workbook_max_shared_strings_bytes: int = Field(20_000_000, ge=1024)
+    workbook_parse_seconds: float = Field(60.0, gt=0, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # JSON lines when the logs go to a file or a collector; key/value lines on a terminal.
     log_json: bool | None = None

@@ -23,6 +23,7 @@ from services.column.pages import build_router as column_router
 from services.common.auth import bearer_principal, build_verifier
 from services.common.consuming import is_transient
 from services.common.settings import Settings
+from services.common.workbooks import WorkbookLimits
 from services.embed import app as embed_app
 from services.embed.pages import build_router as embed_router
 from services.embed.registry import portal_links
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     verifier, local_key = build_verifier(settings)
     authenticate = bearer_principal(verifier)
     app.include_router(publish_router(publisher, directory, authenticate))
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate))
+    workbook_limits = WorkbookLimits.from_settings(settings)
+    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=workbook_limits))
     if local_key is not None:
 
         @app.get("/.well-known/jwks.json", include_in_schema=False)
@@ -74,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
     app.include_router(search_router(index, pages))
-    app.include_router(bridge_router(settings, pages))
+    app.include_router(bridge_router(settings, pages, authenticate=authenticate))
     app.include_router(supervision_router(supervision_store, pages, regions=lambda: directory().regions))
     app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
     within = settings.heartbeat_interval * 3 + 5

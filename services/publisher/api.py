@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.events import PublicationDraft
 from contracts.identity import Principal
+from services.common.auth import declared, requires_role
 
 from . import handlers, reading
 from .domain import Directory, Forbidden, Rejected, VersionConflict
@@ -81,13 +82,15 @@ def answer(call: Callable[[], handlers.Accepted]) -> JSONResponse:
 
 def build_router(publisher: Publisher, directory: Callable[[], Directory], authenticate: Callable[..., Principal]) -> APIRouter:
     router = APIRouter(prefix="/v1/publications", tags=["publications"])
-    Editor = Annotated[Principal, Depends(authenticate)]
+    # The role is checked up front; the regions (of the draft and of the stored publication)
+    # by the gate, which answers 403 with the placement at fault.
+    Editor = Annotated[Principal, Depends(requires_role(authenticate, "editor"))]
 
-    @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}})
+    @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}}, openapi_extra=declared("editor", "body.placements"))
     def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=request_id))
 
-    @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
+    @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}}, openapi_extra=declared("editor", "publication"))
     def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
         return answer(
@@ -96,7 +99,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
             )
         )
 
-    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}})
+    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}}, openapi_extra=declared("editor", "publication"))
     def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(
             lambda: handlers.withdraw(

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, edition_key
 from contracts.identity import Principal
+from services.common.auth import declared, requires_role
+from services.common.workbooks import WorkbookLimits, WorkbookRefused, parse_workbook, read_body, refusal_response
 
 from . import catalogs
 from .api import RequestIdOfThisRequest
@@ -62,16 +65,21 @@ def _level1_summary(level1: Level1Item) -> dict:
     return {"id": level1.id, "name": level1.name, "items": [{"id": j.id, "name": j.name} for j in level1.items]}
 
 
-def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on_change: Callable[[], None], authenticate: Callable[..., Principal]) -> APIRouter:
+def build_router(
+    publisher: Publisher,
+    directory: Callable[[], Directory],
+    *,
+    on_change: Callable[[], None],
+    authenticate: Callable[..., Principal],
+    workbook_limits: WorkbookLimits = WorkbookLimits(),
+) -> APIRouter:
     router = APIRouter(tags=["catalog"])
     cache = RenderedCache()
 
-    def administrator(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if "admin" not in principal.roles:
-            raise HTTPException(403, "catalog changes need the admin role")
-        return principal
-
-    Admin = Annotated[Principal, Depends(administrator)]
+    # Catalog editions are the administrators' (an admin acts for every region, so these
+    # writes are not regional).
+    Admin = Annotated[Principal, Depends(requires_role(authenticate, "admin"))]
+    ADMIN = declared("admin")
 
     def conditional(request: Request, key: tuple, render: Callable[[], object]) -> Response:
         body, etag = cache.get(key, render)
@@ -137,15 +145,21 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         filename = f"catalog-{scope}-{edition}.xlsx"
         return Response(export_catalog(catalog), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
-    @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}})
+    @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}}, openapi_extra=ADMIN)
     async def import_edition(
         request: Request, scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest, publish: Annotated[bool, Query()] = False
     ):
-        from .catalog_xlsx import CatalogImportError
+        from .catalog_xlsx import CatalogImportError, import_catalog
 
-        workbook = await request.body()
         try:
-            catalog = catalogs.import_edition(publisher, workbook, scope=scope, edition=edition, regions=directory().regions, publish=publish, request_id=request_id)
+            workbook = await read_body(request, workbook_limits)
+            base = await run_in_threadpool(catalogs.import_base, publisher, scope=scope, edition=edition, regions=directory().regions)
+            imported = await parse_workbook(import_catalog, workbook, workbook_limits, errors=(CatalogImportError,), base=base)
+            catalog = await run_in_threadpool(
+                catalogs.save_import, publisher, imported, base=base, regions=directory().regions, publish=publish, request_id=request_id
+            )
+        except WorkbookRefused as refused:
+            return refusal_response(refused)
         except CatalogImportError as exc:
             return JSONResponse(
                 status_code=422,
@@ -156,7 +170,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
         on_change()
         return {"key": catalog.key, "status": "published" if publish else "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201)
+    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201, openapi_extra=ADMIN)
     def derive(scope: ScopePath, edition: EditionPath, _: Admin, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
         try:
             catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
@@ -164,7 +178,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
 
-    @router.patch("/v1/catalogs/{scope}/{edition}")
+    @router.patch("/v1/catalogs/{scope}/{edition}", openapi_extra=ADMIN)
     def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin):
         try:
             catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
@@ -172,7 +186,7 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], *, on
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "status": "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/publish")
+    @router.post("/v1/catalogs/{scope}/{edition}/publish", openapi_extra=ADMIN)
     def publish(scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest):
         try:
             reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions, request_id=request_id)

@@ -78,6 +78,9 @@ class CatalogImportError(Exception):
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"catalog workbook refused, {count} problem{'s' if count != 1 else ''}:\n{lines}")
 
+    def __reduce__(self):  # it comes back from the worker process that parsed the workbook
+        return (CatalogImportError, (self.problems,))
+
 
 # --------------------------------------------------------------------------------------------
 # Export

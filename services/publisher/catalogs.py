@@ -67,15 +67,36 @@ def import_edition(
     """Replace a draft edition's domains from an Excel workbook (all or nothing), then publish it.
 
     A missing edition is derived first; a published one is immutable."""
+    from .catalog_xlsx import import_catalog  # openpyxl loads only when a workbook comes in
+
+    base = import_base(publisher, scope=scope, edition=edition, regions=regions)
+    imported = import_catalog(workbook, base=base)  # CatalogImportError: nothing is written
+    return save_import(publisher, imported, base=base, regions=regions, publish=publish, clock=clock, request_id=request_id)
+
+
+def import_base(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region]) -> Catalog:
+    """What an imported workbook replaces domains of: the draft, or the edition it would be
+    derived as (nothing is written). The workbook is parsed against it outside any transaction."""
     _check_scope(scope, regions)
     with publisher.transaction() as store:
-        found = store.edition(scope, edition)
-        if found and found[1] == "published":
-            raise CatalogRefused(f"{edition_key(scope, edition)} is published and cannot change; import into a new edition")
-        base = found[0] if found else derive_catalog(_parent_catalog(store, scope, regions, None), scope=scope, edition=edition)
-        from .catalog_xlsx import import_catalog  # openpyxl loads only when a workbook comes in
+        return _import_base(store, scope, edition, regions)
 
-        imported = import_catalog(workbook, base=base)  # CatalogImportError: nothing is written
+
+def _import_base(store: PublisherStore, scope: str, edition: str, regions: dict[str, Region]) -> Catalog:
+    found = store.edition(scope, edition)
+    if found and found[1] == "published":
+        raise CatalogRefused(f"{edition_key(scope, edition)} is published and cannot change; import into a new edition")
+    return found[0] if found else derive_catalog(_parent_catalog(store, scope, regions, None), scope=scope, edition=edition)
+
+
+def save_import(
+    publisher: Publisher, imported: Catalog, *, base: Catalog, regions: dict[str, Region], publish: bool, clock: Clock = utc_clock, request_id: str | None = None
+) -> Catalog:
+    """Store (and publish) a catalog parsed against `base`, unless the edition changed while the
+    workbook was read: then nothing is written and the import is to be repeated."""
+    with publisher.transaction() as store:
+        if _import_base(store, imported.scope, imported.edition, regions) != base:
+            raise CatalogRefused(f"{imported.key} changed while the workbook was being read; import it again")
         store.save_draft(imported)
         if publish:
             _publish(store, imported, regions=regions, now=clock(), request_id=request_id)

@@ -18,7 +18,9 @@ from services.bridge.mapping import MappingTable, Rule, Target, map_item, to_xls
 from services.bridge.relay import BridgeRelay
 from services.bridge.simulator import Faults, Platform, Served, seed_items
 from services.bridge.simulator import create_app as simulator_app
+from services.common.auth import bearer_principal, build_verifier
 from services.common.settings import Settings
+from tests.conftest import ADMIN
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 
@@ -157,12 +159,14 @@ def test_a_record_that_stays_unreadable_is_reported_until_it_reads(world, monkey
     assert runtime.store.problems() == [] and code in outbox(runtime)
 
 
-def test_unmapped_items_are_reported_and_a_new_rule_publishes_them(world):
+def test_unmapped_items_are_reported_and_a_new_rule_publishes_them(world, tmp_path):
     platform, runtime = world
     runtime.bridge.poll()
     unmapped = runtime.store.unmapped()
     assert unmapped and all(k.reason and not k.live for k in unmapped)
-    client = TestClient(create_app(runtime))
+    verifier, local = build_verifier(Settings(var_dir=tmp_path))
+    client = TestClient(create_app(runtime, authenticate=bearer_principal(verifier)))
+    client.headers["Authorization"] = f"Bearer {local.mint(ADMIN, audience=Settings().auth_audience)}"
     listed = client.get("/v1/bridge/unmapped").json()["unmapped"]
     assert {u["implementation_code"] for u in listed} == {k.implementation_code for k in unmapped}
     page = client.get("/bridge/unmapped").text

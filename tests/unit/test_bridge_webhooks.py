@@ -120,3 +120,22 @@ def test_the_endpoint_acts_only_on_verified_notices_and_remembers_nonces_across_
     assert client.post("/bridge/webhooks/hunan-zwfw", content=body, headers=forged).status_code == 401
     assert client.post("/bridge/webhooks/other-platform", content=body, headers=headers).status_code == 404
     assert [n.nonce for n in bridge.notices] == ["n-0008abcd"]
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"a":' * 12_000, b'{"event":"item.updated","x":' + b"[" * 40_000])
+def test_a_signed_deeply_nested_body_is_a_clear_400_not_a_server_error(endpoint, body):
+    client, bridge = endpoint
+    headers = sign(body, SECRET, timestamp=int(time.time()), nonce=f"n-deep{len(body)}")
+    answer = client.post("/bridge/webhooks/hunan-zwfw", content=body, headers=headers)
+    assert answer.status_code == 400 and "nests too deeply" in answer.json()["detail"]
+    assert bridge.notices == []
+
+
+def test_a_webhook_body_past_the_bound_is_413_with_or_without_a_declared_length(endpoint):
+    client, bridge = endpoint
+    body = b'{"event":"item.updated","pad":"' + b"x" * 70_000 + b'"}'
+    headers = sign(body, SECRET, timestamp=int(time.time()), nonce="n-big00001")
+    assert client.post("/bridge/webhooks/hunan-zwfw", content=body, headers=headers).status_code == 413
+    chunked = client.post("/bridge/webhooks/hunan-zwfw", content=iter([body[:40_000], body[40_000:]]), headers=headers)
+    assert chunked.status_code == 413 and "65536" in chunked.json()["detail"][0]["msg"]
+    assert bridge.notices == []
