@@ -8,6 +8,7 @@ import csv
 import io
 import zipfile
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,13 +18,14 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from openpyxl import Workbook, load_workbook
 
 from contracts.catalog import regions_of_city, standard_catalog
+from contracts.identity import Principal
 from services.bridge.mapping import MappingTable, Override, Rule, Target, from_xlsx, to_xlsx
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.common.spreadsheets import csv_text, csv_text_back, looks_like_formula, xlsx_row
 from services.embed.registry import export_portals, import_portals, known_regions
 from services.embed.store import EmbedStore
-from services.migration import Reject, RejectWriter, read_rejects
+from services.migration import Planned, Reject, RejectWriter, load_config, read_legacy, read_rejects
 from services.publisher.catalog_xlsx import export_catalog, import_catalog
 from services.supervision.app import supervision_store_url
 from services.supervision.pages import build_router as supervision_router
@@ -40,6 +42,8 @@ HOSTILE = [
     "'=already quoted",
     "''-twice",
 ]
+SAMPLES = Path(__file__).parents[1] / "data" / "migration"
+MIGRATOR = Principal(user="migration", roles=("admin",))
 HARMLESS = ["低保审批", "2021-03-05", "'引号开头", "a=b", "-5", "+3.5", "-1e3", "", "HYPERLINK"]
 
 
@@ -182,3 +186,22 @@ def test_the_supervision_report_keeps_hostile_names_as_text(tmp_path):
     assert HOSTILE[0] in {c.value for c in workbook["通报"]["B"]}, "the unit's name, in the summary sheet"
     assert HOSTILE[0] in {c.value for c in workbook["未覆盖事项"]["A"]}, "and in a detail sheet"
     assert HOSTILE[2] in {c.value for c in workbook["通报"]["B"]}
+
+
+def test_a_reject_file_fed_back_as_an_export_reads_the_text_without_the_quote(tmp_path, directory):
+    """The reject file is an export of its own (README: fix the rows, feed it back): the quote
+    its writer put before a formula-like title is not part of the title."""
+    config = load_config(SAMPLES / "changsha-county.toml", directory)
+    with read_legacy(config, SAMPLES / "changsha-county.csv", principal=MIGRATOR, catalog_directory=directory) as stream:
+        columns = stream.columns
+        planned = next(item for item in stream if isinstance(item, Planned))
+    title_column = next(c for c in columns if planned.reject("x", "").source_fields.get(c) == planned.request.title)
+    hostile_title = "-2+3 关于低保标准的公告"
+    reject = planned.reject("refused_by_gate", "修正后重新导入")
+    path = tmp_path / "changsha-county.rejects.csv"
+    with RejectWriter(path, columns) as writer:
+        writer.write(Reject(reject.line, reject.reason, reject.detail, {**reject.source_fields, title_column: hostile_title}))
+    assert ",'-2+3 关于低保标准的公告," in path.read_text(encoding="utf-8-sig")
+    with read_legacy(config, path, principal=MIGRATOR, catalog_directory=directory) as stream:
+        (again,) = [item for item in stream if isinstance(item, Planned)]
+    assert again.request.title == hostile_title
