@@ -463,6 +463,8 @@ class Stack:
             TONGYUAN_EMBEDDED_BROKER_PORT=str(self.broker_port),
             TONGYUAN_PORT=str(self.port),
             TONGYUAN_LOG_LEVEL="warning",
+            # One client publishing at the measured rate: the per-token write limit is not what is measured.
+            TONGYUAN_PORTAL_WRITES_PER_MINUTE="0",
         )
         # A session of its own: a Ctrl-C at the terminal reaches only us, and we stop it.
         with open(self.log_path, "ab") as out:

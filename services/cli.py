@@ -69,9 +69,11 @@ def run(process: Process) -> None:
         import uvicorn
 
         from services.portal.app import create_app
+        from services.portal.limits import head_deadline_protocol
 
         # The collector is left as CPython sets it here (see services/common/runtime.py).
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+        protocol = head_deadline_protocol(settings.portal_header_timeout)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", http=protocol)
         return
     from services.common import metrics
     from services.common.faust_consumer import run_worker, use_fast_event_loop

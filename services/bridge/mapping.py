@@ -19,6 +19,7 @@ from openpyxl.styles import Font, PatternFill
 from contracts.catalog import Catalog, Region
 from contracts.events import PlacementRef
 from contracts.service_items import ITEM_TYPES, ServiceItem
+from services.common.spreadsheets import xlsx_row
 
 DEFAULTS = Path(__file__).parent / "mapping_defaults.json"
 
@@ -218,7 +219,7 @@ def to_xlsx(table: MappingTable, catalog: Catalog | None = None) -> bytes:
         for cell in ws[1]:
             cell.font, cell.fill = bold, fill
         for row in rows:
-            ws.append(list(row))
+            ws.append(xlsx_row(ws, row))
         for column, width in zip("ABCDEFGH", (26, 10, 12, 8, 10, 12, 30, 40), strict=True):
             ws.column_dimensions[column].width = width
         ws.freeze_panes = "A2"

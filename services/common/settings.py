@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     workbook_max_shared_strings: int = Field(200_000, ge=10)
     workbook_max_shared_strings_bytes: int = Field(20_000_000, ge=1024)
     workbook_parse_seconds: float = Field(60.0, gt=0, le=600)
+    # What one client may take of the portal (services/portal/limits.py); 0 turns a limit off.
+    # Writes per token subject: a clerk publishes a few an hour, a CMS pushing over HTTP at
+    # 10/s is still served. Searches per client address: 10/s leaves room for an office behind
+    # one NAT address and for a page polling search. The request head must be complete within
+    # the timeout (slowloris).
+    portal_writes_per_minute: int = Field(600, ge=0)
+    portal_searches_per_minute: int = Field(600, ge=0)
+    portal_header_timeout: float = Field(10.0, gt=0, le=300)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # JSON lines when the logs go to a file or a collector; key/value lines on a terminal.
     log_json: bool | None = None

@@ -11,6 +11,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from contracts.catalog import Region, regions_of_city
+from services.common.spreadsheets import xlsx_row
 
 from .domain import Portal, Problem, RegistryError, validate_portals
 from .store import EmbedStore
@@ -124,7 +125,8 @@ def export_portals(store: EmbedStore, known: Mapping[str, Region | None], *, wit
         region = known.get(code)
         county = known.get(region.parent_code) if region and region.parent_code else None
         portal = registered.get(code)
-        sheet.append([code, region.name if region else "", county.name if county else "", portal.portal_url if portal else "", portal.column_url if portal else ""])
+        row = [code, region.name if region else "", county.name if county else "", portal.portal_url if portal else "", portal.column_url if portal else ""]
+        sheet.append(xlsx_row(sheet, row))
     for letter, width in zip("ABCDE", (14, 18, 16, 44, 52), strict=True):
         sheet.column_dimensions[letter].width = width
     sheet.freeze_panes = "A3"

@@ -3,6 +3,8 @@
 CSV in UTF-8 with a BOM so Excel opens it as such: line, reason, detail, then the export's own
 columns (so a fixed-up reject file can be fed back in as an export: refs are stable, so rows
 already migrated change nothing), then `other_fields` (JSON) for anything outside those columns.
+Text a spreadsheet would run as a formula is written with a leading quote (services.common.
+spreadsheets); reading the file back takes it off again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
+
+from services.common.spreadsheets import csv_text, csv_text_back
 
 from .outcomes import Reject
 
@@ -43,8 +47,9 @@ def read_rejects(path: Path) -> Iterator[Reject]:
         header = next(reader, None)
         if header is None:
             return
-        columns = header[len(FIXED) : -1]
+        columns = [csv_text_back(c) for c in header[len(FIXED) : -1]]
         for cells in reader:
+            cells = [csv_text_back(cell) for cell in cells]
             fields: dict[str, object] = dict(zip(columns, cells[len(FIXED) : -1], strict=False))
             if cells[-1]:
                 fields.update(json.loads(cells[-1]))
@@ -63,7 +68,7 @@ class RejectWriter:
         kept = self._kept(after_line) if after_line is not None and path.is_file() else []
         self._handle = path.open("w", encoding="utf-8-sig", newline="")
         self._writer = csv.writer(self._handle)
-        self._writer.writerow([*FIXED, *self.columns, OTHER])
+        self._writer.writerow([*FIXED, *map(csv_text, self.columns), OTHER])
         for reject in kept:
             self.write(reject)
 
@@ -77,9 +82,9 @@ class RejectWriter:
         self._writer.writerow(
             [
                 reject.line,
-                reject.reason,
-                reject.detail,
-                *(cell_text(fields.get(c)) for c in self.columns),
+                csv_text(reject.reason),
+                csv_text(reject.detail),
+                *(csv_text(cell_text(fields.get(c))) for c in self.columns),
                 json.dumps(others, ensure_ascii=False) if others else "",
             ]
         )

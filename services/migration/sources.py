@@ -15,6 +15,8 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 
+from services.common.spreadsheets import csv_text_back
+
 from .errors import SourceError
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -175,12 +177,17 @@ def _tabular(rows: Iterator[tuple[int, Sequence[object] | str]], name: str, want
         getattr(rows, "close", lambda: None)()
         raise SourceError(f"{name}: the header has no column {', '.join(map(repr, missing))}; it has: {', '.join(header)}")
     width = len(header)
+    # A reject file fed back in (fixed up): its writer put a quote before text a spreadsheet
+    # would run as a formula; the text is what follows it.
+    unquote = header[:3] == ("line", "reason", "detail") and header[-1] == "other_fields"  # rejects.py's layout
 
     def records() -> Iterator[Record]:
         for line, cells in rows:
             if isinstance(cells, str):
                 yield BadRecord(line, "bad_csv", cells)
                 continue
+            if unquote:
+                cells = [csv_text_back(c) if isinstance(c, str) else c for c in cells]
             values = dict(zip(header, cells, strict=False))  # short rows: the missing cells are blank
             if len(cells) > width:
                 extra = cells[width:]

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from services.bridge.app import portal_router as bridge_router
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
-from services.common.auth import bearer_principal, build_verifier
+from services.common.auth import InvalidToken, bearer_principal, build_verifier
 from services.common.consuming import is_transient
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits
@@ -37,7 +37,7 @@ from services.supervision import app as supervision_app
 from services.supervision.pages import build_router as supervision_router
 
 from . import health
-from .limits import BoundedBodies
+from .limits import BoundedBodies, RateLimits
 from .tracing import RequestIds
 
 log = structlog.get_logger("tongyuan.portal")
@@ -119,11 +119,25 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     app.add_middleware(BoundedBodies, limit=settings.max_request_bytes)
+    # Outside the body bound: a client past its limit is answered before its body is read.
+    app.add_middleware(
+        RateLimits,
+        writes_per_minute=settings.portal_writes_per_minute,
+        searches_per_minute=settings.portal_searches_per_minute,
+        subject_of=lambda token: _subject(verifier, token),
+    )
 
     # Added last, so it runs first: even a refused body's 413 carries the request id.
     app.add_middleware(RequestIds)
 
     return app
+
+
+def _subject(verifier, token: str) -> str | None:
+    try:
+        return verifier.verify(token).user
+    except InvalidToken:
+        return None
 
 
 def _live(engine, table, within):

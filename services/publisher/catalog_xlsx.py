@@ -36,6 +36,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from contracts.catalog import Catalog, Domain, Level1Item, Level2Item
+from services.common.spreadsheets import keep_text
 
 __all__ = ["CatalogImportError", "Problem", "export_catalog", "import_catalog"]
 
@@ -177,8 +178,7 @@ def _put(ws: Worksheet, row: int, column: int, value: object, alignment: Alignme
     if isinstance(value, str):
         value = _ILLEGAL.sub("", value)
         cell.value = value or None
-        if value.startswith("="):  # text, never a formula
-            cell.data_type = "s"
+        keep_text(cell)  # text, never a formula
     else:
         cell.value = value
     cell.alignment = alignment

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from contracts.catalog import STANDARD, Catalog, Region, effective_catalog
 from contracts.events import (
+    Attachment,
     CatalogAttributes,
     FieldError,
     Placement,
@@ -185,6 +187,69 @@ def summarise(body_html: str) -> str:
     return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 1] + "…"
 
 
+# Invisible format characters (Unicode category Cf) make a title or a file name show something
+# other than what it is: bidirectional controls reorder it ("申请表\u202excod.exe" shows as
+# "申请表exe.docx"), zero-width spaces and joiners split words so that two titles look alike but
+# differ, or a word escapes search. Titles lose them; an attachment name with a bidi control is
+# refused (see visible_text).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Joiners (ZWNJ, ZWJ, the Mongolian vowel separator) shape letters in scripts written joined —
+# Uyghur's Arabic script, Mongolian, Tibetan, Indic — and stay between two letters of such a
+# script; between Han characters or ASCII they only hide something.
+_JOINERS = frozenset("\u200c\u200d\u180e")
+# Prepended concatenation marks (Arabic number signs …) are category Cf but visible.
+_VISIBLE_FORMAT = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd")
+
+
+def _joined_letter(char: str) -> bool:
+    return char > "\x7f" and unicodedata.category(char)[0] in "LM" and not unicodedata.name(char, "").startswith("CJK")
+
+
+def without_invisible_format(text: str) -> str:
+    """`text` without its invisible format characters (kept: joiners inside a joined script)."""
+    if text.isprintable():  # no Cf character at all: the common case, at C speed
+        return text
+    kept = []
+    for i, char in enumerate(text):
+        if unicodedata.category(char) != "Cf" or char in _VISIBLE_FORMAT:
+            kept.append(char)
+        elif char in _JOINERS and 0 < i < len(text) - 1 and _joined_letter(text[i - 1]) and _joined_letter(text[i + 1]):
+            kept.append(char)
+    return "".join(kept)
+
+
+def visible_text(draft: PublicationDraft) -> tuple[str, tuple[Attachment, ...]]:
+    """The title and attachments as they will be shown: a title loses invisible format
+    characters (a clerk pasting from Word or a web page brings them in by accident); an
+    attachment name with a bidi control is refused, since a file name whose letters are shown
+    reordered is lying about its type (an attack, not an accident), and loses the other ones."""
+    errors: list[FieldError] = []
+    title = without_invisible_format(draft.title).strip()
+    if not title:
+        errors.append(FieldError(loc=("title",), msg="标题只有不可见字符，请填写标题", type="value.invisible_only"))
+    attachments = []
+    for index, attachment in enumerate(draft.attachments):
+        here = ("attachments", index, "name")
+        found = sorted({f"U+{ord(c):04X}" for c in attachment.name if c in BIDI_CONTROLS})
+        if found:
+            errors.append(
+                FieldError(
+                    loc=here,
+                    msg=f"附件名称含有改变文字显示方向的不可见控制字符（{'、'.join(found)}），会使文件类型显示错误，请删除后重新提交",
+                    type="value.bidi_control",
+                )
+            )
+            continue
+        name = without_invisible_format(attachment.name).strip()
+        if not name:
+            errors.append(FieldError(loc=here, msg="附件名称只有不可见字符，请填写附件名称", type="value.invisible_only"))
+            continue
+        attachments.append(attachment if name == attachment.name else attachment.model_copy(update={"name": name}))
+    if errors:
+        raise Rejected(errors)
+    return title, tuple(attachments)
+
+
 def catalog_attributes(directory: Directory, placements: list[Placement]) -> CatalogAttributes:
     item = directory.catalog_for(placements[0].region_code).level2(placements[0].level2_id)
     if item is None:
@@ -214,6 +279,7 @@ def build_publication(
     kind: str = "info",
     service_guide: dict | None = None,
 ) -> PublicationData:
+    title, attachments = visible_text(draft)
     placements = resolve_placements(draft.placements, directory)
     published_at = draft.published_at or now
     if published_at.tzinfo is None:
@@ -226,10 +292,10 @@ def build_publication(
         version=version,
         placements=tuple(placements),
         kind=kind,
-        title=draft.title,
+        title=title,
         summary=draft.summary or summarise(body) or None,
         body_html=body,
-        attachments=tuple(draft.attachments),
+        attachments=attachments,
         index_number=draft.index_number or index_number,
         publishing_body=draft.publishing_body or placements[0].region_name,
         formed_at=draft.formed_at,

@@ -17,6 +17,8 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
+from services.common.spreadsheets import keep_text, xlsx_row
+
 from .board import Board
 from .domain import STATE_NAMES, ItemMeasure, UnitMeasures, domain_measures
 
@@ -146,7 +148,7 @@ def _county(board: Board, unit: UnitMeasures) -> str:
 
 
 def _cell(sheet, value, *, bold=False, fill=None, align=_WRAP, number_format=None, size=None):
-    cell = WriteOnlyCell(sheet, value=value)
+    cell = keep_text(WriteOnlyCell(sheet, value=value))
     cell.border = _BORDER
     cell.alignment = align
     if bold or size:
@@ -246,7 +248,7 @@ def _detail_sheet(workbook: Workbook, title: str, headers: list[str], rows: Iter
     sheet.freeze_panes = "A2"
     sheet.append([_cell(sheet, h, bold=True, fill=_HEAD_FILL, align=_CENTER) for h in headers])
     for row in rows:
-        sheet.append(list(row))
+        sheet.append(xlsx_row(sheet, row))
 
 
 def _letter(index: int) -> str:

@@ -227,8 +227,15 @@ def running_stack(backend: str, tmp_path_factory):
         server = make_url(direct)
         proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()
         env["TONGYUAN_DATABASE_URL"] = _through(proxy, direct)
+    # The tests poll search while the stack converges, one client for the whole session: the
+    # portal's rate limits are off here (tests/unit/test_portal_limits.py covers them).
     settings = Settings(
-        kafka_bootstrap=env["TONGYUAN_KAFKA_BOOTSTRAP"], var_dir=var, heartbeat_interval=1, database_url=env.get("TONGYUAN_DATABASE_URL")
+        kafka_bootstrap=env["TONGYUAN_KAFKA_BOOTSTRAP"],
+        var_dir=var,
+        heartbeat_interval=1,
+        database_url=env.get("TONGYUAN_DATABASE_URL"),
+        portal_writes_per_minute=0,
+        portal_searches_per_minute=0,
     )
     ensure_topics(broker.bootstrap, settings.topic_partitions)
     bootstrap(settings)
