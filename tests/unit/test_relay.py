@@ -1,12 +1,11 @@
-"""The relay marks outbox rows sent only after the broker acknowledged them, and packs the bulk
-lane into CloudEvents batches."""
+"""The relay marks outbox rows sent only after the broker acknowledged them, and sends every
+event — the bulk lane's too — as one structured-mode CloudEvent per record."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from contracts.events import BULK_BYTES_PER_MESSAGE, BULK_EVENTS_PER_MESSAGE
 from services.common.db import create_store_engine
 from services.publisher import handlers
 from services.publisher.relay import OutboxRelay, messages_of
@@ -96,30 +95,21 @@ def _bulk_rows(count: int, start: int = 100, size: int = 300) -> list[tuple[int,
     return [(start + n, "tongyuan.publications.bulk.v1", f"m{n}", json.dumps({"id": f"e{n}", "pad": "x" * size})) for n in range(count)]
 
 
-def test_the_bulk_lane_goes_out_as_cloudevents_batches_and_the_canonical_topic_one_by_one():
+def test_every_row_goes_out_as_one_structured_cloudevent_the_bulk_lane_included():
     canonical = [(1, "tongyuan.publications.v1", "p1", '{"id": "c1"}'), (2, "tongyuan.catalog.v1", "standard", '{"id": "c2"}')]
-    messages = messages_of(canonical + _bulk_rows(BULK_EVENTS_PER_MESSAGE + 30))
-    assert [(m.topic, len(m.row_ids)) for m in messages] == [
-        ("tongyuan.publications.v1", 1),
-        ("tongyuan.catalog.v1", 1),
-        ("tongyuan.publications.bulk.v1", BULK_EVENTS_PER_MESSAGE),
-        ("tongyuan.publications.bulk.v1", 30),
+    messages = messages_of(canonical + _bulk_rows(130))
+    assert [(m.topic, m.row_ids) for m in messages[:3]] == [
+        ("tongyuan.publications.v1", [1]),
+        ("tongyuan.catalog.v1", [2]),
+        ("tongyuan.publications.bulk.v1", [100]),
     ]
-    assert messages[0].key == b"p1" and dict(messages[0].headers)["content-type"] == b"application/cloudevents+json"
-    batch = messages[2]
-    assert batch.key is None and dict(batch.headers)["content-type"] == b"application/cloudevents-batch+json"
-    assert [event["id"] for event in json.loads(batch.value)] == [f"e{n}" for n in range(BULK_EVENTS_PER_MESSAGE)]
-    assert [row for m in messages for row in m.row_ids] == [1, 2, *range(100, 100 + BULK_EVENTS_PER_MESSAGE + 30)], "every row once, in order"
+    assert len(messages) == 132 and [row for m in messages for row in m.row_ids] == [1, 2, *range(100, 230)], "every row once, in order"
+    assert all(dict(m.headers)["content-type"] == b"application/cloudevents+json" for m in messages)
+    bulk = messages[2]
+    assert bulk.key == b"m0" and json.loads(bulk.value)["id"] == "e0", "keyed by publication, one event, as on the canonical topic"
 
 
-def test_a_bulk_batch_stays_under_the_byte_cap_and_a_huge_event_goes_alone():
-    rows = _bulk_rows(10, size=BULK_BYTES_PER_MESSAGE // 4) + _bulk_rows(1, start=200, size=BULK_BYTES_PER_MESSAGE * 2)
-    messages = messages_of(rows)
-    assert all(len(m.value) <= BULK_BYTES_PER_MESSAGE or len(m.row_ids) == 1 for m in messages)
-    assert [len(m.row_ids) for m in messages] == [3, 3, 3, 1, 1]
-
-
-def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, directory):
+def test_a_bulk_event_the_broker_does_not_ack_leaves_it_and_the_rest_unsent(publisher, directory):
     from services.migration import load_config
     from services.publisher.migration import migrate
 
@@ -127,8 +117,33 @@ def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, d
     before = publisher.outbox_backlog()
     migrate(load_config(samples / "changsha-county.toml", directory), samples / "changsha-county.csv", publisher=publisher, directory=lambda: directory, rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"))
     bulk = publisher.outbox_backlog() - before
-    producer = FakeProducer(fail_at={5})  # the five clerk publications go first, then the bulk batch
+    producer = FakeProducer(fail_at={5})  # the five clerk publications go first, then the bulk lane
     assert OutboxRelay(publisher, lambda: producer).relay_once() == 5
-    assert publisher.outbox_backlog() == bulk and json.loads(producer.sent[5][2])[0]["type"] == "cn.gov.tongyuan.publication.published.v1"
+    assert publisher.outbox_backlog() == bulk and json.loads(producer.sent[5][2])["type"] == "cn.gov.tongyuan.publication.published.v1"
     retry = FakeProducer()
     assert OutboxRelay(publisher, lambda: retry).relay_once() == bulk and publisher.outbox_backlog() == 0
+
+
+def test_the_official_cloudevents_sdk_reads_a_bulk_lane_record_and_so_do_the_consumers(publisher, directory):
+    """A third party reads the bulk lane with the CloudEvents SDK's Kafka binding (structured
+    mode), as it reads the canonical topic."""
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.v1 import kafka as ce_kafka_v1
+
+    from services.common.consuming import parse_publication_event
+    from services.migration import load_config
+    from services.publisher.migration import migrate
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "migration"
+    migrate(load_config(samples / "changsha-county.toml", directory), samples / "changsha-county.csv", publisher=publisher, directory=lambda: directory, rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"))
+    bulk = [m for m in messages_of(publisher.unsent(10_000)) if m.topic == "tongyuan.publications.bulk.v1"]
+    assert bulk
+    for message in bulk:
+        record = ce_kafka_v1.KafkaMessage(headers=dict(message.headers), key=message.key, value=message.value)
+        event = ce_kafka_v1.from_structured(record)
+        ours = parse_publication_event(message.value)
+        assert event["type"] == ours.type == "cn.gov.tongyuan.publication.published.v1"
+        assert event["id"] == ours.id and event["source"] == ours.source and event["partitionkey"] == ours.subject.encode()
+        assert event.data["publication_id"] == ours.data.publication_id and event.data["version"] == ours.data.version
+        modern = ce_kafka.from_kafka_event(ce_kafka.KafkaMessage(headers=dict(message.headers), key=message.key, value=message.value))
+        assert modern.get_id() == ours.id and modern.get_data()["title"] == ours.data.title
