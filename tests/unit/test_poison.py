@@ -321,3 +321,10 @@ def test_the_service_items_lane_rejects_nesting_50000_deep(publisher, directory)
 
     (outcome,) = handle_service_item_batch([DEEP], publisher=publisher, directory=directory)
     assert outcome.rejection is not None and outcome.rejection.data.errors[0].type == "json_invalid"
+
+
+@pytest.mark.parametrize("raw", [DEEP, b'{"a":' * 50_000, None, b"\xff", b"9" * 5_000, b""])
+def test_the_bridge_reads_past_what_is_not_a_rejection_on_its_topic(raw):
+    from services.bridge.refusals import parse_rejection
+
+    assert parse_rejection(raw) is None
