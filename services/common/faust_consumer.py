@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import faust
 import structlog
+from aiokafka.errors import MessageSizeTooLargeError
 
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
 
@@ -52,10 +53,7 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
     dead_letters = app.topic(dlq_topic(consumer.group), value_type=bytes, value_serializer="raw", key_serializer="raw")
     stats = ConsumerStats()
 
-    async def send_to_dlq(letter: DeadLetter) -> None:
-        headers = {"tongyuan-error": letter.error[:4000].encode(), "tongyuan-origin": letter.origin.encode(), "tongyuan-group": consumer.group.encode()}
-        pending = await dead_letters.send(key=letter.key, value=letter.raw, headers=headers)
-        await pending  # the poison event is acked only once the DLQ holds it
+    send_to_dlq = dead_letter_sender(dead_letters, consumer.group)
 
     async def apply_stream(stream, within: float, size: int) -> None:
         async for records in stream.noack_take(size, within=within):
@@ -124,6 +122,24 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     app.tongyuan_stats = stats  # type: ignore[attr-defined]
     return app
+
+
+# What of a letter's value is kept when the whole does not fit in a DLQ record.
+DLQ_VALUE_CUT = 256 * 1024
+
+
+def dead_letter_sender(topic, group: str) -> Callable[[DeadLetter], Awaitable[None]]:
+    async def send(letter: DeadLetter) -> None:
+        headers = {"tongyuan-error": letter.error[:4000].encode(), "tongyuan-origin": letter.origin.encode(), "tongyuan-group": group.encode()}
+        try:
+            await (await topic.send(key=letter.key, value=letter.raw, headers=headers))  # acked only once the DLQ holds it
+        except MessageSizeTooLargeError:
+            # The original plus its headers does not fit in a record: a letter retried for ever
+            # would hold the stream. It goes cut, saying so; its origin says where the whole is.
+            headers["tongyuan-truncated"] = str(len(letter.raw)).encode()
+            await (await topic.send(key=letter.key, value=letter.raw[:DLQ_VALUE_CUT], headers=headers))
+
+    return send
 
 
 async def beat_unless_dead(heartbeat: Callable[[ConsumerStats], None], stats: ConsumerStats) -> None:

@@ -328,3 +328,26 @@ def test_the_bridge_reads_past_what_is_not_a_rejection_on_its_topic(raw):
     from services.bridge.refusals import parse_rejection
 
     assert parse_rejection(raw) is None
+
+
+def test_a_letter_too_large_for_a_dlq_record_goes_cut_instead_of_holding_the_stream():
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from services.common.consuming import DeadLetter
+    from services.common.faust_consumer import DLQ_VALUE_CUT, dead_letter_sender
+
+    sent = []
+
+    class Topic:
+        async def send(self, *, key, value, headers):
+            if len(value) > DLQ_VALUE_CUT:
+                raise MessageSizeTooLargeError("too large")
+            sent.append((key, value, dict(headers)))
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+            return future
+
+    raw = b"[" * (DLQ_VALUE_CUT * 4)
+    asyncio.run(dead_letter_sender(Topic(), "tongyuan-column")(DeadLetter(raw=raw, error="not JSON", key=b"k", origin="t/0/7")))
+    ((key, value, headers),) = sent
+    assert key == b"k" and value == raw[:DLQ_VALUE_CUT] and headers["tongyuan-truncated"] == str(len(raw)).encode() and headers["tongyuan-origin"] == b"t/0/7"
