@@ -115,7 +115,9 @@ def parse_publication_batch(raw: bytes | str) -> list[tuple[bytes | None, Publis
     None for a type this consumer skips, or PoisonEvent). A batch that is not a JSON array of
     objects is one PoisonEvent; a bad element spoils only itself."""
     try:
-        return [(None, event) for event in _BATCH.validate_json(raw)]  # every element good: one pass
+        events = _BATCH.validate_json(raw)  # every element good: one pass
+        if events:
+            return [(None, event) for event in events]
     except ValidationError:
         pass
     except Exception as exc:
