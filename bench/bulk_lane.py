@@ -1,52 +1,46 @@
-"""`make bench-bulk-lane`: the bulk lane's two record formats, A/B in one run.
+"""`make bench-bulk-lane`: the bulk lane's two possible record formats, A/B in one run.
 
-- batched: the format the relay used to send, CloudEvents batches of up to 100 events (a JSON
-  array, `application/cloudevents-batch+json`), which no CloudEvents SDK reads;
+- batched: what the relay sends, CloudEvents batches of up to 100 events a record (the JSON batch
+  format, `application/cloudevents-batch+json`), which SDKs read through contracts/bulk.py;
 - single: one structured CloudEvent per record (`application/cloudevents+json`), what the
-  CloudEvents Kafka binding defines and what the relay sends now.
+  CloudEvents Kafka binding defines and SDKs read as it is.
 
 N real `publication.published` events made by the gate are, for each format in turn (alternating,
 ROUNDS times, a fresh embedded broker each time):
 
-1. packed and produced as the relay does it (`messages_of`, its idempotent LZ4 producer, flush,
-   every ack awaited): events/s and CPU µs/event of the relay side;
+1. packed and produced as the relay does it (its idempotent LZ4 producer, flush, every ack
+   awaited): events/s and CPU µs/event of the relay side;
 2. read by one consumer running the consuming loop every Tongyuan consumer runs (faust app,
    `noack_take`, `process_batch`, uvloop) with a store that does nothing, in a process of its
    own: events/s and CPU µs/event from its first event to its last.
 
-The machine is shared and noisy: read the ratios of each round, not the absolute figures.
+The machine is shared and noisy: read the ratios of each round, not the absolute figures. The
+whole migration A/B is `make bench-migration` run on each format in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
-from bench.consumer import PARTITIONS, _cpu, _run_child, published_events
-from bench.pipeline import log
+from bench.consumer import PARTITIONS, _cpu, published_events
+from bench.pipeline import ROOT, log
 
-BATCH_EVENTS = 100  # what the relay packed into one bulk-lane record before
-BATCH_BYTES = 512 * 1024
+# Records a consumer takes per batch on the bulk lane: 2,000 events either way (the default
+# consumer_bulk_batch_size), i.e. 20 batch records or 2,000 single ones.
+TAKE_EVENTS = 2_000
 
-
-def batched_messages(rows: list[tuple[int, str, str, str]]):
-    """The relay's former bulk-lane packing, kept here as the A of the A/B."""
+def single_messages(rows: list[tuple[int, str, str, str]]):
+    """One structured CloudEvent a record, keyed by publication: the B of the A/B."""
     from services.publisher.relay import Message
 
-    headers = [("content-type", b"application/cloudevents-batch+json")]
-    messages, pending, size = [], [], 0
-    for row_id, topic, _key, payload in rows:
-        encoded = payload.encode()
-        if pending and (len(pending) == BATCH_EVENTS or size + len(encoded) > BATCH_BYTES):
-            messages.append(Message(topic, None, b"[" + b",".join(p for _, p in pending) + b"]", headers, [r for r, _ in pending]))
-            pending, size = [], 0
-        pending.append((row_id, encoded))
-        size += len(encoded) + 1
-    if pending:
-        messages.append(Message(rows[-1][1], None, b"[" + b",".join(p for _, p in pending) + b"]", headers, [r for r, _ in pending]))
-    return messages
+    headers = [("content-type", b"application/cloudevents+json")]
+    return [Message(topic, key.encode(), payload.encode(), headers, [row_id]) for row_id, topic, key, payload in rows]
 
 
 def relay(bootstrap: str, rows, pack) -> tuple[float, float]:
@@ -65,6 +59,45 @@ def relay(bootstrap: str, rows, pack) -> tuple[float, float]:
         producer.close()
 
 
+def run_consumer(total: int, out: str, events_per_record: int) -> None:
+    """The child: the consuming loop with a store that only counts; writes its figures to `out`."""
+    from contracts.events import BULK_EVENTS_PER_MESSAGE
+    from services.common.faust_consumer import PublicationConsumer, build_consumer_app, run_worker, use_fast_event_loop
+    from services.common.logging import configure_logging
+    from services.common.settings import Settings
+
+    use_fast_event_loop()
+    state: dict = {"n": 0, "start": None}
+
+    def apply(events) -> None:
+        if state["start"] is None:
+            state["start"] = (time.monotonic(), _cpu())
+        state["n"] += len(events)
+        if state["n"] >= total:
+            wall0, cpu0 = state["start"]
+            with open(out, "w") as handle:
+                handle.write(f"{state['n']} {time.monotonic() - wall0} {_cpu() - cpu0}\n")
+            os._exit(0)
+
+    configure_logging("warning", json=True)
+    # The agent takes bulk_batch_size // BULK_EVENTS_PER_MESSAGE records: 2,000 events either way.
+    records = TAKE_EVENTS // events_per_record
+    consumer = PublicationConsumer(group=f"bench-bulk-{os.getpid()}", apply=apply, heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE)
+    sys.argv = [sys.argv[0]]
+    run_worker(build_consumer_app(consumer, Settings()))
+
+
+def _consume(bootstrap: str, total: int, events_per_record: int) -> tuple[int, float, float] | None:
+    out = os.path.join(tempfile.mkdtemp(prefix="tongyuan-bench-bulk-"), "figures")
+    env = dict(os.environ, TONGYUAN_KAFKA_BOOTSTRAP=bootstrap, TONGYUAN_VAR_DIR=tempfile.mkdtemp(prefix="tongyuan-bench-bulk-"))
+    child = subprocess.run([sys.executable, "-m", "bench.bulk_lane", "--child", str(total), out, str(events_per_record)], cwd=ROOT, env=env, timeout=600, capture_output=True)
+    if not os.path.exists(out):
+        print(child.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
+        return None
+    n, wall, cpu = open(out).read().split()
+    return int(n), float(wall), float(cpu)
+
+
 def one_round(rows, pack) -> dict:
     from services.common.broker import EmbeddedBroker, free_port
     from services.common.kafka import ensure_topics
@@ -73,7 +106,8 @@ def one_round(rows, pack) -> dict:
     try:
         ensure_topics(broker.bootstrap, PARTITIONS)
         relay_wall, relay_cpu = relay(broker.bootstrap, rows, pack)
-        consumed = _run_child(broker.bootstrap, len(rows), "ours+uvloop")
+        per_record = max(len(m.row_ids) for m in pack(rows[:1000]))
+        consumed = _consume(broker.bootstrap, len(rows), per_record)
     finally:
         broker.stop()
     if consumed is None:
@@ -86,14 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bulk_lane", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", nargs=3, metavar=("TOTAL", "OUT", "EVENTS_PER_RECORD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        run_consumer(int(args.child[0]), args.child[1], int(args.child[2]))
+        return 0
 
     from contracts.events import TOPIC_PUBLICATIONS_BULK
     from services.publisher.relay import messages_of
 
     log(f"making {args.events:,} published events through the gate")
     rows = [(n, TOPIC_PUBLICATIONS_BULK, key.decode(), value.decode()) for n, (key, value) in enumerate(published_events(args.events))]
-    formats = {"batched": batched_messages, "single": messages_of}
+    formats = {"batched": messages_of, "single": single_messages}
     figures: dict[str, list[dict]] = {name: [] for name in formats}
     for round_ in range(args.rounds):
         order = list(formats) if round_ % 2 == 0 else list(reversed(formats))  # alternate who goes first

@@ -36,12 +36,13 @@ TOPIC_SERVICE_ITEMS = "tongyuan.service-items.v1"
 TOPIC_REJECTIONS = "tongyuan.rejections.v1"
 TOPIC_CATALOG = "tongyuan.catalog.v1"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
-# Every topic, the bulk lane included, carries one CloudEvent per record in structured mode (what
-# the CloudEvents Kafka binding defines). The bulk lane once carried batches: a JSON array of up to
-# this many structured events a record, with this content type, which no CloudEvents SDK reads.
-# The relay no longer writes them; consumers still read any left on a topic, each element alone.
+# The bulk lane carries CloudEvents batches (the JSON batch format: an array of structured events):
+# per message, the relay, the broker and every consumer pay a fixed cost that a million rows would
+# pay a million times. At most this many events, or bytes, per batch; consumers take single events
+# there too. contracts/bulk.py turns a batch record into structured-mode records any SDK reads.
 CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 BULK_EVENTS_PER_MESSAGE = 100
+BULK_BYTES_PER_MESSAGE = 512 * 1024
 
 
 def dlq_topic(group: str) -> str:

@@ -18,7 +18,7 @@ import faust
 import structlog
 from aiokafka.errors import MessageSizeTooLargeError
 
-from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
+from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
 
 from . import metrics
 from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
@@ -27,10 +27,8 @@ from .settings import Settings
 
 log = structlog.get_logger("tongyuan.consumer")
 
-# Bulk-lane records (one event each) buffered ahead of the agent: room for the next batch while
-# one is applied (consumer_bulk_batch_size, 2,000), no more. A buffer of 20,000 single records
-# cost the indexer ~130 MB more than 200 records of the former 100-event batches.
-BULK_BUFFER_RECORDS = 4_000
+# ≤ 200 bulk messages buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
+BULK_BUFFER_MESSAGES = 200
 
 
 @dataclass
@@ -69,8 +67,9 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.
-    # Its buffer is bounded for a lagging consumer's memory, and not too small either: a full
-    # buffer stalls faust's one fetch loop, canonical topic included.
+    # Its messages are batches, so its buffer is counted in batches: 2,000 of them (the canonical
+    # topic's size) held ~600 MB in a lagging consumer. Not too few either: a full buffer stalls
+    # faust's one fetch loop, canonical topic included (20 batches held a clerk's event 2 s).
     # Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15).
     bulk = app.conf.Topic(
         app,
@@ -78,17 +77,17 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
         value_type=bytes,
         value_serializer="raw",
         key_serializer="raw",
-        maxsize=BULK_BUFFER_RECORDS,
+        maxsize=BULK_BUFFER_MESSAGES,
     )
 
     @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
     async def apply_bulk_publications(stream):
         # Nobody waits on a migrated row, so its batches may take longer to fill, and hold more
-        # (settings.consumer_bulk_batch_size). One event a record; a record of the batch
-        # format the relay once sent (up to 100 events) is still read, as its events.
-        size = consumer.bulk_batch_size or settings.consumer_bulk_batch_size
+        # (settings.consumer_bulk_batch_size). The relay packs the bulk lane
+        # BULK_EVENTS_PER_MESSAGE to a message.
+        messages = max(1, (consumer.bulk_batch_size or settings.consumer_bulk_batch_size) // BULK_EVENTS_PER_MESSAGE)
         within = max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within)
-        await until_it_dies(app, stats, f"{consumer.group}.apply-bulk", apply_stream(stream, within, size))
+        await until_it_dies(app, stats, f"{consumer.group}.apply-bulk", apply_stream(stream, within, messages))
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")

@@ -16,8 +16,8 @@ from contracts.catalog import STANDARD, regions_of_city, standard_catalog, stand
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS
 from services.common import metrics
 from services.common.consuming import ConsumerStats, is_transient
-from services.common.faust_consumer import until_it_dies
 from services.common.db import SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, create_store_engine
+from services.common.faust_consumer import until_it_dies
 from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings

@@ -23,7 +23,6 @@ from contracts.events import (
     new_event_id,
     utcnow,
 )
-
 from services.common.consuming import PoisonEvent, decode_json, is_transient
 
 from . import handlers

@@ -15,7 +15,13 @@ from typing import Protocol
 
 import structlog
 
-from contracts.events import CLOUDEVENTS_CONTENT_TYPE
+from contracts.events import (
+    BULK_BYTES_PER_MESSAGE,
+    BULK_EVENTS_PER_MESSAGE,
+    CLOUDEVENTS_BATCH_CONTENT_TYPE,
+    CLOUDEVENTS_CONTENT_TYPE,
+    TOPIC_PUBLICATIONS_BULK,
+)
 
 from .store import Publisher
 
@@ -95,16 +101,38 @@ class Message:
     row_ids: list[int]
 
 
-_STRUCTURED = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+_SINGLE = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+_BATCH = [("content-type", CLOUDEVENTS_BATCH_CONTENT_TYPE.encode())]
 
 
 def messages_of(rows: list[tuple[int, str, str, str]]) -> list[Message]:
-    """Outbox rows as broker messages, in order: one CloudEvent per record in structured mode
-    (key = publication_id), on every topic, the bulk lane included — what the CloudEvents Kafka
-    binding defines and any CloudEvents SDK reads. The per-record cost a million migrated rows
-    pay is amortised by the producer's record batches and their LZ4 compression (measured
-    against the batch format the bulk lane used to carry: bench/bulk_lane.py)."""
-    return [Message(topic, key.encode(), payload.encode(), _STRUCTURED, [row_id]) for row_id, topic, key, payload in rows]
+    """Outbox rows as broker messages, in order: one event per message (key = publication_id),
+    except on the bulk lane, where consecutive rows go out as CloudEvents batches. A batch has
+    no key: its events are ordered by their versions, as the two lanes are."""
+    messages: list[Message] = []
+    pending: list[tuple[int, bytes]] = []
+    size = 0
+
+    def flush_bulk() -> None:
+        nonlocal size
+        if pending:
+            value = b"[" + b",".join(payload for _, payload in pending) + b"]"
+            messages.append(Message(TOPIC_PUBLICATIONS_BULK, None, value, _BATCH, [row_id for row_id, _ in pending]))
+            pending.clear()
+            size = 0
+
+    for row_id, topic, key, payload in rows:
+        if topic != TOPIC_PUBLICATIONS_BULK:
+            flush_bulk()
+            messages.append(Message(topic, key.encode(), payload.encode(), _SINGLE, [row_id]))
+            continue
+        encoded = payload.encode()
+        if pending and (len(pending) == BULK_EVENTS_PER_MESSAGE or size + len(encoded) > BULK_BYTES_PER_MESSAGE):
+            flush_bulk()
+        pending.append((row_id, encoded))
+        size += len(encoded) + 1
+    flush_bulk()
+    return messages
 
 
 def start_relay_thread(relay: OutboxRelay, *, interval: float) -> tuple[threading.Thread, threading.Event]:

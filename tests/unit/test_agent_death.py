@@ -5,11 +5,10 @@ from the last committed offset), and lag counts from what the group committed.""
 import asyncio
 from types import SimpleNamespace
 
-from faust.types import TP
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from faust.types import TP
 
 from services.common import faust_consumer
 from services.common.consuming import ConsumerStats

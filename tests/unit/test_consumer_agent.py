@@ -47,16 +47,15 @@ def test_a_withdrawal_through_the_agent_leaves_a_tombstone(tmp_path):
     assert store.listing("4301") == (0, [])
 
 
-def test_the_bulk_lanes_buffer_is_bounded_for_a_lagging_consumers_memory(tmp_path):
-    from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
-    from services.common.faust_consumer import BULK_BUFFER_RECORDS
+def test_the_bulk_lanes_buffer_is_counted_in_batches(tmp_path):
+    from contracts.events import BULK_BYTES_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
     app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
     buffers = {agent.channel.get_topic_name(): agent.channel.queue.maxsize for agent in app.agents.values()}
     assert buffers[TOPIC_PUBLICATIONS] == settings.consumer_batch_size * 4
-    assert buffers[TOPIC_PUBLICATIONS_BULK] == BULK_BUFFER_RECORDS >= 2 * settings.consumer_bulk_batch_size, "room for the next batch while one is applied"
-    assert buffers[TOPIC_PUBLICATIONS_BULK] * 3300 <= 128 * 2**20, "typical migrated events: a lagging consumer's buffer stays under its memory target"
+    assert buffers[TOPIC_PUBLICATIONS_BULK] < buffers[TOPIC_PUBLICATIONS] // 4, "not as many batches as single events"
+    assert buffers[TOPIC_PUBLICATIONS_BULK] * BULK_BYTES_PER_MESSAGE <= 128 * 2**20, "a lagging consumer's buffer stays well under its memory target"
 
 
 def test_consumers_run_without_fausts_per_event_monitor(tmp_path):
@@ -81,9 +80,8 @@ def test_the_offsets_table_of_each_commit_is_drawn_only_when_logged(monkeypatch)
     assert len(drawn) == 2
 
 
-def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_size=None, legacy=False, **settings_overrides) -> list[int]:
-    """600 bulk-lane events put at once, one a record (or, `legacy`, in six records of the batch
-    format the relay once sent): the sizes of the batches the store got."""
+def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_size=None, **settings_overrides) -> list[int]:
+    """Six bulk-lane messages of 100 events each, put at once: the sizes of the batches the store got."""
     from contracts.events import BULK_EVENTS_PER_MESSAGE
 
     sizes: list[int] = []
@@ -91,10 +89,9 @@ def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_siz
     consumer = PublicationConsumer(group=group, apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
     app = build_consumer_app(consumer, settings)
     agent = app.agents[f"{group}.apply-bulk"]
-    if legacy:
-        messages = [("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)]
-    else:
-        messages = [published(f"p{n}").model_dump_json().encode() for n in range(6 * BULK_EVENTS_PER_MESSAGE)]
+    messages = [
+        ("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)
+    ]
 
     async def feed():
         async with agent.test_context() as running:
@@ -117,8 +114,3 @@ def test_the_bulk_lane_is_taken_in_batches_of_its_own_size(tmp_path):
     assert max(_bulk_batches_applied(tmp_path, consumer_bulk_batch_size=100)) == 100  # the canonical batch size here
     # A consumer may take its own size (the indexer: indexer_bulk_batch_size, for its memory).
     assert max(_bulk_batches_applied(tmp_path, group="tongyuan-indexer", bulk_batch_size=200, consumer_bulk_batch_size=500)) == 200
-
-
-def test_records_of_the_former_batch_format_are_still_applied_as_their_events(tmp_path):
-    sizes = _bulk_batches_applied(tmp_path, legacy=True, consumer_bulk_batch_size=300)
-    assert sum(sizes) == 600
