@@ -60,9 +60,12 @@ def test_poison_amid_valid_publications_loses_nothing_and_lands_in_the_dlq(stack
     # nothing) with poison around it.
     wait_for(lambda: canonical_events(stack, valid[0]), what="the first valid event on the canonical topic")
     (first,) = canonical_events(stack, valid[0])
-    bulk_key = f"poison-{tag}-bulk".encode()
+    bulk_key, batch_key = f"poison-{tag}-bulk".encode(), f"poison-{tag}-batch".encode()
     stack.produce(TOPIC_PUBLICATIONS_BULK, DEEP, key=bulk_key)
     stack.produce(TOPIC_PUBLICATIONS_BULK, json.dumps(first, ensure_ascii=False).encode(), key=valid[0].encode())
+    # A batch record (as the relay packs the lane) with a bad element: that element alone is a letter.
+    bad_element = {**first, "data": {**first["data"], "version": "第一版"}}
+    stack.produce(TOPIC_PUBLICATIONS_BULK, json.dumps([first, bad_element], ensure_ascii=False).encode(), key=batch_key)
 
     # Every group commits past everything it was given: nothing is stuck behind the poison.
     stack.wait_caught_up(TOPIC_CMS, groups=("tongyuan-publisher",), timeout=90)
@@ -84,7 +87,8 @@ def test_poison_amid_valid_publications_loses_nothing_and_lands_in_the_dlq(stack
 
     for group in CONSUMER_GROUPS:
         letters = {r.key: r for r in stack.read_topic(dlq_topic(group)) if r.key and r.key.startswith(f"poison-{tag}".encode())}
-        assert set(letters) == {*poison_keys, bulk_key}, group
+        assert set(letters) == {*poison_keys, bulk_key, batch_key}, group
+        assert json.loads(letters[batch_key].value)["data"]["version"] == "第一版", "the bad element alone"
         assert letters[poison_keys[0]].value == DEEP and b"not JSON" in dict(letters[poison_keys[0]].headers)["tongyuan-error"]
         listed = stack.cli("dlq", "list", "--group", group)
         assert listed.exit_code == 0 and "dead letter(s) in " + group in listed.output, listed.output
