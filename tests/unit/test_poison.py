@@ -351,3 +351,17 @@ def test_a_letter_too_large_for_a_dlq_record_goes_cut_instead_of_holding_the_str
     asyncio.run(dead_letter_sender(Topic(), "tongyuan-column")(DeadLetter(raw=raw, error="not JSON", key=b"k", origin="t/0/7")))
     ((key, value, headers),) = sent
     assert key == b"k" and value == raw[:DLQ_VALUE_CUT] and headers["tongyuan-truncated"] == str(len(raw)).encode() and headers["tongyuan-origin"] == b"t/0/7"
+
+
+def test_every_consumer_group_has_its_dlq_topic_created_and_known_to_the_cli():
+    from contracts.events import dlq_topic
+    from services.cli import GROUPS
+    from services.column.app import GROUP as COLUMN
+    from services.common.kafka import all_topics
+    from services.embed.app import GROUP as EMBED
+    from services.indexer.app import GROUP as INDEXER
+    from services.supervision.app import GROUP as SUPERVISION
+
+    for group in (COLUMN, INDEXER, EMBED, SUPERVISION):
+        assert dlq_topic(group) in all_topics(), group
+        assert group in GROUPS, group
