@@ -102,8 +102,7 @@ def _reasons(exc: ValidationError) -> str:
 
 
 def is_batch(raw: bytes | str) -> bool:
-    """A CloudEvents batch (a JSON array of events), as the relay once packed the bulk lane;
-    records of that format may still sit on the topic."""
+    """A CloudEvents batch (a JSON array of events), as the relay packs the bulk lane."""
     if not isinstance(raw, (bytes, str)):
         return False
     head = raw[:64].lstrip()

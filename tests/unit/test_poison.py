@@ -114,8 +114,8 @@ def column(tmp_path_factory) -> ColumnStore:
 
 
 def letters_of(message) -> int:
-    """A poison record on the bulk lane that happens to be a JSON array is read as a batch of
-    the old format: one letter per element."""
+    """A poison record on the bulk lane that happens to be a JSON array is read as a batch:
+    one letter per element."""
     kind, *_, raw = message
     if kind != "poison" or not isinstance(raw, bytes) or not raw.lstrip()[:1] == b"[":
         return int(kind == "poison")
@@ -150,7 +150,7 @@ def test_the_publications_topic_applies_every_valid_event_and_dead_letters_the_r
 @FUZZ
 @given(st.lists(st.one_of(publication_message(), st.lists(publication_message(in_batch=True), min_size=1, max_size=8)), min_size=1, max_size=8))
 def test_the_bulk_lane_applies_every_valid_event_of_either_record_format(column, records_of):
-    """One CloudEvent a record, and records of the batch format the relay used to send."""
+    """Single events a record, and CloudEvents batch records as the relay packs the lane."""
     records, messages, expected_letters = [], [], 0
     for offset, one in enumerate(records_of):
         if isinstance(one, tuple):
