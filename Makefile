@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
+.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-gc: $(STAMP)
 
 bench-consumer: $(STAMP)
 	$(BIN)/python -m bench.consumer $(BENCH_ARGS)
+
+bench-bulk-lane: $(STAMP)
+	$(BIN)/python -m bench.bulk_lane $(BENCH_ARGS)
 
 bench-migration: $(STAMP)
 	$(BIN)/python -m bench.migration $(BENCH_ARGS)

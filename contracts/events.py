@@ -36,9 +36,10 @@ TOPIC_SERVICE_ITEMS = "tongyuan.service-items.v1"
 TOPIC_REJECTIONS = "tongyuan.rejections.v1"
 TOPIC_CATALOG = "tongyuan.catalog.v1"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
-# The bulk lane carries CloudEvents batches (a JSON array of structured events): per message,
-# the relay, the broker and every consumer pay a fixed cost that a million rows would pay a
-# million times. At most this many events, or bytes, per batch; consumers take single events there too.
+# The bulk lane carries CloudEvents batches (the JSON batch format: an array of structured events):
+# per message, the relay, the broker and every consumer pay a fixed cost that a million rows would
+# pay a million times. At most this many events, or bytes, per batch; consumers take single events
+# there too. contracts/bulk.py turns a batch record into structured-mode records any SDK reads.
 CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 BULK_EVENTS_PER_MESSAGE = 100
 BULK_BYTES_PER_MESSAGE = 512 * 1024

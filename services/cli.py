@@ -476,7 +476,7 @@ cli.add_typer(embed_cli, name="embed")
 
 dlq_cli = typer.Typer(help="Dead-letter queues: what a consumer group could not apply.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
-GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer", "tongyuan-embed": "embed"}
+GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer", "tongyuan-embed": "embed", "tongyuan-supervision": "supervision"}
 Group = Annotated[str, typer.Option("--group", help=f"one of {', '.join(GROUPS)}")]
 
 
@@ -494,6 +494,10 @@ def _group_apply(group: str, settings: Settings):
         from services.embed.app import build_store as build_embed_store
 
         return build_embed_store(settings).apply
+    if group == "tongyuan-supervision":
+        from services.supervision.app import build_store as build_supervision_store
+
+        return build_supervision_store(settings).apply
     typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
     raise typer.Exit(2)
 
@@ -503,6 +507,9 @@ def dlq_list(group: Group) -> None:
     """Each dead letter: where it came from and why it was refused."""
     from services.operations import dead_letters
 
+    if group not in GROUPS:
+        typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
+        raise typer.Exit(2)
     settings = _settings()
     letters = dead_letters(settings, group)
     for letter in letters:

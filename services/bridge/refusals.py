@@ -36,6 +36,8 @@ def parse_rejection(raw: bytes | str) -> RejectionData | None:
         return RejectedEvent.model_validate_json(raw).data
     except ValidationError:
         return None
+    except Exception:  # not bytes at all, or what pydantic's parser did not foresee: still not ours
+        return None
 
 
 def concerns(rejection: RejectionData, source: str) -> bool:

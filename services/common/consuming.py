@@ -5,6 +5,10 @@
 - A store that is down is retried with exponential backoff, holding the batch (no commit,
   no CPU spin); an event that cannot be parsed, or that its handler refuses, goes to the
   group's DLQ topic with the error and does not stop the stream.
+- Whatever one message does while it is decoded (nesting 50,000 deep, a 5,000-digit number,
+  bytes that are not UTF-8, a null value) is that message's poison, never the stream's: an
+  exception escaping here would kill the agent with its batch unacked and freeze the group's
+  offsets on that message for ever.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.events import (
@@ -54,6 +59,16 @@ def parse_catalog_event(raw: bytes | str) -> CatalogChangedEvent | None:
     return _parse(raw, {CATALOG_CHANGED}, _CATALOG_EVENT)
 
 
+def decode_json(raw: bytes | str) -> object:
+    """JSON as Python values, or PoisonEvent. pydantic's parser, not the json module: it stops
+    at a bounded depth with a ValueError, where json.loads recurses until RecursionError on
+    `[`×50,000."""
+    try:
+        return from_json(raw)
+    except Exception as exc:
+        raise PoisonEvent(f"not JSON: {exc}") from exc
+
+
 def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
     try:
         # The common case in one pass of pydantic's own JSON parser; anything it refuses is
@@ -61,11 +76,9 @@ def _parse(raw: bytes | str, known: set[str], adapter: TypeAdapter):
         return adapter.validate_json(raw)
     except ValidationError:
         pass
-    try:
-        envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PoisonEvent(f"not JSON: {exc}") from exc
-    return _classify(envelope, known, adapter)
+    except Exception as exc:  # not bytes at all (a null value), or something pydantic chokes on
+        raise PoisonEvent(f"not a JSON message: {type(exc).__name__}: {exc}") from exc
+    return _classify(decode_json(raw), known, adapter)
 
 
 def _classify(envelope: object, known: set[str], adapter: TypeAdapter):
@@ -78,11 +91,20 @@ def _classify(envelope: object, known: set[str], adapter: TypeAdapter):
     try:
         return adapter.validate_python(envelope)
     except ValidationError as exc:
-        raise PoisonEvent(f"invalid {envelope['type']}: {exc.errors(include_url=False)}") from exc
+        raise PoisonEvent(f"invalid {envelope['type']}: {_reasons(exc)}") from exc
+
+
+def _reasons(exc: ValidationError) -> str:
+    try:
+        return str(exc.errors(include_url=False))
+    except Exception:  # an input pydantic cannot show (a number too long for str())
+        return f"{exc.error_count()} invalid field(s)"
 
 
 def is_batch(raw: bytes | str) -> bool:
-    """A CloudEvents batch (a JSON array of events), as the relay sends the bulk lane."""
+    """A CloudEvents batch (a JSON array of events), as the relay packs the bulk lane."""
+    if not isinstance(raw, (bytes, str)):
+        return False
     head = raw[:64].lstrip()
     return head[:1] in (b"[", "[")
 
@@ -92,22 +114,31 @@ def parse_publication_batch(raw: bytes | str) -> list[tuple[bytes | None, Publis
     None for a type this consumer skips, or PoisonEvent). A batch that is not a JSON array of
     objects is one PoisonEvent; a bad element spoils only itself."""
     try:
-        return [(None, event) for event in _BATCH.validate_json(raw)]  # every element good: one pass
+        events = _BATCH.validate_json(raw)  # every element good: one pass
+        if events:
+            return [(None, event) for event in events]
     except ValidationError:
         pass
+    except Exception as exc:
+        return [(None, PoisonEvent(f"not a JSON message: {type(exc).__name__}: {exc}"))]
     try:
-        elements = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return [(None, PoisonEvent(f"not JSON: {exc}"))]
-    if not isinstance(elements, list):
-        return [(None, PoisonEvent("a CloudEvents batch must be a JSON array"))]
+        elements = decode_json(raw)
+    except PoisonEvent as exc:
+        return [(None, exc)]
+    if not isinstance(elements, list) or not elements:
+        return [(None, PoisonEvent("a CloudEvents batch must be a non-empty JSON array"))]
     decoded: list = []
     for element in elements:
-        raw_element = json.dumps(element, ensure_ascii=False).encode()
+        try:
+            raw_element = json.dumps(element, ensure_ascii=False).encode()
+        except Exception:  # NaN and the like: the letter carries what can be shown of it
+            raw_element = repr(element)[:100_000].encode()
         try:
             decoded.append((raw_element, _classify(element, KNOWN_TYPES, _EVENT)))
         except PoisonEvent as exc:
             decoded.append((raw_element, exc))
+        except Exception as exc:
+            decoded.append((raw_element, PoisonEvent(f"{type(exc).__name__}: {exc}")))
     return decoded
 
 
@@ -136,6 +167,7 @@ class ConsumerStats:
     last_event_at: float | None = None
     lag: int | None = None
     started_at: float = field(default_factory=time.time)
+    failure: str | None = None  # set when one of the worker's agents died
 
 
 # A blocking store write, or an async one that returns what it refused for good.
@@ -180,6 +212,8 @@ def _decode(record, parse: Callable[[bytes], object]) -> list[tuple[bytes | None
         return [(None, origin, parse(record.value))]
     except PoisonEvent as exc:
         return [(None, origin, exc)]
+    except Exception as exc:  # whatever the parser did not foresee is still this message's alone
+        return [(None, origin, PoisonEvent(f"{type(exc).__name__}: {exc}"))]
 
 
 async def process_batch(
@@ -202,7 +236,7 @@ async def process_batch(
             # An event of a batch read in one pass goes to the DLQ on its own, re-serialised.
             in_batch = isinstance(item.event, BaseModel) and "#" in item.origin
             raw = item.event.model_dump_json(exclude_none=True).encode() if in_batch else _raw(item.record.value)
-        await dead_letter(DeadLetter(raw=raw, error=error, key=message.key, origin=item.origin))
+        await _until_sent(dead_letter, DeadLetter(raw=raw, error=error, key=message.key, origin=item.origin), max_backoff=max_backoff, what=what)
         stats.dead_lettered += 1
         metrics.EVENTS_FAILED.labels(what, message.topic).inc()
 
@@ -256,6 +290,20 @@ async def process_batch(
             # The request id travels from the HTTP request that caused the event (CloudEvents extension).
             extra = event.model_extra or {}
             log.debug("event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version, request_id=extra.get("tongyuanrequestid"))
+
+
+async def _until_sent(dead_letter, letter: DeadLetter, *, max_backoff: float, what: str) -> None:
+    """A letter the DLQ cannot take yet holds the batch (its offset is not committed) until it
+    can: the event is neither lost nor applied, and the lag says so."""
+    delay = 0.2
+    while True:
+        try:
+            await dead_letter(letter)
+            return
+        except Exception as exc:
+            log.warning("dlq.unavailable", consumer=what, origin=letter.origin, error=repr(exc)[:300], retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
 
 
 def _raw(value) -> bytes:

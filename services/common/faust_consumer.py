@@ -1,13 +1,22 @@
 """Wiring shared by the publication consumers (column, indexer, …): one faust app each,
-its own consumer group, one agent with concurrency=1, a DLQ topic and a heartbeat timer."""
+its own consumer group, one agent with concurrency=1, a DLQ topic and a heartbeat timer.
+
+An agent that dies anyway (a bug: poison never gets this far) takes its worker down with it:
+faust would restart the agent on the next messages while the dead batch stays unacked, so the
+group's offsets would freeze there for good while the worker went on beating "alive, lag 0".
+Instead the worker stops beating and exits non-zero; `tongyuan up` (or the orchestrator)
+starts it again from the last committed offset, and /healthz says the consumer is down until
+a worker beats again."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import faust
+import structlog
+from aiokafka.errors import MessageSizeTooLargeError
 
 from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
 
@@ -15,6 +24,8 @@ from . import metrics
 from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
 from .kafka import faust_app
 from .settings import Settings
+
+log = structlog.get_logger("tongyuan.consumer")
 
 # ≤ 200 bulk messages buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
 BULK_BUFFER_MESSAGES = 200
@@ -40,10 +51,7 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
     dead_letters = app.topic(dlq_topic(consumer.group), value_type=bytes, value_serializer="raw", key_serializer="raw")
     stats = ConsumerStats()
 
-    async def send_to_dlq(letter: DeadLetter) -> None:
-        headers = {"tongyuan-error": letter.error[:4000].encode(), "tongyuan-origin": letter.origin.encode(), "tongyuan-group": consumer.group.encode()}
-        pending = await dead_letters.send(key=letter.key, value=letter.raw, headers=headers)
-        await pending  # the poison event is acked only once the DLQ holds it
+    send_to_dlq = dead_letter_sender(dead_letters, consumer.group)
 
     async def apply_stream(stream, within: float, size: int) -> None:
         async for records in stream.noack_take(size, within=within):
@@ -55,7 +63,7 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
     async def apply_publications(stream):
-        await apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size)
+        await until_it_dies(app, stats, f"{consumer.group}.apply", apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size))
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.
@@ -78,14 +86,14 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
         # (settings.consumer_bulk_batch_size). The relay packs the bulk lane
         # BULK_EVENTS_PER_MESSAGE to a message.
         messages = max(1, (consumer.bulk_batch_size or settings.consumer_bulk_batch_size) // BULK_EVENTS_PER_MESSAGE)
-        await apply_stream(stream, max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within), messages)
+        within = max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within)
+        await until_it_dies(app, stats, f"{consumer.group}.apply-bulk", apply_stream(stream, within, messages))
 
     if consumer.apply_catalog is not None:
         catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
         catalog_stats = ConsumerStats()
 
-        @app.agent(catalog_changes, concurrency=1, name=f"{consumer.group}.catalog")
-        async def apply_catalog_changes(stream):
+        async def apply_catalog_stream(stream) -> None:
             async for records in stream.noack_take(50, within=settings.consumer_batch_within):
                 await process_batch(
                     records,
@@ -99,32 +107,75 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
                 for record in records:
                     await stream.ack(record)
 
+        @app.agent(catalog_changes, concurrency=1, name=f"{consumer.group}.catalog")
+        async def apply_catalog_changes(stream):
+            await until_it_dies(app, stats, f"{consumer.group}.catalog", apply_catalog_stream(stream))
+
     @app.timer(settings.heartbeat_interval)
     async def measure_lag():
         stats.lag = await consumer_lag(app, consumer.group)
 
     @app.timer(settings.heartbeat_interval)
     async def heartbeat():
-        try:
-            await asyncio.to_thread(consumer.heartbeat, stats)
-        except Exception:  # a store outage shows up as a stale heartbeat in /healthz
-            pass
+        await beat_unless_dead(consumer.heartbeat, stats)
 
     app.tongyuan_stats = stats  # type: ignore[attr-defined]
     return app
 
 
+# What of a letter's value is kept when the whole does not fit in a DLQ record.
+DLQ_VALUE_CUT = 256 * 1024
+
+
+def dead_letter_sender(topic, group: str) -> Callable[[DeadLetter], Awaitable[None]]:
+    async def send(letter: DeadLetter) -> None:
+        headers = {"tongyuan-error": letter.error[:4000].encode(), "tongyuan-origin": letter.origin.encode(), "tongyuan-group": group.encode()}
+        try:
+            await (await topic.send(key=letter.key, value=letter.raw, headers=headers))  # acked only once the DLQ holds it
+        except MessageSizeTooLargeError:
+            # The original plus its headers does not fit in a record: a letter retried for ever
+            # would hold the stream. It goes cut, saying so; its origin says where the whole is.
+            headers["tongyuan-truncated"] = str(len(letter.raw)).encode()
+            await (await topic.send(key=letter.key, value=letter.raw[:DLQ_VALUE_CUT], headers=headers))
+
+    return send
+
+
+async def beat_unless_dead(heartbeat: Callable[[ConsumerStats], None], stats: ConsumerStats) -> None:
+    if stats.failure is not None:
+        return  # a worker whose agent died is not alive, whatever its timers still do
+    try:
+        await asyncio.to_thread(heartbeat, stats)
+    except Exception:  # a store outage shows up as a stale heartbeat in /healthz
+        pass
+
+
+async def until_it_dies(app: faust.App, stats: ConsumerStats, agent: str, work: Awaitable[None]) -> None:
+    """Run an agent's loop; if it dies, the worker stops beating and exits (see the module)."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        stats.failure = f"{agent}: {type(exc).__name__}: {exc}"[:1000]
+        log.critical("agent.died", agent=agent, error=repr(exc)[:1000])
+        await app.crash(exc)
+        raise
+
+
 async def consumer_lag(app: faust.App, group: str) -> int | None:
-    """Messages between this worker's positions and the ends of its partitions."""
+    """Messages between the group's committed offsets and the ends of this worker's
+    partitions: what is not durably applied yet. (Its read positions would say 0 while a
+    fetched batch sits unacked, or an agent is dead.)"""
     try:
         assigned = app.consumer.assignment()
         total = 0
         for tp in assigned:
-            position = await app.consumer.position(tp)
             highwater = app.consumer.highwater(tp)
-            if position is None or highwater is None:
+            if highwater is None:
                 continue
-            behind = max(0, highwater - position)
+            committed = app.consumer._committed_offset.get(tp)  # faust keeps it on every commit and seek
+            behind = max(0, highwater - (committed or 0))
             metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(behind)
             total += behind
         return total

@@ -28,7 +28,8 @@ from contracts.events import (
 from .broker import port_open
 from .settings import Settings
 
-CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer")
+# Every group that consumes the publication topics; each dead-letters into a topic of its own.
+CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
 
 
 def all_topics() -> list[str]:

@@ -15,8 +15,9 @@ import structlog
 from contracts.catalog import STANDARD, regions_of_city, standard_catalog, standard_catalog_2021
 from contracts.events import TOPIC_CMS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS
 from services.common import metrics
-from services.common.consuming import is_transient
+from services.common.consuming import ConsumerStats, is_transient
 from services.common.db import SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, create_store_engine
+from services.common.faust_consumer import until_it_dies
 from services.common.heartbeat import beat
 from services.common.kafka import faust_app, idempotent_producer
 from services.common.settings import Settings
@@ -110,16 +111,20 @@ def create_app(settings: Settings) -> faust.App:
             for record in records:
                 await stream.ack(record)
 
+    stats = ConsumerStats()  # its failure stops the heartbeat, as in every consumer
+
     @app.agent(cms, concurrency=1, name="tongyuan-publisher.cms")
     async def accept_cms_requests(stream):
-        await gate_lane(stream, handle_cms_batch)
+        await until_it_dies(app, stats, "tongyuan-publisher.cms", gate_lane(stream, handle_cms_batch))
 
     @app.agent(service_items, concurrency=1, name="tongyuan-publisher.service-items")
     async def accept_service_items(stream):
-        await gate_lane(stream, handle_service_item_batch)
+        await until_it_dies(app, stats, "tongyuan-publisher.service-items", gate_lane(stream, handle_service_item_batch))
 
     @app.timer(settings.heartbeat_interval)
     async def heartbeat():
+        if stats.failure is not None:
+            return
         try:
             await asyncio.to_thread(beat, publisher.engine, heartbeats, group_id=GROUP, applied=0, dead_lettered=0)
             metrics.OUTBOX_BACKLOG.set(await asyncio.to_thread(publisher.outbox_backlog))
@@ -132,4 +137,5 @@ def create_app(settings: Settings) -> faust.App:
         start_relay_thread(relay, interval=settings.relay_interval)
         log.info("relay.started")
 
+    app.tongyuan_stats = stats  # type: ignore[attr-defined]
     return app

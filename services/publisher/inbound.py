@@ -1,15 +1,18 @@
 """Inbound events from upstream systems (the CMS topic): decode, then through the same gate.
 
 A message that cannot be accepted yields a `cn.gov.tongyuan.publication.rejected.v1`
-event for tongyuan.rejections.v1, carrying the original id and field-level reasons.
+event for tongyuan.rejections.v1, carrying the original id and field-level reasons. Whatever
+one message does — nesting 50,000 deep, bytes that are not UTF-8, a null value, a request the
+gate itself fails on — ends as that message's rejection: an exception escaping a lane's batch
+would kill its agent with the batch unacked, and every other request in it would be lost.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.events import (
@@ -22,10 +25,13 @@ from contracts.events import (
     new_event_id,
     utcnow,
 )
+from services.common.consuming import PoisonEvent, decode_json, is_transient
 
 from . import handlers
 from .domain import Directory, Rejected
 from .store import Publisher
+
+log = structlog.get_logger("tongyuan.publisher")
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,9 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple = ()) -> list[FieldErro
 def check_envelope(raw: bytes, *, event_type: str, source_prefix: str) -> dict | Outcome:
     """The CloudEvent as a dict if its envelope is what this lane takes, else the rejection."""
     try:
-        envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _reject({}, [FieldError(loc=(), msg=f"the message is not JSON: {exc}", type="json_invalid")])
+        envelope = decode_json(raw)
+    except PoisonEvent as exc:
+        return _reject({}, [FieldError(loc=(), msg=f"the message is {exc}", type="json_invalid")])
     if not isinstance(envelope, dict):
         return _reject({}, [FieldError(loc=(), msg="a CloudEvent must be a JSON object", type="model_type")])
     errors: list[FieldError] = []
@@ -125,17 +131,21 @@ def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
 
 def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Publisher, directory: Directory) -> list[Outcome]:
     """Parse every message of an inbound lane, put the well-formed ones through the gate in one
-    transaction, and answer each message with its outcome (in order)."""
-    parsed = [parse(raw) for raw in raws]
+    transaction, and answer each message with its outcome (in order). Raises only what is worth
+    retrying (the store is down)."""
+    parsed = [_parsed(parse, raw) for raw in raws]
     requests = [p for p in parsed if isinstance(p, handlers.InboundRequest)]
-    results = iter(handlers.accept_cms_batch(requests, publisher=publisher, directory=directory) if requests else [])
+    results = iter(_accepted(requests, publisher=publisher, directory=directory) if requests else [])
     outcomes = []
     for item in parsed:
         if isinstance(item, Outcome):
             outcomes.append(item)
             continue
         result = next(results)
-        if isinstance(result, Rejected):
+        if isinstance(result, _GateFailure):
+            envelope = {"id": item.event_id, "type": event_type, "source": item.source, "data": {"source_ref": item.request.source_ref}}
+            outcomes.append(_reject(envelope, [FieldError(loc=(), msg=f"the gate could not take this request ({result.error})", type="internal_error")]))
+        elif isinstance(result, Rejected):
             envelope = {"id": item.event_id, "type": event_type, "source": item.source, "data": {"source_ref": item.request.source_ref}}
             # The gate's reasons are about the data, except an order refusal's (the envelope's time).
             errors = result.errors if isinstance(result, handlers.OutOfOrder) else [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]
@@ -143,6 +153,40 @@ def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Pu
         else:
             outcomes.append(Outcome(accepted=result))
     return outcomes
+
+
+def _parsed(parse, raw) -> handlers.InboundRequest | Outcome:
+    try:
+        return parse(raw)
+    except Exception as exc:  # a parser's blind spot is still this message's alone
+        log.error("inbound.unparseable", error=repr(exc)[:300])
+        return _reject({}, [FieldError(loc=(), msg=f"the message cannot be read ({type(exc).__name__})", type="value_error")])
+
+
+@dataclass(frozen=True)
+class _GateFailure:
+    error: str  # the exception's type: the CMS is told that, the log has the rest
+
+
+def _accepted(requests: list[handlers.InboundRequest], *, publisher: Publisher, directory: Directory) -> list:
+    """The gate's answer to each request: one transaction for the batch; when that fails for a
+    reason other than the store, one transaction each, so the request the gate fails on is
+    refused (answered with its exception) and the others still go through."""
+    try:
+        return handlers.accept_cms_batch(requests, publisher=publisher, directory=directory)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        results: list = []
+        for request in requests:
+            try:
+                results.extend(handlers.accept_cms_batch([request], publisher=publisher, directory=directory))
+            except Exception as one:
+                if is_transient(one):
+                    raise
+                log.error("inbound.gate_failed", event_id=request.event_id, source=request.source, error=repr(one)[:300])
+                results.append(_GateFailure(type(one).__name__))
+        return results
 
 
 def handle_cms_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:

@@ -25,6 +25,11 @@ def test_asyncapi_names_every_topic_and_schema():
     assert referenced == set(schemas.rendered())
     batch = document["components"]["messages"]["publicationBatch"]
     assert batch["contentType"] == "application/cloudevents-batch+json" and batch["payload"]["maxItems"] == BULK_EVENTS_PER_MESSAGE
+    sent = {m["$ref"].split("/")[-1] for m in document["operations"]["publishBulkPublications"]["messages"]}
+    assert sent == {"publicationBatch"}
+    from services.common.kafka import CONSUMER_GROUPS
+
+    assert document["channels"]["tongyuan.publications.dlq.{group}"]["parameters"]["group"]["enum"] == list(CONSUMER_GROUPS)
 
 
 def test_catalog_has_all_32_domains_with_stable_codes():

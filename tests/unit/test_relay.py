@@ -132,3 +132,39 @@ def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, d
     assert publisher.outbox_backlog() == bulk and json.loads(producer.sent[5][2])[0]["type"] == "cn.gov.tongyuan.publication.published.v1"
     retry = FakeProducer()
     assert OutboxRelay(publisher, lambda: retry).relay_once() == bulk and publisher.outbox_backlog() == 0
+
+
+def test_the_official_cloudevents_sdk_reads_every_event_of_a_bulk_lane_record_and_so_do_the_consumers(publisher, directory):
+    """A bulk-lane record is a CloudEvents JSON batch, which the Kafka binding does not define:
+    contracts.bulk turns it into structured-mode records, which the SDK's Kafka binding reads."""
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.v1 import kafka as ce_kafka_v1
+
+    from contracts.bulk import structured_records
+    from services.common.consuming import parse_publication_batch
+    from services.migration import load_config
+    from services.publisher.migration import migrate
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "migration"
+    migrate(load_config(samples / "changsha-county.toml", directory), samples / "changsha-county.csv", publisher=publisher, directory=lambda: directory, rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"))
+    batches = [m for m in messages_of(publisher.unsent(10_000)) if m.topic == "tongyuan.publications.bulk.v1"]
+    assert batches and all(len(m.row_ids) > 1 for m in batches)
+    for batch in batches:
+        ours = [event for _, event in parse_publication_batch(batch.value)]
+        records = structured_records(batch.value, dict(batch.headers))
+        assert len(records) == len(ours) == len(batch.row_ids)
+        for (headers, value), event in zip(records, ours, strict=True):
+            read = ce_kafka_v1.from_structured(ce_kafka_v1.KafkaMessage(headers=headers, key=event.subject, value=value))
+            assert (read["type"], read["id"], read["source"], read["subject"]) == (event.type, event.id, event.source, event.subject)
+            assert read.data["publication_id"] == event.data.publication_id and read.data["version"] == event.data.version
+            modern = ce_kafka.from_kafka_event(ce_kafka.KafkaMessage(headers=headers, key=None, value=value))
+            assert modern.get_id() == event.id and modern.get_data()["title"] == event.data.title
+
+
+def test_the_bulk_reader_passes_a_single_event_through_and_refuses_what_is_not_a_batch():
+    from contracts.bulk import structured_records
+
+    single = b'{"specversion": "1.0", "id": "e1", "source": "/publisher", "type": "t"}'
+    assert structured_records(single) == [({"content-type": b"application/cloudevents+json"}, single)]
+    with pytest.raises(ValueError):
+        structured_records(b"[1, 2]", {"content-type": b"application/cloudevents-batch+json"})
