@@ -129,7 +129,13 @@ DLQ_VALUE_CUT = 256 * 1024
 
 def dead_letter_sender(topic, group: str) -> Callable[[DeadLetter], Awaitable[None]]:
     async def send(letter: DeadLetter) -> None:
-        headers = {"tongyuan-error": letter.error[:4000].encode(), "tongyuan-origin": letter.origin.encode(), "tongyuan-group": group.encode()}
+        # The original bytes as they came, so AsyncAPI's deadLetter message says octet-stream.
+        headers = {
+            "content-type": b"application/octet-stream",
+            "tongyuan-error": letter.error[:4000].encode(),
+            "tongyuan-origin": letter.origin.encode(),
+            "tongyuan-group": group.encode(),
+        }
         try:
             await (await topic.send(key=letter.key, value=letter.raw, headers=headers))  # acked only once the DLQ holds it
         except MessageSizeTooLargeError:
