@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import faust
@@ -28,7 +29,7 @@ from contracts.events import (
 from .broker import port_open
 from .settings import Settings
 
-CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer")
+CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
 
 
 def all_topics() -> list[str]:
@@ -75,16 +76,70 @@ RELAY_COMPRESSION = "lz4"
 
 
 def idempotent_producer(bootstrap: str) -> KafkaProducer:
-    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu)."""
+    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu).
+
+    Against Tansu each record goes in a record batch of its own (see TANSU_CLUSTER_PREFIX)."""
+    one_per_batch = batches_must_hold_one_record(bootstrap)
     return KafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
-        batch_size=256 * 1024,
+        # A batch is closed when the next record does not fit, and a record larger than
+        # batch_size still goes out alone: 1 byte makes every batch hold exactly one record.
+        batch_size=1 if one_per_batch else 256 * 1024,
         max_request_size=4 * 1024 * 1024,
         compression_type=RELAY_COMPRESSION,
     )
+
+
+# Tansu 0.6 (memory storage) answers ListOffsets(latest) with the base offset of the newest
+# record batch plus one, ignoring the batch's other records: after one batch of offsets 0 and 1
+# every client that asks for the end (kafka-python's end_offsets, librdkafka's
+# get_watermark_offsets) is told 1 and stops before the last record. It also serves nothing of
+# a batch to a fetch that starts inside it, so a consumer committed mid-batch skipped the rest
+# of that batch. With one record per batch both are exact. Kafka is unaffected.
+TANSU_CLUSTER_PREFIX = "tansu"
+
+
+def batches_must_hold_one_record(bootstrap: str) -> bool:
+    """True for a Tansu broker (its cluster id, `tansu_cluster` unless configured otherwise)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        return str(admin.describe_cluster().get("cluster_id") or "").startswith(TANSU_CLUSTER_PREFIX)
+    finally:
+        admin.close()
+
+
+class BrokerLog:
+    """The ids the broker gave the topics when it created them. A broker that lost its log
+    (Tansu with memory storage, restarted) creates the topics anew, with new ids: so an id
+    that changed says every offset known from before — a consumer's position, a relay's last
+    ack — points into a log that no longer exists."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin: KafkaAdminClient | None = None
+
+    def topic_ids(self, topics: Iterable[str]) -> dict[str, str | None]:
+        """topic → its id, None for a topic the broker does not have. Raises when the broker
+        does not answer."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000)
+            described = self._admin.describe_topics(sorted(set(topics)))
+        except Exception:
+            self.close()
+            raise
+        return {d["name"]: (d.get("topic_id") if d.get("error_code", 0) == 0 else None) for d in described}
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception:  # being thrown away
+                pass
 
 
 class _OffsetTable:
