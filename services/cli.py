@@ -132,6 +132,37 @@ class _Readiness:
             self.done = True
 
 
+class _BrokerKeeper:
+    """Restarts the embedded broker, on the same port, when it exits. It kept its log in
+    memory, so it comes back with no topics and no committed offsets: the topics are created
+    again and the publisher is told to send its whole outbox again (the relay would notice on
+    its own, by the topics' new ids; this says so at once, and /healthz shows it pending).
+    The consumers notice the new log themselves and exit, to be started again here."""
+
+    def __init__(self, broker, settings: Settings, publisher, *, max_backoff: float = 10.0) -> None:
+        self.broker, self.settings, self.publisher = broker, settings, publisher
+        self.restarts, self.next_try, self.backoff, self.max_backoff = 0, 0.0, 0.5, max_backoff
+
+    def keep(self, echo) -> bool:
+        """Restart the broker if it is down; True when it restarted it now."""
+        from services.common.kafka import ensure_topics
+
+        process = self.broker.process
+        if process is None or process.poll() is None or time.monotonic() < self.next_try:
+            return False
+        echo(f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends every event again)", err=True)
+        try:
+            self.broker.start()
+            ensure_topics(self.broker.bootstrap, self.settings.topic_partitions)
+            self.publisher.request_reemission()
+        except Exception as exc:  # the port is still taken, or the database is away: try again
+            echo(f"the embedded broker did not come back: {exc}; trying again in {self.backoff:.0f} s", err=True)
+            self.next_try, self.backoff = time.monotonic() + self.backoff, min(self.max_backoff, self.backoff * 2)
+            return False
+        self.restarts, self.backoff = self.restarts + 1, 0.5
+        return True
+
+
 @cli.command()
 def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
@@ -172,7 +203,8 @@ def up() -> None:
         bootstrap_servers = env["TONGYUAN_KAFKA_BOOTSTRAP"]
         wait_for_broker(bootstrap_servers)
         ensure_topics(bootstrap_servers, settings.topic_partitions)
-        bootstrap(settings)  # tables, the standard catalog and the Changsha regions
+        publisher = bootstrap(settings)  # tables, the standard catalog and the Changsha regions
+        keeper = _BrokerKeeper(broker, settings, publisher) if broker else None
         for process in Process:
             start(process)
         typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
@@ -182,6 +214,8 @@ def up() -> None:
         while not stopping:
             time.sleep(0.5)
             readiness.report(typer.echo)
+            if keeper and not stopping:
+                keeper.keep(typer.echo)
             for process, child in list(children.items()):
                 if child.poll() is not None and not stopping:
                     typer.echo(f"{process.value} exited with {child.returncode}; restarting", err=True)

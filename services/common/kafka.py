@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +13,8 @@ import faust.transport.consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils import terminal as faust_terminal
+from mode import Service
+import structlog
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -28,6 +31,8 @@ from contracts.events import (
 
 from .broker import port_open
 from .settings import Settings
+
+faust_log = structlog.get_logger("tongyuan.consumer")
 
 CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
 
@@ -176,9 +181,87 @@ class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+# A consumer whose broker lost its log exits with this code, for its supervisor to start it
+# again (see _PromptConsumer._commit).
+EXIT_BROKER_LOG_LOST = 75
+BROKER_LOG_CHECK_SECONDS = 2.0
+
+
+class LogGuard:
+    """Pure: the topic ids a consumer's positions refer to, taken when it first saw each topic.
+    Ids that changed since mean the broker lost its log and those positions point into a log
+    that no longer exists."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    def remember(self, ids: dict[str, str | None]) -> None:
+        for topic, topic_id in ids.items():
+            self.seen.setdefault(topic, topic_id)
+
+    def changed(self, ids: dict[str, str | None]) -> list[str]:
+        self.remember(ids)
+        return sorted(topic for topic, topic_id in ids.items() if topic_id != self.seen[topic])
+
+
 class _PromptConsumer(faust_aiokafka.Consumer):
+    """faust's consumer, which also refuses to commit positions of a log the broker lost.
+
+    A restarted memory-storage broker has empty topics and no committed offsets, and Tansu
+    accepts a commit from any member. A worker that read up to offset 500 of the old log
+    fetches from 500 of the new one as soon as the relay's re-emission gets there, skipping
+    0–499, and would commit past them. So before every commit it compares the topics' ids
+    with those of its first assignment; if they changed it exits without committing, and its
+    supervisor (`tongyuan up`) starts it again on the new log, from the beginning."""
+
+    _log_guard: LogGuard | None = None
+    _broker_log: BrokerLog | None = None
+
     def _new_consumer_thread(self):
         return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _topic_ids(self, topics: set[str]) -> dict[str, str | None]:
+        if self._broker_log is None:
+            url = self.app.conf.broker[0]
+            self._broker_log = BrokerLog(f"{url.host}:{url.port}")
+        return self._broker_log.topic_ids(topics)
+
+    async def on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
+        if self._log_guard is None:
+            self._log_guard = LogGuard()
+        try:
+            self._log_guard.remember(await asyncio.to_thread(self._topic_ids, {tp.topic for tp in assigned}))
+        except Exception as exc:  # the first commit takes the ids instead
+            faust_log.warning("consumer.topic_ids_unknown", error=repr(exc))
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _commit(self, offsets) -> bool:
+        if offsets and not await self._log_unchanged({tp.topic for tp in offsets}):
+            return False
+        return await super()._commit(offsets)
+
+    @Service.task
+    async def _watch_broker_log(self) -> None:
+        """Also between commits: after a reset to the start of a new, shorter log, faust skips
+        offsets below the last one it delivered, so a worker could sit there committing nothing."""
+        while not self.should_stop:
+            await self.sleep(BROKER_LOG_CHECK_SECONDS)
+            if self._log_guard is not None and self._log_guard.seen:
+                await self._log_unchanged(set(self._log_guard.seen))
+
+    async def _log_unchanged(self, topics: set[str]) -> bool:
+        """Exits the process if the broker lost the log of `topics`; False if it cannot tell."""
+        if self._log_guard is None:
+            return True
+        try:
+            changed = self._log_guard.changed(await asyncio.to_thread(self._topic_ids, topics))
+        except Exception as exc:  # the broker does not answer: no commit now, the next one tries again
+            faust_log.warning("consumer.broker_log_unknown", error=repr(exc))
+            return False
+        if changed:
+            faust_log.error("consumer.broker_log_lost", app=self.app.conf.id, topics=changed, exit_code=EXIT_BROKER_LOG_LOST)
+            os._exit(EXIT_BROKER_LOG_LOST)
+        return True
 
     async def _drain_messages(self, fetcher) -> None:
         """faust's fetch loop, with the rebalance guard around each fetched batch.

@@ -140,3 +140,14 @@ def test_a_relay_without_a_look_at_the_broker_never_re_emits(publisher):
     assert relay.relay_once() == 2
     log.lose_everything()
     assert relay.relay_once() == 0 and publisher.known_topic_ids() == {}
+
+
+def test_a_consumer_guard_names_the_topics_whose_log_is_not_the_one_it_read():
+    from services.common.kafka import LogGuard
+
+    guard = LogGuard()
+    guard.remember({"tongyuan.publications.v1": "id-1"})
+    assert guard.changed({"tongyuan.publications.v1": "id-1", "tongyuan.catalog.v1": "id-3"}) == []
+    assert guard.changed({"tongyuan.publications.v1": "id-4", "tongyuan.catalog.v1": "id-3"}) == ["tongyuan.publications.v1"]
+    assert guard.changed({"tongyuan.catalog.v1": None}) == ["tongyuan.catalog.v1"], "a topic the broker no longer has"
+    assert guard.changed({"tongyuan.publications.v1": "id-1"}) == [], "the first ids stay the reference"
