@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -260,6 +261,9 @@ class _PromptConsumer(faust_aiokafka.Consumer):
             return False
         if changed:
             faust_log.error("consumer.broker_log_lost", app=self.app.conf.id, topics=changed, exit_code=EXIT_BROKER_LOG_LOST)
+            # At once, without faust's shutdown, which commits. Whatever the process wrote is durable.
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(EXIT_BROKER_LOG_LOST)
         return True
 
