@@ -11,14 +11,14 @@ from pathlib import Path
 
 import faust
 import faust.transport.consumer as faust_consumer
+import structlog
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils import terminal as faust_terminal
-from mode import Service
-import structlog
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from mode import Service
 
 from contracts.events import (
     TOPIC_CATALOG,
