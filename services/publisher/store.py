@@ -595,7 +595,8 @@ class Publisher:
         with writing(self.engine) as connection:
             again = connection.execute(update(outbox).where(outbox.c.sent_at.is_not(None)).values(sent_at=None)).rowcount
             through = connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
-            connection.execute(delete(relay_state).where(relay_state.c.name == _REEMIT_REQUESTED))
+            # The new log's ids replace every old one: an old id left behind would look lost again.
+            connection.execute(delete(relay_state).where((relay_state.c.name == _REEMIT_REQUESTED) | relay_state.c.name.startswith(_TOPIC_ID)))
             _set_state(connection, {_REEMIT_THROUGH: str(through), **{_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()}})
         return again
 

@@ -151,3 +151,13 @@ def test_a_consumer_guard_names_the_topics_whose_log_is_not_the_one_it_read():
     assert guard.changed({"tongyuan.publications.v1": "id-4", "tongyuan.catalog.v1": "id-3"}) == ["tongyuan.publications.v1"]
     assert guard.changed({"tongyuan.catalog.v1": None}) == ["tongyuan.catalog.v1"], "a topic the broker no longer has"
     assert guard.changed({"tongyuan.publications.v1": "id-1"}) == [], "the first ids stay the reference"
+
+
+def test_a_reemission_before_the_topics_exist_again_happens_once(publisher):
+    log = Log()
+    relay = OutboxRelay(publisher, log.producer, topic_ids=lambda: log.ids, check_every=0)
+    publish(publisher, 2)
+    assert relay.relay_once() == 2
+    log.lose_everything(ids={topic: None for topic in OLD})  # the broker has no topics yet
+    assert relay.relay_once() == 2
+    assert relay.check_log() == 0 and relay.check_log() == 0, "nothing known is lost any more"
