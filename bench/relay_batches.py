@@ -1,10 +1,11 @@
-"""What sending one record per batch to Tansu costs the relay (services.common.kafka.TANSU_CLUSTER_PREFIX).
+"""What keeping the newest batch of each partition to one record costs the relay against Tansu
+(services.common.kafka.NewestBatchAlone).
 
 `python -m bench.relay_batches [--rows N] [--bulk-rows M] [--rounds R]`: an embedded broker, a
 publisher database with N canonical outbox rows (a clerk's publication, ~2 KB) and M bulk-lane
-rows (100 to a message), drained by the real relay with 256 KiB batches (what Kafka gets) and
-with one record per batch (what Tansu gets), the two alternating, R rounds each. Prints rows/s
-per round and the ratio of the medians."""
+rows (100 to a message), drained by the real relay with plain batches (what Kafka gets) and
+with the newest batch of each partition alone (what Tansu gets), the two alternating, R rounds
+each. Prints rows/s per round and the ratio of the medians."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def fill(publisher: Publisher, round_no: int, rows: int, bulk_rows: int) -> None
             store.add_to_outbox(event_id=event_id, topic=TOPIC_PUBLICATIONS_BULK, key=f"m{round_no}-{n}", payload=json.dumps({"id": event_id, "body_html": BODY}, ensure_ascii=False))
 
 
-def drain(publisher: Publisher, bootstrap: str, one_per_batch: bool) -> float:
-    relay = OutboxRelay(publisher, lambda: idempotent_producer(bootstrap, one_record_per_batch=one_per_batch))
+def drain(publisher: Publisher, bootstrap: str, newest_alone: bool) -> float:
+    relay = OutboxRelay(publisher, lambda: idempotent_producer(bootstrap, newest_batch_alone=newest_alone))
     started = time.perf_counter()
     while relay.relay_once():
         pass
@@ -59,16 +60,16 @@ def main() -> None:
             publisher = Publisher(create_store_engine(f"sqlite:///{Path(tmp) / 'publisher.db'}"))
             publisher.create_tables()
             rows = args.rows + args.bulk_rows
-            times: dict[str, list[float]] = {"batched": [], "one per batch": []}
+            times: dict[str, list[float]] = {"batched": [], "newest alone": []}
             for round_no in range(args.rounds * 2):
                 # Alternating, the first of each pair swapped every round: neither gets the warm broker.
-                name = ("batched", "one per batch")[(round_no + round_no // 2) % 2]
+                name = ("batched", "newest alone")[(round_no + round_no // 2) % 2]
                 fill(publisher, round_no, args.rows, args.bulk_rows)
-                took = drain(publisher, broker.bootstrap, name == "one per batch")
+                took = drain(publisher, broker.bootstrap, name == "newest alone")
                 times[name].append(took)
                 print(f"round {round_no + 1}: {name:14} {rows / took:8.0f} rows/s ({took:.2f} s)")
-            batched, single = statistics.median(times["batched"]), statistics.median(times["one per batch"])
-            print(f"median: batched {rows / batched:.0f} rows/s, one per batch {rows / single:.0f} rows/s; one per batch takes {single / batched:.2f}× as long")
+            batched, single = statistics.median(times["batched"]), statistics.median(times["newest alone"])
+            print(f"median: batched {rows / batched:.0f} rows/s, newest alone {rows / single:.0f} rows/s; newest alone takes {single / batched:.2f}× as long")
         finally:
             broker.stop()
 
