@@ -134,6 +134,37 @@ class _Readiness:
             self.warned = True
 
 
+class _BrokerKeeper:
+    """Restarts the embedded broker, on the same port, when it exits. It kept its log in
+    memory, so it comes back with no topics and no committed offsets: the topics are created
+    again and the publisher is told to send its whole outbox again (the relay would notice on
+    its own, by the topics' new ids; this says so at once, and /healthz shows it pending).
+    The consumers notice the new log themselves and exit, to be started again here."""
+
+    def __init__(self, broker, settings: Settings, publisher, *, max_backoff: float = 10.0) -> None:
+        self.broker, self.settings, self.publisher = broker, settings, publisher
+        self.restarts, self.next_try, self.backoff, self.max_backoff = 0, 0.0, 0.5, max_backoff
+
+    def keep(self, echo) -> bool:
+        """Restart the broker if it is down; True when it restarted it now."""
+        from services.common.kafka import ensure_topics
+
+        process = self.broker.process
+        if process is None or process.poll() is None or time.monotonic() < self.next_try:
+            return False
+        echo(f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends every event again)", err=True)
+        try:
+            self.broker.start()
+            ensure_topics(self.broker.bootstrap, self.settings.topic_partitions)
+            self.publisher.request_reemission()
+        except Exception as exc:  # the port is still taken, or the database is away: try again
+            echo(f"the embedded broker did not come back: {exc}; trying again in {self.backoff:.0f} s", err=True)
+            self.next_try, self.backoff = time.monotonic() + self.backoff, min(self.max_backoff, self.backoff * 2)
+            return False
+        self.restarts, self.backoff = self.restarts + 1, 0.5
+        return True
+
+
 @cli.command()
 def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
@@ -174,7 +205,8 @@ def up() -> None:
         bootstrap_servers = env["TONGYUAN_KAFKA_BOOTSTRAP"]
         wait_for_broker(bootstrap_servers)
         ensure_topics(bootstrap_servers, settings.topic_partitions)
-        bootstrap(settings)  # tables, the standard catalog and the Changsha regions
+        publisher = bootstrap(settings)  # tables, the standard catalog and the Changsha regions
+        keeper = _BrokerKeeper(broker, settings, publisher) if broker else None
         for process in Process:
             start(process)
         typer.echo(f"portal: http://{settings.host}:{settings.port}/  (Ctrl-C stops everything)")
@@ -184,6 +216,8 @@ def up() -> None:
         while not stopping:
             time.sleep(0.5)
             readiness.report(typer.echo)
+            if keeper and not stopping:
+                keeper.keep(typer.echo)
             for process, child in list(children.items()):
                 if child.poll() is not None and not stopping:
                     typer.echo(f"{process.value} exited with {child.returncode}; restarting", err=True)
@@ -477,87 +511,81 @@ cli.add_typer(embed_cli, name="embed")
 dlq_cli = typer.Typer(help="Dead-letter queues: what a consumer group could not apply.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
 GROUPS = {"tongyuan-column": "column", "tongyuan-indexer": "indexer", "tongyuan-embed": "embed", "tongyuan-supervision": "supervision"}
-Group = Annotated[str, typer.Option("--group", help=f"one of {', '.join(GROUPS)}")]
+Group = Annotated[str | None, typer.Option("--group", help=f"one of {', '.join(GROUPS)}; every group when left out")]
+
+
+def _groups(group: str | None) -> list[str]:
+    if group is not None and group not in GROUPS:
+        typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
+        raise typer.Exit(2)
+    return [group] if group else list(GROUPS)
 
 
 def _group_apply(group: str, settings: Settings):
-    """The store write of a consumer group, for replaying its dead letters into its own store."""
+    """The store writes of a consumer group, for replaying its dead letters into its own store:
+    (publications, catalog editions or None)."""
     if group == "tongyuan-column":
         from services.column.app import build_store
 
-        return build_store(settings).apply
+        store = build_store(settings)
+        return store.apply, store.apply_catalogs
     if group == "tongyuan-indexer":
         from services.indexer.app import build_index
 
-        return build_index(settings).apply
+        return build_index(settings).apply, None
     if group == "tongyuan-embed":
         from services.embed.app import build_store as build_embed_store
 
-        return build_embed_store(settings).apply
+        return build_embed_store(settings).apply, None
     if group == "tongyuan-supervision":
         from services.supervision.app import build_store as build_supervision_store
 
-        return build_supervision_store(settings).apply
+        store = build_supervision_store(settings)
+        return store.apply, store.apply_catalogs
     typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
     raise typer.Exit(2)
 
 
 @dlq_cli.command("list")
-def dlq_list(group: Group) -> None:
+def dlq_list(group: Group = None) -> None:
     """Each dead letter: where it came from and why it was refused."""
     from services.operations import dead_letters
 
-    if group not in GROUPS:
-        typer.echo(f"unknown group {group!r}; one of {', '.join(GROUPS)}", err=True)
-        raise typer.Exit(2)
     settings = _settings()
-    letters = dead_letters(settings, group)
-    for letter in letters:
-        typer.echo(f"{letter.partition}/{letter.offset}\t{letter.origin}\t{letter.error[:200]}")
-    typer.echo(f"{len(letters)} dead letter(s) in {group}")
+    for name in _groups(group):
+        letters = dead_letters(settings, name)
+        for letter in letters:
+            typer.echo(f"{letter.partition}/{letter.offset}\t{letter.origin}\t{letter.error[:200]}")
+        typer.echo(f"{len(letters)} dead letter(s) in {name}")
 
 
 @dlq_cli.command("replay")
-def dlq_replay(group: Group) -> None:
-    """Apply every dead letter again with the group's store (after a fix); idempotent by version."""
+def dlq_replay(group: Group = None) -> None:
+    """Apply every dead letter again with its group's store (after a fix); idempotent by version."""
     from services.operations import dead_letters, replay_dead_letters
 
     settings = _settings()
-    apply = _group_apply(group, settings)
-    result = replay_dead_letters(dead_letters(settings, group), apply)
-    for letter, error in result.still_failing:
-        typer.echo(f"still failing {letter.partition}/{letter.offset}: {error[:200]}", err=True)
-    typer.echo(f"applied {result.applied}; {len(result.still_failing)} still failing")
-    if result.still_failing:
+    failing = 0
+    for name in _groups(group):
+        apply, apply_catalog = _group_apply(name, settings)
+        result = replay_dead_letters(dead_letters(settings, name), apply, apply_catalog)
+        for letter, error in result.still_failing:
+            typer.echo(f"still failing {name} {letter.partition}/{letter.offset}: {error[:200]}", err=True)
+        typer.echo(f"{name}: applied {result.applied}; {len(result.still_failing)} still failing")
+        failing += len(result.still_failing)
+    if failing:
         raise typer.Exit(1)
 
 
 @cli.command()
 def verify() -> None:
-    """Compare every store with the publisher's truth; print what differs (exit 1 if anything does)."""
-    import asyncio
+    """Compare every store and catalog copy with the publisher's truth; print what differs (exit 1 if anything does)."""
+    from services.operations import verify_stores
 
-    from services.column.app import build_store
-    from services.indexer.app import build_index
-    from services.operations import compare
-    from services.publisher.app import bootstrap
-
-    settings = _settings()
-    truth = {pid: version for pid, (version, _) in bootstrap(settings, load_reference=False).versions().items()}
-    column = {pid: version for pid, (version, _) in build_store(settings).versions().items()}
-    index = build_index(settings)
-
-    async def indexed() -> dict[str, int]:
-        found = {pid: await index.version_of(pid) for pid in truth}
-        return {pid: version for pid, version in found.items() if version is not None}
-
-    from services.embed.app import build_store as build_embed_store
-
-    embed = {pid: version for pid, (version, _) in build_embed_store(settings).versions().items()}
-    differences = compare(truth, column, "column") + compare(truth, asyncio.run(indexed()), "search") + compare(truth, embed, "embed")
+    publications, differences = verify_stores(_settings())
     for difference in differences:
         typer.echo(f"{difference.store}\t{difference.publication_id}\texpected v{difference.expected}\tfound v{difference.found}")
-    typer.echo(f"{len(truth)} publications; {len(differences)} difference(s)")
+    typer.echo(f"{publications} publications; {len(differences)} difference(s)")
     if differences:
         raise typer.Exit(1)
 

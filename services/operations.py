@@ -3,7 +3,9 @@
 - `dead_letters` / `replay_dead_letters`: what a consumer group could not apply, and applying
   it again after a fix — straight into that group's own store, idempotent by version, so the
   canonical topic is still written by the publisher's relay alone.
-- `verify`: the publisher's tables are the truth; every store must hold exactly its versions.
+- `verify`: the publisher's tables are the truth; every store must hold exactly its versions
+  (the column, search, embed and supervision), and every catalog copy the edition in force of
+  each scope (the column's and supervision's).
 - `force_republish`: the repair when a store holds a version the publisher never made (an
   event put on the topic around the gate): the truth again, as a version above every store's.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, TopicPartition
 
 from contracts.events import dlq_topic
-from services.common.consuming import parse_publication_event
+from services.common.consuming import parse_catalog_event, parse_publication_event
 from services.common.settings import Settings
 
 
@@ -63,18 +65,22 @@ class ReplayResult:
     still_failing: list[tuple[DeadLetter, str]] = field(default_factory=list)
 
 
-def replay_dead_letters(letters: list[DeadLetter], apply) -> ReplayResult:
-    """Apply each letter with the group's own store write (sync or async). An async store is
-    driven from one event loop for the whole replay: its client belongs to that loop."""
+def replay_dead_letters(letters: list[DeadLetter], apply, apply_catalog=None) -> ReplayResult:
+    """Apply each letter with the group's own store write (sync or async); a catalog edition
+    with the group's catalog write, if it keeps a catalog copy. An async store is driven from
+    one event loop for the whole replay: its client belongs to that loop."""
     result = ReplayResult()
 
     async def replay() -> None:
         for letter in letters:
             try:
                 event = parse_publication_event(letter.raw)
+                write = apply
+                if event is None and apply_catalog is not None:
+                    event, write = parse_catalog_event(letter.raw), apply_catalog
                 if event is None:
                     continue
-                outcome = apply([event])
+                outcome = write([event])
                 refused = await outcome if inspect.isawaitable(outcome) else None
                 if refused:
                     raise ValueError(refused[0][1])
@@ -142,3 +148,55 @@ def force_republish(settings: Settings, publication_id: str, *, at_least: int = 
     held = versions_held(settings, publication_id)
     above = max([at_least, *(v for v in held.values() if v is not None)])
     return republish_above(bootstrap(settings, load_reference=False), publication_id, above=above), held
+
+
+def editions_in_force(rows) -> dict[str, int]:
+    """Pure: scope → the publish version of its newest published edition."""
+    newest: dict[str, int] = {}
+    for row in rows:
+        if row["status"] == "published" and row["version"] is not None:
+            newest[row["scope"]] = max(row["version"], newest.get(row["scope"], 0))
+    return newest
+
+
+def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
+    """Every store and catalog copy against the publisher: (publications, differences)."""
+    from sqlalchemy import select
+
+    from services.column import store as column_tables
+    from services.column.app import build_store as build_column
+    from services.embed.app import build_store as build_embed
+    from services.indexer.app import build_index
+    from services.publisher.app import bootstrap
+    from services.supervision import store as supervision_tables
+    from services.supervision.app import build_store as build_supervision
+
+    publisher = bootstrap(settings, load_reference=False)
+    truth = {pid: version for pid, (version, _) in publisher.versions().items()}
+    with publisher.transaction() as store:
+        editions = editions_in_force(store.editions())
+    column, supervision = build_column(settings), build_supervision(settings)
+    index = build_index(settings)
+
+    async def indexed() -> dict[str, int]:
+        found = {pid: await index.version_of(pid) for pid in truth}
+        return {pid: version for pid, version in found.items() if version is not None}
+
+    def copied(engine, table) -> dict[str, int]:
+        with engine.connect() as connection:
+            return dict(connection.execute(select(table.c.scope, table.c.version)).tuples().all())
+
+    def versions_in(engine, table) -> dict[str, int]:
+        with engine.connect() as connection:
+            return dict(connection.execute(select(table.c.publication_id, table.c.version)).tuples().all())
+
+    held = {
+        "column": {pid: version for pid, (version, _) in column.versions().items()},
+        "search": asyncio.run(indexed()),
+        "embed": {pid: version for pid, (version, _) in build_embed(settings).versions().items()},
+        "supervision": versions_in(supervision.engine, supervision_tables.publications),
+    }
+    differences = [d for name, versions in held.items() for d in compare(truth, versions, name)]
+    differences += compare(editions, copied(column.engine, column_tables.catalogs), "catalog:column")
+    differences += compare(editions, copied(supervision.engine, supervision_tables.catalogs), "catalog:supervision")
+    return len(truth), differences

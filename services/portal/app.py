@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         health.build_router(
             [
                 health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
+                health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
                 health.Check("store:publisher", health.store_probe(publisher.healthy)),
                 health.Check("store:column", health.store_probe(column_store.healthy)),
                 health.Check("store:search", health.store_probe(index.healthy)),

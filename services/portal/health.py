@@ -60,6 +60,17 @@ def store_probe(healthy: Callable[[], object]) -> Callable[[], dict]:
     return probe
 
 
+def reemission_probe(pending: Callable[[], bool]) -> Callable[[], dict]:
+    """Down while the publisher owes the broker a re-emission: a broker that lost its log
+    (restarted with memory storage) answers, but the consumers have not been sent what it lost."""
+
+    def probe() -> dict:
+        owed = bool(pending())
+        return {"up": not owed, "reemission_pending": owed}
+
+    return probe
+
+
 def consumer_probe(workers: Callable[[], list[dict]]) -> Callable[[], dict]:
     def probe() -> dict:
         live = workers()

@@ -19,13 +19,13 @@ from services.common.consuming import ConsumerStats, is_transient
 from services.common.db import SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, create_store_engine
 from services.common.faust_consumer import until_it_dies
 from services.common.heartbeat import beat
-from services.common.kafka import faust_app, idempotent_producer
+from services.common.kafka import BrokerLog, ensure_topics, faust_app, idempotent_producer
 from services.common.settings import Settings
 
 from . import catalogs
 from .domain import Directory
 from .inbound import handle_cms_batch, rejection_message
-from .relay import OutboxRelay, start_relay_thread
+from .relay import RELAY_TOPICS, OutboxRelay, start_relay_thread
 from .service_items import handle_service_item_batch
 from .store import Publisher, heartbeats
 
@@ -73,6 +73,22 @@ class DirectoryProvider:
 
 def directory_provider(publisher: Publisher) -> DirectoryProvider:
     return DirectoryProvider(publisher)
+
+
+def relay_topic_ids(settings: Settings):
+    """The ids of the relay's topics, creating those a restarted broker no longer has (a
+    topic created by the first send would get the broker's default partitioning)."""
+    broker_log = BrokerLog(settings.bootstrap)
+
+    def topic_ids() -> dict[str, str | None]:
+        ids = broker_log.topic_ids(RELAY_TOPICS)
+        missing = [topic for topic, topic_id in ids.items() if topic_id is None]
+        if missing:
+            ensure_topics(settings.bootstrap, settings.topic_partitions, missing)
+            ids = broker_log.topic_ids(RELAY_TOPICS)
+        return ids
+
+    return topic_ids
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -133,7 +149,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def relay_outbox():
-        relay = OutboxRelay(publisher, lambda: idempotent_producer(settings.bootstrap), batch_size=settings.relay_batch_size)
+        relay = OutboxRelay(
+            publisher,
+            lambda: idempotent_producer(settings.bootstrap),
+            batch_size=settings.relay_batch_size,
+            topic_ids=relay_topic_ids(settings),
+        )
         start_relay_thread(relay, interval=settings.relay_interval)
         log.info("relay.started")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from contracts.events import (
     BULK_EVENTS_PER_MESSAGE,
     CLOUDEVENTS_BATCH_CONTENT_TYPE,
     CLOUDEVENTS_CONTENT_TYPE,
+    TOPIC_CATALOG,
+    TOPIC_PUBLICATIONS,
     TOPIC_PUBLICATIONS_BULK,
 )
 
@@ -34,20 +36,50 @@ class Producer(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
+# The topics the relay writes, whose log a broker restart can lose.
+RELAY_TOPICS = (TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, TOPIC_CATALOG)
+
+
+def log_lost(known: Mapping[str, str], current: Mapping[str, str | None]) -> bool:
+    """Pure: a topic the relay wrote to has another id now, or none — the broker's log is not
+    the one the relay sent to (see services.common.kafka.BrokerLog)."""
+    return any(current.get(topic) != topic_id for topic, topic_id in known.items())
+
+
 class OutboxRelay:
     """`producer` is a factory: after a failed round the relay starts a fresh producer, since an
     idempotent producer's sequence state does not survive a broker that lost its own (a
-    restarted memory-storage broker answers it with OutOfOrderSequence for ever)."""
+    restarted memory-storage broker answers it with OutOfOrderSequence for ever).
 
-    def __init__(self, publisher: Publisher, producer: Callable[[], Producer], *, batch_size: int = 1000, ack_timeout: float = 30.0):
+    `topic_ids` (topic → the broker's id for it) lets the relay notice a broker that lost its log:
+    it looks before its first send and after every failed round, every `check_every` seconds, and at
+    once when an ack's offset is lower than one acked before on that partition (the log went
+    backwards). Then the whole outbox goes out again, in order."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        producer: Callable[[], Producer],
+        *,
+        batch_size: int = 1000,
+        ack_timeout: float = 30.0,
+        topic_ids: Callable[[], Mapping[str, str | None]] | None = None,
+        check_every: float = 1.0,
+    ):
         self.publisher = publisher
         self.new_producer = producer
         self.producer: Producer | None = None
         self.batch_size = batch_size
         self.ack_timeout = ack_timeout
+        self.topic_ids = topic_ids
+        self.check_every = check_every
+        self._checked_at: float | None = None
+        self._highest_acked: dict[tuple[str, int], int] = {}
 
     def relay_once(self) -> int:
         """Send one batch; returns how many rows were acknowledged and marked sent."""
+        if self.topic_ids is not None and (self._checked_at is None or time.monotonic() - self._checked_at >= self.check_every):
+            self.check_log()
         rows = self.publisher.unsent(self.batch_size)
         if not rows:
             return 0
@@ -58,15 +90,42 @@ class OutboxRelay:
         acked: list[int] = []
         for row_ids, future in futures:
             try:
-                future.get(timeout=self.ack_timeout)
+                metadata = future.get(timeout=self.ack_timeout)
             except Exception as exc:  # the rows stay unsent and are retried next round
                 log.warning("relay.send_failed", outbox_ids=row_ids[:5], error=repr(exc))
                 self._discard_producer()
                 break  # keep order: nothing after a failed message is marked sent
+            self._note_ack(metadata)
             acked += row_ids
         if acked:
             self.publisher.mark_sent(acked)
         return len(acked)
+
+    def check_log(self) -> int:
+        """Compare the broker's topic ids with those of the log the relay sent to; if the log is
+        lost (or `tongyuan up` says it restarted such a broker), re-emit everything. Returns
+        how many rows go out again."""
+        current = self.topic_ids()
+        known = self.publisher.known_topic_ids()
+        again = 0
+        if self.publisher.reemission_requested() or (known and log_lost(known, current)):
+            again = self.publisher.reemit_everything({t: i for t, i in current.items() if i})
+            self._highest_acked.clear()
+            log.warning("relay.broker_log_lost", reemitting=again, known=known, current=current)
+        elif any(current.get(topic) and current[topic] != known.get(topic) for topic in current):
+            self.publisher.adopt_topic_ids({t: i for t, i in current.items() if i})  # first sight of these topics
+        self._checked_at = time.monotonic()
+        return again
+
+    def _note_ack(self, metadata) -> None:
+        topic, partition, offset = (getattr(metadata, name, None) for name in ("topic", "partition", "offset"))
+        if not isinstance(offset, int) or offset < 0:
+            return
+        key = (topic, partition)
+        if offset < self._highest_acked.get(key, -1):
+            self._checked_at = None  # the log went backwards: look before the next send
+            log.warning("relay.offset_went_back", topic=topic, partition=partition, offset=offset, before=self._highest_acked[key])
+        self._highest_acked[key] = offset
 
     def run(self, stop: threading.Event, *, interval: float = 0.02, max_backoff: float = 5.0) -> None:
         backoff = interval
@@ -82,8 +141,8 @@ class OutboxRelay:
             if sent < self.batch_size:
                 stop.wait(backoff)
 
-
     def _discard_producer(self) -> None:
+        self._checked_at = None  # the broker misbehaved: look at its log before sending again
         producer, self.producer = self.producer, None
         if producer is not None:
             try:

@@ -86,6 +86,19 @@ _UNSENT_BULK_LANE = (
     select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
 )
 
+# What the relay knows of the broker's log: the id of each topic it writes ("topic:<name>"),
+# the outbox id up to which a re-emission runs ("reemit-through"), and a re-emission asked for
+# by `tongyuan up` after it restarted a broker that keeps no log ("reemit-requested").
+relay_state = Table(
+    "publisher_relay_state",
+    metadata,
+    Column("name", String(240), primary_key=True),
+    Column("value", String(240), nullable=False),
+)
+_TOPIC_ID = "topic:"
+_REEMIT_THROUGH = "reemit-through"
+_REEMIT_REQUESTED = "reemit-requested"
+
 # Where each migration run got to: written in the transaction of the batch it counts.
 migrations = Table(
     "publisher_migrations",
@@ -184,6 +197,12 @@ _NEXT_INDEX_NUMBER = text(
     f"INSERT INTO {index_counters.name} (prefix, last) VALUES (:prefix, 1)"
     f" ON CONFLICT (prefix) DO UPDATE SET last = {index_counters.name}.last + 1 RETURNING last"
 )
+
+
+def _set_state(connection: Connection, values: Mapping[str, str]) -> None:
+    if values:
+        connection.execute(delete(relay_state).where(relay_state.c.name.in_(list(values))))
+        connection.execute(insert(relay_state), [{"name": name, "value": value} for name, value in values.items()])
 
 
 def _now() -> datetime:
@@ -594,6 +613,48 @@ class Publisher:
     def outbox_backlog(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar_one()
+
+    # --- the broker's log, and re-emitting it ----------------------------------------------
+    def known_topic_ids(self) -> dict[str, str]:
+        """The topic ids of the log the relay last sent to."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.startswith(_TOPIC_ID))).all()
+        return {name.removeprefix(_TOPIC_ID): value for name, value in rows}
+
+    def adopt_topic_ids(self, topic_ids: Mapping[str, str]) -> None:
+        with writing(self.engine) as connection:
+            _set_state(connection, {_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()})
+
+    def request_reemission(self) -> None:
+        """Said by whoever restarted a broker that keeps no log; the relay re-emits at its next look."""
+        with writing(self.engine) as connection:
+            _set_state(connection, {_REEMIT_REQUESTED: _now().isoformat()})
+
+    def reemission_requested(self) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(select(relay_state.c.value).where(relay_state.c.name == _REEMIT_REQUESTED)).first() is not None
+
+    def reemit_everything(self, topic_ids: Mapping[str, str]) -> int:
+        """Every outbox row sent so far is unsent again, and the new log's topic ids are the
+        known ones, in one transaction: the relay sends the whole outbox again in id order
+        (consumers apply a version once, so what they already hold changes nothing).
+        Returns how many rows go out again."""
+        with writing(self.engine) as connection:
+            again = connection.execute(update(outbox).where(outbox.c.sent_at.is_not(None)).values(sent_at=None)).rowcount
+            through = connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
+            # The new log's ids replace every old one: an old id left behind would look lost again.
+            connection.execute(delete(relay_state).where((relay_state.c.name == _REEMIT_REQUESTED) | relay_state.c.name.startswith(_TOPIC_ID)))
+            _set_state(connection, {_REEMIT_THROUGH: str(through), **{_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()}})
+        return again
+
+    def reemission_pending(self) -> bool:
+        """A re-emission asked for and not started, or started and not yet all acknowledged."""
+        with self.engine.connect() as connection:
+            state = dict(connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH)))).all())
+            if _REEMIT_REQUESTED in state:
+                return True
+            through = int(state.get(_REEMIT_THROUGH, 0))
+            return through > 0 and connection.execute(_ANY_UNSENT.where(outbox.c.id <= through)).first() is not None
 
     # --- catalog and regions -------------------------------------------------------------
     def catalogs(self) -> dict[str, Catalog]:

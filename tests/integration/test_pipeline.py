@@ -182,6 +182,7 @@ def test_healthz_reports_every_part(stack):
     checks = response.json()["checks"]
     assert set(checks) == {
         "broker",
+        "broker:log",
         "store:publisher",
         "store:column",
         "store:search",

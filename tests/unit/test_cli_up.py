@@ -72,3 +72,54 @@ def test_a_slow_start_is_still_announced_when_it_comes(healthz):
     state["status"] = 200
     (said,) = lines(readiness)
     assert said[0].startswith("ready: every part is up")
+
+
+class _Broker:
+    """Exits when told; `start` fails while the port is still taken."""
+
+    bootstrap = "127.0.0.1:9"
+
+    def __init__(self, taken: int = 0):
+        self.process, self.taken, self.starts = _Process(), taken, 0
+
+    def start(self):
+        if self.taken:
+            self.taken -= 1
+            raise RuntimeError("port 9 is already in use")
+        self.starts += 1
+        self.process = _Process()
+        return self
+
+
+class _Process:
+    returncode = None
+
+    def poll(self):
+        return self.returncode
+
+
+class _Publisher:
+    def __init__(self):
+        self.requests = 0
+
+    def request_reemission(self):
+        self.requests += 1
+
+
+def test_up_restarts_a_broker_that_died_and_asks_for_a_reemission(monkeypatch):
+    from services.cli import _BrokerKeeper
+    from services.common import kafka
+    from services.common.settings import Settings
+
+    monkeypatch.setattr(kafka, "ensure_topics", lambda *args: None)
+    broker, publisher, said = _Broker(taken=1), _Publisher(), []
+    keeper = _BrokerKeeper(broker, Settings(kafka_bootstrap=broker.bootstrap), publisher)
+    echo = lambda text, err=False: said.append(text)  # noqa: E731
+    assert not keeper.keep(echo) and publisher.requests == 0, "a running broker is left alone"
+    broker.process.returncode = -9
+    assert not keeper.keep(echo) and "did not come back" in said[-1], "the port is still taken"
+    assert not keeper.keep(echo) and len(said) == 2, "it waits before trying again"
+    keeper.next_try = 0.0
+    assert keeper.keep(echo) and broker.starts == 1 and publisher.requests == 1
+    assert "exited with -9; restarting it on 127.0.0.1:9" in said[-1]
+    assert not keeper.keep(echo) and keeper.restarts == 1
