@@ -75,7 +75,11 @@ RESPONSES: dict[int, dict[str, Any]] = {
     413: {"model": Problems, "description": "the body is past a size limit, named"},
     422: {"model": Problems, "description": "field-level reasons"},
     429: {"model": TooMany, "description": "too many requests: try again after Retry-After seconds", "headers": _RETRY_AFTER},
-    503: {"model": Message, "description": "a store, the catalog or a configuration is not available yet; nothing was changed, try again", "headers": _RETRY_AFTER},
+    503: {
+        "model": Message,
+        "description": "a store, the catalog or a configuration is not available yet; nothing was changed, try again",
+        "headers": _RETRY_AFTER,
+    },
 }
 
 
