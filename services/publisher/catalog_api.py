@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, edition_key
+from contracts.catalog import Catalog, Domain, Level1Item, Level2Item, diff_catalogs, edition_key
 from contracts.identity import Principal
 from services.common.auth import declared, requires_role
 from services.common.http_errors import NOT_MODIFIED, XLSX, answered_as, refusals
@@ -35,6 +35,52 @@ class DraftEdits(BaseModel):
     rename: dict[Annotated[str, Field(max_length=20)], Annotated[str, Field(min_length=1, max_length=100)]] = {}
     drop: Annotated[list[Annotated[str, Field(max_length=20)]], Field(max_length=1000)] = []
     specialise: dict[Annotated[str, Field(max_length=20)], dict[str, str | list[str]]] = {}
+
+
+class ItemName(BaseModel):
+    id: str
+    name: str
+
+
+class Level1Summary(ItemName):
+    items: list[ItemName]
+
+
+class DomainSummary(BaseModel):
+    code: str
+    name: str
+    aliases: list[str]
+    level1_count: int
+
+
+class RegionDomains(BaseModel):
+    """A region's catalog in force: its scope and edition, and its domains."""
+
+    scope: str
+    edition: str
+    domains: list[DomainSummary]
+
+
+class DomainLevel1(DomainSummary):
+    level1: list[Level1Summary]
+
+
+class Level1Level2(ItemName):
+    items: list[Level2Item]
+
+
+class EditionRow(BaseModel):
+    scope: str
+    edition: str
+    status: str = Field(description="draft or published")
+    version: int
+    derived_from: str | None
+    published_at: str | None
+
+
+class EditionDocument(BaseModel):
+    status: str = Field(description="draft or published")
+    catalog: Catalog
 
 
 class EditionState(BaseModel):
@@ -121,7 +167,7 @@ def build_router(
     WRITE = (400, 401, 403, 413, 422, 429, 503)
     PICKER = {**NOT_MODIFIED, **refusals(404, 422, 503)}
 
-    @router.get("/v1/regions/{region_code}/catalog", responses=PICKER)
+    @router.get("/v1/regions/{region_code}/catalog", response_model=RegionDomains, responses=PICKER)
     def region_domains(request: Request, region_code: RegionPath):
         catalog = catalog_of(region_code)
         return conditional(
@@ -130,7 +176,7 @@ def build_router(
             lambda: {"scope": catalog.scope, "edition": catalog.edition, "domains": [_domain_summary(d) for d in catalog.domains]},
         )
 
-    @router.get("/v1/regions/{region_code}/catalog/{domain}", responses=PICKER)
+    @router.get("/v1/regions/{region_code}/catalog/{domain}", response_model=DomainLevel1, responses=PICKER)
     def domain_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)]):
         catalog = catalog_of(region_code)
         found = catalog.resolve_domain(domain)
@@ -138,7 +184,7 @@ def build_router(
             raise HTTPException(404, {"msg": f"no domain {domain!r}", "choices": [{"id": d.code, "name": d.name} for d in catalog.domains]})
         return conditional(request, (catalog.key, found.code), lambda: {**_domain_summary(found), "level1": [_level1_summary(i) for i in found.level1]})
 
-    @router.get("/v1/regions/{region_code}/catalog/{domain}/{level1_id}", responses=PICKER)
+    @router.get("/v1/regions/{region_code}/catalog/{domain}/{level1_id}", response_model=Level1Level2, responses=PICKER)
     def level1_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)], level1_id: Annotated[str, Path(max_length=20)]):
         catalog = catalog_of(region_code)
         found = catalog.resolve_domain(domain)
@@ -147,7 +193,7 @@ def build_router(
             raise HTTPException(404, "no such level-1 item in this region's catalog")
         return conditional(request, (catalog.key, level1.id), lambda: {"id": level1.id, "name": level1.name, "items": [j.model_dump() for j in level1.items]})
 
-    @router.get("/v1/catalogs", responses=refusals(503))
+    @router.get("/v1/catalogs", response_model=list[EditionRow], responses=refusals(503))
     def editions():
         with publisher.transaction() as store:
             return [{**row, "published_at": row["published_at"].isoformat() if row["published_at"] else None} for row in store.editions()]
@@ -159,7 +205,7 @@ def build_router(
             raise HTTPException(404, f"no edition {edition_key(scope, edition)}")
         return found[0], found[1]
 
-    @router.get("/v1/catalogs/{scope}/{edition}", responses=refusals(404, 422, 503))
+    @router.get("/v1/catalogs/{scope}/{edition}", response_model=EditionDocument, responses=refusals(404, 422, 503))
     def edition_document(scope: ScopePath, edition: EditionPath):
         catalog, status = edition_or_404(scope, edition)
         return {"status": status, "catalog": json.loads(catalog.model_dump_json())}

@@ -25,7 +25,7 @@ from services.column.app import build_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, COUNTY, TOWNSHIP, draft
 from tests.factories import catalog_changed
 
 EXAMPLES_PER_OPERATION = 12
@@ -122,3 +122,82 @@ def test_every_answer_conforms_to_the_openapi_document(portal):
     distinct = {tuple(f[:4]): f[4] for f in failures}
     report = "\n".join(" | ".join((*key, body)) for key, body in sorted(distinct.items()))
     assert failures == [], f"{len(failures)} conformance failures {dict(per_check)}:\n{report}"
+
+
+# Requests that reach real answers (random examples mostly meet 404s): each with the status it
+# gets, in order, as an administrator unless marked anonymous. Their answers must conform too.
+PUBLICATION = "the id the publish answer gave"
+REAL_REQUESTS = [
+    ("GET", "/v1/regions/{region_code}/catalog", {"region_code": COUNTY}, None, None, 200),
+    ("GET", "/v1/regions/{region_code}/catalog/{domain}", {"region_code": COUNTY, "domain": "D14"}, None, None, 200),
+    ("GET", "/v1/regions/{region_code}/catalog/{domain}/{level1_id}", {"region_code": COUNTY, "domain": "D14", "level1_id": "D14-02"}, None, None, 200),
+    ("GET", "/v1/catalogs", {}, None, None, 200),
+    ("GET", "/v1/catalogs/{scope}/{edition}", {"scope": "standard", "edition": "2022"}, None, None, 200),
+    ("GET", "/v1/catalogs/{scope}/{edition}/xlsx", {"scope": "standard", "edition": "2022"}, None, None, 200),
+    ("GET", "/v1/catalogs/diff", {}, {"a": "standard@2021", "b": "standard@2022"}, None, 200),
+    ("POST", "/v1/catalogs/{scope}/{edition}/derive", {"scope": COUNTY, "edition": "2023"}, None, {}, 201),
+    ("POST", "/v1/catalogs/{scope}/{edition}/derive", {"scope": COUNTY, "edition": "2023"}, None, {}, 409),
+    ("PATCH", "/v1/catalogs/{scope}/{edition}", {"scope": COUNTY, "edition": "2023"}, None, {"rename": {"D14-02": "最低生活保障（城乡）"}}, 200),
+    ("POST", "/v1/catalogs/{scope}/{edition}/publish", {"scope": COUNTY, "edition": "2023"}, None, None, 200),
+    ("POST", "/v1/publications", {}, None, "draft", 202),
+    ("GET", "/v1/publications/{publication_id}", {"publication_id": PUBLICATION}, None, None, 200),
+    ("POST", "/v1/publications/{publication_id}", {"publication_id": PUBLICATION}, None, "revision", 202),
+    ("POST", "/v1/publications/{publication_id}", {"publication_id": PUBLICATION}, None, "revision", 409),
+    ("POST", "/v1/publications/{publication_id}/withdraw", {"publication_id": PUBLICATION}, None, {"type": "gone", "explanation": "信息已过期"}, 202),
+    ("GET", "/v1/publications/{publication_id}", {"publication_id": PUBLICATION}, None, "anonymous", 410),
+    ("GET", "/columns", {}, None, None, 200),
+    ("GET", "/columns/{region_code}", {"region_code": COUNTY}, None, None, 200),
+    ("GET", "/columns/{region_code}/{domain_code}", {"region_code": COUNTY, "domain_code": "D14"}, None, None, 200),
+    ("GET", "/columns/{region_code}/{domain_code}/{item_id}", {"region_code": COUNTY, "domain_code": "D14", "item_id": "D14-02"}, None, None, 200),
+    ("GET", "/catalog/{region_code}", {"region_code": COUNTY}, None, None, 200),
+    ("GET", "/publications/{publication_id}", {"publication_id": PUBLICATION}, None, None, 404),
+    ("GET", "/search", {}, {"q": "低保"}, None, 200),
+    ("GET", "/v1/search", {}, {"q": "低保"}, None, 200),
+    ("GET", "/embed/{region_code}", {"region_code": TOWNSHIP}, None, None, 200),
+    ("GET", "/embed/{region_code}/fragment", {"region_code": TOWNSHIP}, {"h": 3}, None, 200),
+    ("GET", "/embed/{region_code}/atom.xml", {"region_code": TOWNSHIP}, None, None, 200),
+    ("GET", "/embed/{region_code}/feed.json", {"region_code": COUNTY}, None, None, 200),
+    ("GET", "/embed/{region_code}/{domain_code}/atom.xml", {"region_code": TOWNSHIP, "domain_code": "D14"}, None, None, 200),
+    ("GET", "/embed/{region_code}/{domain_code}/feed.json", {"region_code": TOWNSHIP, "domain_code": "D14"}, None, None, 200),
+    ("GET", "/embed/{region_code}/code", {"region_code": TOWNSHIP}, None, None, 200),
+    ("GET", "/supervision", {}, None, None, 200),
+    ("GET", "/supervision/units/{unit_code}", {"unit_code": COUNTY}, None, None, 200),
+    ("GET", "/supervision/units/{unit_code}/{domain_code}", {"unit_code": COUNTY, "domain_code": "D14"}, None, None, 200),
+    ("GET", "/supervision/report", {}, None, None, 200),
+    ("GET", "/supervision/report.xlsx", {}, None, None, 200),
+    ("GET", "/v1/bridge/unmapped", {}, None, None, 200),
+    ("GET", "/bridge/unmapped", {}, None, None, 200),
+    ("GET", "/v1/bridge/mapping.xlsx", {}, None, None, 200),
+    ("GET", "/healthz", {}, None, None, 503),
+]
+# Checks of one answer; valid/invalid data acceptance needs generated examples.
+ANSWER_CHECKS = [check for check in CHECKS if check not in (negative_data_rejection, positive_data_acceptance)]
+
+
+def test_real_answers_conform_to_the_openapi_document(portal):
+    app, identities = portal
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    bodies = {
+        "draft": draft().model_dump(mode="json"),
+        "revision": {**draft(title="关于2026年最低生活保障标准调整的公告（修订）").model_dump(mode="json"), "version": 1},
+    }
+    answered, failures, published = [], [], None
+    for method, path, path_parameters, query, body, expected in REAL_REQUESTS:
+        path_parameters = {name: published if value == PUBLICATION else value for name, value in path_parameters.items()}
+        operation = schema[path][method]
+        headers = identities["anonymous" if body == "anonymous" else "admin"]
+        payload = bodies[body] if isinstance(body, str) and body in bodies else None if isinstance(body, str) or body is None else body
+        case = operation.Case(path_parameters=path_parameters, query=query, **({"body": payload, "media_type": "application/json"} if payload is not None else {}))
+        response = case.call(headers=headers)
+        answered.append((method, path, response.status_code))
+        if (method, path, response.status_code) == ("POST", "/v1/publications", 202):
+            published = response.json()["publication_id"]
+        for check in ANSWER_CHECKS:
+            if (operation.label, check.__name__) in NOT_APPLICABLE:
+                continue
+            try:
+                case.validate_response(response, checks=[check], headers=headers)
+            except FailureGroup as group:
+                failures += [(check.__name__, operation.label, response.status_code, failure.title, response.content[:160].decode(errors="replace")) for failure in group.exceptions]
+    assert answered == [(method, path, expected) for method, path, *_, expected in REAL_REQUESTS]
+    assert failures == []
