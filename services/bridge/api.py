@@ -9,13 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import standard_catalog
 from contracts.identity import Principal
 from services.common.auth import declared, requires_role
 from services.common.bodies import BodyTooLarge, read_bounded
+from services.common.http_errors import HTML, XLSX, answered_as, refusals
 from services.common.workbooks import WorkbookLimits, WorkbookRefused, parse_workbook, read_body, refusal_response
 
 from .mapping import MappingImportError, from_xlsx, to_xlsx
@@ -23,7 +24,6 @@ from .store import UNREADABLE, BridgeStore
 from .sync import Bridge
 from .webhooks import MAX_BODY, WebhookRefused, verify
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PlatformPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
 
 
@@ -43,7 +43,13 @@ def build_router(
     router = APIRouter(tags=["bridge"])
 
     # Authenticated by the platform's HMAC signature (webhooks.verify), not by a bearer token.
-    @router.post("/bridge/webhooks/{platform}", status_code=202)
+    @router.post(
+        "/bridge/webhooks/{platform}",
+        status_code=202,
+        responses=refusals(
+            400, 401, 404, 409, 413, 422, 429, 503, html=(429,), d404="no bridge for this platform", d503="not configured here, or the item could not be fetched yet"
+        ),
+    )
     async def webhook(request: Request, platform: PlatformPath):
         if platform != store.platform:
             raise HTTPException(404, f"no bridge for platform {platform}")
@@ -88,15 +94,15 @@ def build_router(
             ],
         }
 
-    @router.get("/v1/bridge/unmapped")
+    @router.get("/v1/bridge/unmapped", responses=refusals(503))
     def unmapped_json():
         return listing()
 
-    @router.get("/bridge/unmapped", response_class=HTMLResponse)
+    @router.get("/bridge/unmapped", response_class=Response, responses={**answered_as(HTML, "the unmapped items as a page"), **refusals(503)})
     def unmapped_page(request: Request):
         return templates.TemplateResponse(request, "bridge/unmapped.html", listing())
 
-    @router.get("/v1/bridge/mapping.xlsx")
+    @router.get("/v1/bridge/mapping.xlsx", response_class=Response, responses={**answered_as(XLSX, "the mapping as a workbook"), **refusals(503)})
     def export_mapping():
         data = to_xlsx(store.mapping(), standard_catalog())
         return Response(data, media_type=XLSX, headers={"content-disposition": 'attachment; filename="bridge-mapping.xlsx"'})
@@ -108,7 +114,7 @@ def build_router(
             "/v1/bridge/mapping.xlsx",
             dependencies=[Depends(requires_role(authenticate, "admin"))],
             openapi_extra=declared("admin"),
-            responses={413: {"description": "past a workbook limit, named"}, 422: {"description": "every problem with its cell"}},
+            responses=refusals(400, 401, 403, 413, 422, 429, 503, d413="past a workbook limit, named", d422="every problem with its cell"),
         )
         async def import_mapping(request: Request):
             try:

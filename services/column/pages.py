@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Catalog, Level1Item, Level2Item, Region, effective_catalog
 from contracts.events import PublicationData
+from services.common.http_errors import HTML, NOT_MODIFIED, answered_as, refusals
 from services.common.sanitise import install_filters, is_safe_link, safe_links
 
 from .store import ColumnEntry, ColumnStore
@@ -56,13 +57,17 @@ def build_router(
     def page_of(request: Request, name: str, **context) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, headers={"Cache-Control": CACHE_CONTROL})
 
-    @router.get("/columns", response_class=HTMLResponse)
+    # Pages answer HTML; their refusals are JSON (FastAPI's HTTPException), hence Response as
+    # the class: FastAPI files the refusals' models under application/json.
+    PAGE = answered_as(HTML, "the page")
+
+    @router.get("/columns", response_class=Response, responses=PAGE)
     def column_index(request: Request):
         known = regions()
         tops = [r for r in known.values() if r.level == "city" or (r.parent_code not in known and r.level != "township")]
         return page_of(request, "column/index.html", tops=tops, children=_children(known))
 
-    @router.get("/columns/{region_code}", response_class=HTMLResponse)
+    @router.get("/columns/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
     def region_column(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         counts = store.counts_by_domain(region.code)
@@ -81,11 +86,11 @@ def build_router(
             links=portal_links(),
         )
 
-    @router.get("/columns/{region_code}/{domain_code}", response_class=HTMLResponse)
+    @router.get("/columns/{region_code}/{domain_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
     def domain_column(request: Request, region_code: RegionPath, domain_code: DomainPath, page: PageQuery = 1):
         return _list_page(request, region_code, domain_code, None, None, page)
 
-    @router.get("/columns/{region_code}/{domain_code}/{item_id}", response_class=HTMLResponse)
+    @router.get("/columns/{region_code}/{domain_code}/{item_id}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
     def item_column(request: Request, region_code: RegionPath, domain_code: DomainPath, item_id: ItemPath, page: PageQuery = 1):
         level1_id = item_id[:6]
         level2_id = item_id if len(item_id) > 6 else None
@@ -131,7 +136,16 @@ def build_router(
             pages=max(1, -(-total // PER_PAGE)),
         )
 
-    @router.get("/publications/{publication_id}", response_class=HTMLResponse)
+    @router.get(
+        "/publications/{publication_id}",
+        response_class=Response,
+        responses={
+            **PAGE,
+            301: {"description": "withdrawn with a redirect: where to", "headers": {"Location": {"schema": {"type": "string"}}}},
+            **NOT_MODIFIED,
+            **refusals(404, 410, 422, 503, html=(410,), d404="unknown, or withdrawn as vanish", d410="withdrawn as gone: the notice page"),
+        },
+    )
     def publication_detail(request: Request, publication_id: Annotated[str, Path(pattern=r"^[0-9a-zA-Z._:-]{1,80}$")]):
         entry = store.entry(publication_id)
         if entry is None or (entry.withdrawal and entry.withdrawal.withdrawal_type == "vanish"):
@@ -156,7 +170,7 @@ def build_router(
             request, "column/detail.html", {"entry": entry, "doc": doc, "withdrawal": entry.withdrawal, "archived": archived}, status_code=status_code, headers=headers
         )
 
-    @router.get("/catalog/{region_code}", response_class=HTMLResponse)
+    @router.get("/catalog/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
     def catalog_page(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         return page_of(request, "column/catalog.html", region=region, trail=trail(region), catalog=catalog_for(region), domain=None, level1=None, level2=None)

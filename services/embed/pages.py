@@ -20,11 +20,12 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from contracts.catalog import Region
+from services.common.http_errors import ATOM, HTML, JSON_FEED, NOT_MODIFIED, answered_as, refusals
 
 from .domain import CANONICAL_DOMAIN_NAMES, MajorRules
 from .feeds import ATOM_MEDIA_TYPE, BEIJING, JSON_FEED_MEDIA_TYPE, FeedInfo, atom, json_feed
@@ -217,7 +218,14 @@ def build_router(
     # The polled endpoints read their parameters themselves: FastAPI's parameter handling
     # costs more than the whole conditional answer (~200 µs of ~350 µs per 304), so the checks
     # below give the same 422 answers and openapi_extra documents the same parameters.
-    @router.get("/embed/{region_code}/fragment", response_class=HTMLResponse, summary="重大民生信息 as an HTML fragment for server-side include", openapi_extra=_documented("region", "heading"))
+    # Answers in their own media types; refusals are JSON (HTTPException), so Response is the
+    # class and FastAPI files the refusals' models under application/json.
+    REFUSED = refusals(404, 422, 503)
+    PAGE = {**answered_as(HTML, "the column as HTML"), **NOT_MODIFIED, **REFUSED}
+    ATOM_FEED = {**answered_as(ATOM, "an Atom feed"), **NOT_MODIFIED, **REFUSED}
+    FEED_JSON = {**answered_as(JSON_FEED, "a JSON Feed 1.1 document"), **NOT_MODIFIED, **REFUSED}
+
+    @router.get("/embed/{region_code}/fragment", response_class=Response, responses=PAGE, summary="重大民生信息 as an HTML fragment for server-side include", openapi_extra=_documented("region", "heading"))
     async def fragment(request: Request):
         region = region_or_404(_path(request, "region_code", REGION_CODE))
         h = _heading(request)
@@ -225,7 +233,7 @@ def build_router(
             request, region, f"fragment|{h}", HTML_MEDIA_TYPE, lambda base, state: column_html(region, state, base, h, None).encode(), {"Access-Control-Allow-Origin": "*"}
         )
 
-    @router.get("/embed/{region_code}", response_class=HTMLResponse, summary="重大民生信息 as a page to show in an iframe", openapi_extra=_documented("region"))
+    @router.get("/embed/{region_code}", response_class=Response, responses=PAGE, summary="重大民生信息 as a page to show in an iframe", openapi_extra=_documented("region"))
     async def page(request: Request):
         region = region_or_404(_path(request, "region_code", REGION_CODE))
 
@@ -234,23 +242,23 @@ def build_router(
 
         return await conditional(request, region, "page", HTML_MEDIA_TYPE, render, {"Content-Security-Policy": PAGE_CSP})
 
-    @router.get("/embed/{region_code}/atom.xml", summary="Atom feed of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
+    @router.get("/embed/{region_code}/atom.xml", response_class=Response, responses=ATOM_FEED, summary="Atom feed of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
     async def region_atom(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), None, "atom")
 
-    @router.get("/embed/{region_code}/feed.json", summary="JSON Feed 1.1 of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
+    @router.get("/embed/{region_code}/feed.json", response_class=Response, responses=FEED_JSON, summary="JSON Feed 1.1 of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
     async def region_json_feed(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), None, "json")
 
-    @router.get("/embed/{region_code}/{domain_code}/atom.xml", summary="Atom feed of one domain", openapi_extra=_documented("region", "domain"))
+    @router.get("/embed/{region_code}/{domain_code}/atom.xml", response_class=Response, responses=ATOM_FEED, summary="Atom feed of one domain", openapi_extra=_documented("region", "domain"))
     async def domain_atom(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "atom")
 
-    @router.get("/embed/{region_code}/{domain_code}/feed.json", summary="JSON Feed 1.1 of one domain", openapi_extra=_documented("region", "domain"))
+    @router.get("/embed/{region_code}/{domain_code}/feed.json", response_class=Response, responses=FEED_JSON, summary="JSON Feed 1.1 of one domain", openapi_extra=_documented("region", "domain"))
     async def domain_json_feed(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "json")
 
-    @router.get("/embed/{region_code}/code", response_class=HTMLResponse, summary="The snippets a township's webmaster pastes")
+    @router.get("/embed/{region_code}/code", response_class=Response, responses={**answered_as(HTML, "the snippets"), **REFUSED}, summary="The snippets a township's webmaster pastes")
     def embed_code(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         base = base_of(request)

@@ -7,6 +7,7 @@ filters, facets, sorting and paging are plain links and a GET form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
@@ -16,10 +17,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Region, regions_of_city, standard_catalog
+from services.common.http_errors import HTML, answered_as, refusals
 from services.common.sanitise import install_filters, safe_marked
 
 from .index import SearchHit, SearchIndex, SearchQuery, SearchResults
@@ -33,6 +35,9 @@ KINDS = {"info": "公开信息", "service": "办事服务"}
 SORTS = {"relevance": "按相关度", "date": "按发布日期"}
 # Results change whenever something is withdrawn: caches must ask again before reusing one.
 CACHE_CONTROL = "no-cache"
+# A calendar date's shape, or empty (the form's "any"). Documented as the pattern, enforced by
+# `_day` so every bad date gets the same Chinese message (the 31st of a short month too).
+DAY = r"^(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))?$"
 
 
 def _invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
@@ -43,6 +48,8 @@ def _day(field: str, value: str | None) -> date | None:
     if not value:
         return None
     try:
+        if not re.fullmatch(DAY, value):
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise _invalid(field, f"{value} 不是有效日期（格式 YYYY-MM-DD）", "date_from_datetime_parsing") from None
@@ -56,8 +63,8 @@ def search_query(
     level1: Annotated[str | None, Query(pattern=r"^(D\d{2}-\d{2})?$", description="一级事项，如 D14-02")] = None,
     level2: Annotated[str | None, Query(pattern=r"^(D\d{2}-\d{2}-\d{2})?$", description="二级事项，如 D14-02-03")] = None,
     kind: Annotated[Literal["info", "service", ""] | None, Query(description="info 公开信息 | service 办事服务")] = None,
-    published_from: Annotated[str | None, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="发布日期起（含），YYYY-MM-DD")] = None,
-    published_to: Annotated[str | None, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="发布日期止（含），YYYY-MM-DD")] = None,
+    published_from: Annotated[str | None, Query(json_schema_extra={"pattern": DAY}, max_length=10, description="发布日期起（含），YYYY-MM-DD")] = None,
+    published_to: Annotated[str | None, Query(json_schema_extra={"pattern": DAY}, max_length=10, description="发布日期止（含），YYYY-MM-DD")] = None,
     sort: Annotated[Literal["relevance", "date", ""] | None, Query(description="relevance 相关度（默认）| date 发布日期")] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = DEFAULT_PER_PAGE,
@@ -169,12 +176,13 @@ def build_router(index: SearchIndex, templates: Jinja2Templates, *, regions: Cal
     install_filters(templates.env)
     names = Names(regions)
 
-    @router.get("/v1/search")
+    # Searches are limited per address: past the limit, 429 (JSON under /v1, a page elsewhere).
+    @router.get("/v1/search", responses=refusals(422, 429, 503))
     async def search_json(query: Params, response: Response) -> dict[str, Any]:
         response.headers["Cache-Control"] = CACHE_CONTROL
         return (await answer(index, query, names)).json()
 
-    @router.get("/search", response_class=HTMLResponse)
+    @router.get("/search", response_class=Response, responses={**answered_as(HTML, "the search page"), **refusals(422, 429, 503, html=(429,))})
     async def search_page(request: Request, query: Params):
         searched = bool(query.q or query.region or query.domain or query.level1 or query.level2 or query.kind or query.published_from or query.published_to)
         found = await answer(index, query, names) if searched else None

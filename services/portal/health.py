@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from kafka import KafkaAdminClient
+from pydantic import BaseModel, ConfigDict
 
 from services.common.kafka import broker_reachable
 
@@ -80,6 +81,18 @@ def consumer_probe(workers: Callable[[], list[dict]]) -> Callable[[], dict]:
     return probe
 
 
+class HealthReport(BaseModel):
+    """What /healthz and /readyz answer, up (200) or not (503)."""
+
+    model_config = ConfigDict(extra="allow")  # /readyz adds who is behind and the allowed lag
+
+    status: str
+    checks: dict[str, dict]
+
+
+_REPORTED = {"model": HealthReport}
+
+
 def build_router(checks: list[Check], *, max_lag: int, timeout: float = 3.0) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -98,14 +111,14 @@ def build_router(checks: list[Check], *, max_lag: int, timeout: float = 3.0) -> 
         results = await asyncio.gather(*(run_one(check) for check in checks))
         return {check.name: result for check, result in zip(checks, results, strict=True)}
 
-    @router.get("/healthz")
+    @router.get("/healthz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "something is down: which, in checks"}})
     async def healthz():
         """Broker, every consumer and every store: 200 only when all are up."""
         results = await run_checks()
         up = all(r.get("up") for r in results.values())
         return JSONResponse(status_code=200 if up else 503, content={"status": "up" if up else "down", "checks": results})
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "down, or a consumer too far behind"}})
     async def readyz():
         """Up, and no consumer further behind than max_lag: what a load balancer should ask."""
         results = await run_checks()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts.events import PublicationDraft
 from contracts.identity import Principal
 from services.common.auth import declared, requires_role
+from services.common.http_errors import NOT_MODIFIED, refusals
 
 from . import handlers, reading
 from .domain import Directory, Forbidden, Rejected, VersionConflict
@@ -36,12 +37,16 @@ class Revision(PublicationDraft):
     version: Annotated[int, Field(ge=1, description="the version this revision replaces; 409 if it is no longer current")]
 
 
+REDIRECT_TARGET = r"^(https?://|/$|/[^/])"
+
+
 class WithdrawalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["withdrawn", "gone", "redirect", "vanish"]
     explanation: Annotated[str, Field(max_length=2000)] = ""
-    redirect_to: Annotated[str | None, Field(max_length=500)] = None
+    # The validator below enforces it with a clear message; the pattern tells clients the same.
+    redirect_to: Annotated[str | None, Field(max_length=500, json_schema_extra={"pattern": REDIRECT_TARGET})] = None
     version: Annotated[int | None, Field(ge=1)] = None
 
     @field_validator("redirect_to")
@@ -50,6 +55,16 @@ class WithdrawalRequest(BaseModel):
         if value is not None and not (value.startswith(("https://", "http://")) or (value.startswith("/") and not value.startswith("//"))):
             raise ValueError("must be a path on this site (/…) or an http(s) address")
         return value
+
+
+class PublicationRecord(BaseModel):
+    """A publication as its reader may see it: the whole record, or a withdrawal's tombstone."""
+
+    publication_id: str
+    version: int
+    status: str
+    publication: dict | None = Field(default=None, description="the document (absent from a tombstone)")
+    withdrawal: dict | None = None
 
 
 class Receipt(BaseModel):
@@ -86,11 +101,17 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
     # by the gate, which answers 403 with the placement at fault.
     Editor = Annotated[Principal, Depends(requires_role(authenticate, "editor"))]
 
-    @router.post("", status_code=202, response_model=Receipt, responses={422: {"description": "field-level reasons, with the valid choices"}}, openapi_extra=declared("editor", "body.placements"))
+    # What every write may answer besides its own refusals: no or a bad token, a role or region
+    # it lacks, an unreadable or oversized body, too many writes, the store being down.
+    WRITE = (400, 401, 403, 413, 422, 429, 503)
+
+    @router.post("", status_code=202, response_model=Receipt, responses=refusals(*WRITE, d422="field-level reasons, with the valid choices"), openapi_extra=declared("editor", "body.placements"))
     def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=request_id))
 
-    @router.post("/{publication_id}", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}}, openapi_extra=declared("editor", "publication"))
+    @router.post(
+        "/{publication_id}", status_code=202, response_model=Receipt, responses=refusals(*WRITE, 404, 409, d409="stale version"), openapi_extra=declared("editor", "publication")
+    )
     def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
         return answer(
@@ -99,7 +120,13 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
             )
         )
 
-    @router.post("/{publication_id}/withdraw", status_code=202, response_model=Receipt, responses={409: {"description": "stale version"}}, openapi_extra=declared("editor", "publication"))
+    @router.post(
+        "/{publication_id}/withdraw",
+        status_code=202,
+        response_model=Receipt,
+        responses=refusals(*WRITE, 404, 409, d409="stale version"),
+        openapi_extra=declared("editor", "publication"),
+    )
     def withdraw(publication_id: PublicationIdPath, request: Annotated[WithdrawalRequest, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(
             lambda: handlers.withdraw(
@@ -121,7 +148,11 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
         # No token: a member of the public. A token that fails verification is still a 401.
         return None if credentials is None else authenticate(credentials)
 
-    @router.get("/{publication_id}", responses={404: {"description": "unknown, or withdrawn as vanish"}, 410: {"description": "withdrawn as gone: the tombstone"}})
+    @router.get(
+        "/{publication_id}",
+        response_model=PublicationRecord,
+        responses={**NOT_MODIFIED, **refusals(401, 404, 410, 422, 503, d404="unknown, or withdrawn as vanish"), 410: {"model": PublicationRecord, "description": "withdrawn as gone: the tombstone"}},
+    )
     def read(request: Request, publication_id: PublicationIdPath, principal: Annotated[Principal | None, Depends(reader)]):
         with publisher.transaction() as store:
             stored = store.get(publication_id)

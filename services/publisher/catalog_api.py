@@ -13,9 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalog import Catalog, Domain, Level1Item, diff_catalogs, edition_key
+from contracts.catalog import Catalog, Domain, Level1Item, Level2Item, diff_catalogs, edition_key
 from contracts.identity import Principal
 from services.common.auth import declared, requires_role
+from services.common.http_errors import NOT_MODIFIED, XLSX, answered_as, refusals
 from services.common.workbooks import WorkbookLimits, WorkbookRefused, parse_workbook, read_body, refusal_response
 
 from . import catalogs
@@ -26,7 +27,6 @@ from .store import Publisher
 RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
 ScopePath = Annotated[str, Path(pattern=r"^(standard|[0-9A-Z]{2,12})$")]
 EditionPath = Annotated[str, Path(pattern=r"^[0-9A-Za-z._-]{1,40}$")]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class DraftEdits(BaseModel):
@@ -35,6 +35,74 @@ class DraftEdits(BaseModel):
     rename: dict[Annotated[str, Field(max_length=20)], Annotated[str, Field(min_length=1, max_length=100)]] = {}
     drop: Annotated[list[Annotated[str, Field(max_length=20)]], Field(max_length=1000)] = []
     specialise: dict[Annotated[str, Field(max_length=20)], dict[str, str | list[str]]] = {}
+
+
+class ItemName(BaseModel):
+    id: str
+    name: str
+
+
+class Level1Summary(ItemName):
+    items: list[ItemName]
+
+
+class DomainSummary(BaseModel):
+    code: str
+    name: str
+    aliases: list[str]
+    level1_count: int
+
+
+class RegionDomains(BaseModel):
+    """A region's catalog in force: its scope and edition, and its domains."""
+
+    scope: str
+    edition: str
+    domains: list[DomainSummary]
+
+
+class DomainLevel1(DomainSummary):
+    level1: list[Level1Summary]
+
+
+class Level1Level2(ItemName):
+    items: list[Level2Item]
+
+
+class EditionRow(BaseModel):
+    scope: str
+    edition: str
+    status: str = Field(description="draft or published")
+    version: int
+    derived_from: str | None
+    published_at: str | None
+
+
+class EditionDocument(BaseModel):
+    status: str = Field(description="draft or published")
+    catalog: Catalog
+
+
+class EditionState(BaseModel):
+    """An edition after a change: its key and whether it is a draft or published."""
+
+    key: str = Field(description="scope@edition")
+    status: str
+
+
+class Derived(EditionState):
+    derived_from: str | None
+
+
+class Published(EditionState):
+    reissued_publications: int = Field(description="publications re-issued under the new edition")
+
+
+class Changes(BaseModel):
+    added: list[str]
+    dropped: list[str]
+    renamed: list[dict[str, str]]
+    changed: list[dict[str, str | list[str]]]
 
 
 class RenderedCache:
@@ -94,7 +162,12 @@ def build_router(
             raise HTTPException(404, f"no region {region_code}")
         return current.catalog_for(region_code)
 
-    @router.get("/v1/regions/{region_code}/catalog")
+    # An administrator's write: besides its own refusals, a missing or bad token, a role it
+    # lacks, an unreadable or oversized body, too many writes, the store being down.
+    WRITE = (400, 401, 403, 413, 422, 429, 503)
+    PICKER = {**NOT_MODIFIED, **refusals(404, 422, 503)}
+
+    @router.get("/v1/regions/{region_code}/catalog", response_model=RegionDomains, responses=PICKER)
     def region_domains(request: Request, region_code: RegionPath):
         catalog = catalog_of(region_code)
         return conditional(
@@ -103,7 +176,7 @@ def build_router(
             lambda: {"scope": catalog.scope, "edition": catalog.edition, "domains": [_domain_summary(d) for d in catalog.domains]},
         )
 
-    @router.get("/v1/regions/{region_code}/catalog/{domain}")
+    @router.get("/v1/regions/{region_code}/catalog/{domain}", response_model=DomainLevel1, responses=PICKER)
     def domain_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)]):
         catalog = catalog_of(region_code)
         found = catalog.resolve_domain(domain)
@@ -111,7 +184,7 @@ def build_router(
             raise HTTPException(404, {"msg": f"no domain {domain!r}", "choices": [{"id": d.code, "name": d.name} for d in catalog.domains]})
         return conditional(request, (catalog.key, found.code), lambda: {**_domain_summary(found), "level1": [_level1_summary(i) for i in found.level1]})
 
-    @router.get("/v1/regions/{region_code}/catalog/{domain}/{level1_id}")
+    @router.get("/v1/regions/{region_code}/catalog/{domain}/{level1_id}", response_model=Level1Level2, responses=PICKER)
     def level1_items(request: Request, region_code: RegionPath, domain: Annotated[str, Path(max_length=20)], level1_id: Annotated[str, Path(max_length=20)]):
         catalog = catalog_of(region_code)
         found = catalog.resolve_domain(domain)
@@ -120,7 +193,7 @@ def build_router(
             raise HTTPException(404, "no such level-1 item in this region's catalog")
         return conditional(request, (catalog.key, level1.id), lambda: {"id": level1.id, "name": level1.name, "items": [j.model_dump() for j in level1.items]})
 
-    @router.get("/v1/catalogs")
+    @router.get("/v1/catalogs", response_model=list[EditionRow], responses=refusals(503))
     def editions():
         with publisher.transaction() as store:
             return [{**row, "published_at": row["published_at"].isoformat() if row["published_at"] else None} for row in store.editions()]
@@ -132,12 +205,12 @@ def build_router(
             raise HTTPException(404, f"no edition {edition_key(scope, edition)}")
         return found[0], found[1]
 
-    @router.get("/v1/catalogs/{scope}/{edition}")
+    @router.get("/v1/catalogs/{scope}/{edition}", response_model=EditionDocument, responses=refusals(404, 422, 503))
     def edition_document(scope: ScopePath, edition: EditionPath):
         catalog, status = edition_or_404(scope, edition)
         return {"status": status, "catalog": json.loads(catalog.model_dump_json())}
 
-    @router.get("/v1/catalogs/{scope}/{edition}/xlsx")
+    @router.get("/v1/catalogs/{scope}/{edition}/xlsx", response_class=Response, responses={**answered_as(XLSX, "the edition as a workbook"), **refusals(404, 422, 503)})
     def export_edition(scope: ScopePath, edition: EditionPath):
         from .catalog_xlsx import export_catalog
 
@@ -145,7 +218,12 @@ def build_router(
         filename = f"catalog-{scope}-{edition}.xlsx"
         return Response(export_catalog(catalog), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
-    @router.put("/v1/catalogs/{scope}/{edition}/xlsx", responses={422: {"description": "every problem with its sheet, row and column"}}, openapi_extra=ADMIN)
+    @router.put(
+        "/v1/catalogs/{scope}/{edition}/xlsx",
+        response_model=EditionState,
+        responses=refusals(*WRITE, 409, d413="past a workbook limit, named", d422="every problem with its sheet, row and column", d409="the edition cannot take this workbook"),
+        openapi_extra=ADMIN,
+    )
     async def import_edition(
         request: Request, scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest, publish: Annotated[bool, Query()] = False
     ):
@@ -170,7 +248,7 @@ def build_router(
         on_change()
         return {"key": catalog.key, "status": "published" if publish else "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201, openapi_extra=ADMIN)
+    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201, response_model=Derived, responses=refusals(*WRITE, 409, d409="already there, or nothing to derive from"), openapi_extra=ADMIN)
     def derive(scope: ScopePath, edition: EditionPath, _: Admin, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
         try:
             catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
@@ -178,7 +256,7 @@ def build_router(
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
 
-    @router.patch("/v1/catalogs/{scope}/{edition}", openapi_extra=ADMIN)
+    @router.patch("/v1/catalogs/{scope}/{edition}", response_model=EditionState, responses=refusals(*WRITE, 409, d409="no such draft, or an edit it cannot take"), openapi_extra=ADMIN)
     def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin):
         try:
             catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
@@ -186,7 +264,7 @@ def build_router(
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "status": "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/publish", openapi_extra=ADMIN)
+    @router.post("/v1/catalogs/{scope}/{edition}/publish", response_model=Published, responses=refusals(*WRITE, 409, d409="no such draft, or it cannot be published"), openapi_extra=ADMIN)
     def publish(scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest):
         try:
             reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions, request_id=request_id)
@@ -195,7 +273,7 @@ def build_router(
         on_change()
         return {"key": edition_key(scope, edition), "status": "published", "reissued_publications": reissued}
 
-    @router.get("/v1/catalogs/diff")
+    @router.get("/v1/catalogs/diff", response_model=Changes, responses=refusals(404, 422, 503))
     def diff(a: Annotated[str, Query(pattern=r"^[0-9A-Za-z]+@[0-9A-Za-z._-]+$")], b: Annotated[str, Query(pattern=r"^[0-9A-Za-z]+@[0-9A-Za-z._-]+$")]):
         old, _ = edition_or_404(*a.split("@", 1))
         new, _ = edition_or_404(*b.split("@", 1))

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Region, standard_catalog
+from services.common.http_errors import HTML, XLSX, answered_as, refusals
 
 from . import reports
 from .board import Board, build_board
@@ -33,7 +34,6 @@ From = Annotated[date | None, Query(alias="from", description="first publication
 To = Annotated[date | None, Query(alias="to", description="last publication date counted for timeliness; default: as_of")]
 DomainQuery = Annotated[str | None, Query(pattern=r"^(D\d{2})?$", description="one domain, e.g. D14")]
 Sort = Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def build_router(
@@ -91,7 +91,12 @@ def build_router(
             },
         )
 
-    @router.get("/supervision", response_class=HTMLResponse)
+    # Pages and workbooks in their own media types; refusals are JSON (HTTPException), so
+    # Response is the class and FastAPI files the refusals' models under application/json.
+    REFUSED = refusals(404, 422, 503, d503="no regions are loaded yet")
+    PAGE = {**answered_as(HTML, "the page"), **REFUSED}
+
+    @router.get("/supervision", response_class=Response, responses=PAGE)
     def dashboard(
         request: Request,
         region: RegionQuery = None,
@@ -105,7 +110,7 @@ def build_router(
         board = build_board(store, regions(), query, plan=plan)
         return render(request, "supervision/dashboard.html", board)
 
-    @router.get("/supervision/units/{unit_code}", response_class=HTMLResponse)
+    @router.get("/supervision/units/{unit_code}", response_class=Response, responses=PAGE)
     def unit_page(
         request: Request,
         unit_code: RegionPath,
@@ -121,7 +126,7 @@ def build_router(
         late = store.late_filings(unit.code, board.query.start, board.query.end, domain=board.query.domain, limit=50)
         return render(request, "supervision/unit.html", board, unit=measures, late_filings=late, trail=_trail(unit, regions()))
 
-    @router.get("/supervision/units/{unit_code}/{domain_code}", response_class=HTMLResponse)
+    @router.get("/supervision/units/{unit_code}/{domain_code}", response_class=Response, responses=PAGE)
     def domain_page(
         request: Request,
         unit_code: RegionPath,
@@ -139,7 +144,7 @@ def build_router(
             request, "supervision/items.html", board, unit=measures, domain=board.standard.domain(domain_code), late_filings=late, trail=_trail(unit, regions())
         )
 
-    @router.get("/supervision/report.xlsx")
+    @router.get("/supervision/report.xlsx", response_class=Response, responses={**answered_as(XLSX, "the report as a workbook"), **REFUSED})
     def report_xlsx(
         region: RegionQuery = None, as_of: AsOf = None, date_from: From = None, date_to: To = None, domain: DomainQuery = None, sort: Sort = "coverage"
     ):
@@ -147,7 +152,7 @@ def build_router(
         filename = f"supervision-{board.region.code}-{board.query.as_of.isoformat()}.xlsx"
         return Response(reports.xlsx_report(board), media_type=XLSX, headers={"content-disposition": f'attachment; filename="{filename}"'})
 
-    @router.get("/supervision/report", response_class=HTMLResponse)
+    @router.get("/supervision/report", response_class=Response, responses=PAGE)
     def report_html(
         request: Request,
         region: RegionQuery = None,

@@ -10,7 +10,7 @@ from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 
 import services.indexer
-from services.indexer.api import build_router
+from services.indexer.api import DAY, build_router
 from services.indexer.embedded import EmbeddedSearchIndex
 from services.indexer.memory import InMemorySearchIndex
 from tests.unit.test_search_index_contract import (
@@ -290,3 +290,15 @@ def test_elasticsearch_is_created_in_a_loop_of_its_own_and_returned_fresh(tmp_pa
     assert indexer_app.health_probe(settings)() is True
     assert indexer_app.heartbeat_status(settings, within=60) == []
     assert (tmp_path / "search-heartbeat.db").exists()
+
+
+@pytest.mark.parametrize("day", ["2024-13-01", "2024-02-30", "20240301", "2024/03/01", "2024-3-1"])
+def test_a_bad_date_is_refused_in_chinese_whatever_its_shape(memory_client, day):
+    response = memory_client.get("/v1/search", params={"published_from": day})
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"loc": ["query", "published_from"], "msg": f"{day} 不是有效日期（格式 YYYY-MM-DD）", "type": "date_from_datetime_parsing"}]
+
+
+def test_the_document_gives_the_date_parameters_shape(memory_client):
+    parameters = {p["name"]: p["schema"] for p in memory_client.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]}
+    assert parameters["published_from"]["pattern"] == parameters["published_to"]["pattern"] == DAY
