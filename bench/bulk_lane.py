@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from bench.consumer import PARTITIONS, _cpu, published_events
+from bench.consumer import PARTITIONS, _cpu, counting_store, published_events
 from bench.pipeline import ROOT, log
 
 # Records a consumer takes per batch on the bulk lane: 2,000 events either way (the default
@@ -67,22 +67,10 @@ def run_consumer(total: int, out: str, events_per_record: int) -> None:
     from services.common.settings import Settings
 
     use_fast_event_loop()
-    state: dict = {"n": 0, "start": None}
-
-    def apply(events) -> None:
-        if state["start"] is None:
-            state["start"] = (time.monotonic(), _cpu())
-        state["n"] += len(events)
-        if state["n"] >= total:
-            wall0, cpu0 = state["start"]
-            with open(out, "w") as handle:
-                handle.write(f"{state['n']} {time.monotonic() - wall0} {_cpu() - cpu0}\n")
-            os._exit(0)
-
     configure_logging("warning", json=True)
     # The agent takes bulk_batch_size // BULK_EVENTS_PER_MESSAGE records: 2,000 events either way.
     records = TAKE_EVENTS // events_per_record
-    consumer = PublicationConsumer(group=f"bench-bulk-{os.getpid()}", apply=apply, heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE)
+    consumer = PublicationConsumer(group=f"bench-bulk-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE)
     sys.argv = [sys.argv[0]]
     run_worker(build_consumer_app(consumer, Settings()))
 

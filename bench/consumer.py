@@ -34,6 +34,24 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def counting_store(total: int, out: str):
+    """A store write that only counts; once `total` events came, it writes "events wall cpu"
+    (from the first batch on) to `out` and ends the child process."""
+    state: dict = {"n": 0, "start": None}
+
+    def apply(events) -> None:
+        if state["start"] is None:
+            state["start"] = (time.monotonic(), _cpu())
+        state["n"] += len(events)
+        if state["n"] >= total:
+            wall0, cpu0 = state["start"]
+            with open(out, "w") as handle:
+                handle.write(f"{state['n']} {time.monotonic() - wall0} {_cpu() - cpu0}\n")
+            os._exit(0)
+
+    return apply
+
+
 def run_faust_consumer(total: int, out: str, loop: str) -> None:
     """The child: a real consumer app whose store only counts; writes its figures to `out`.
     `loop`: "faust" puts back faust's own fetch loop (a guard per message), "ours" is the
@@ -53,20 +71,8 @@ def run_faust_consumer(total: int, out: str, loop: str) -> None:
     from services.common.logging import configure_logging
     from services.common.settings import Settings
 
-    state: dict = {"n": 0, "start": None}
-
-    def apply(events) -> None:
-        if state["start"] is None:
-            state["start"] = (time.monotonic(), _cpu())
-        state["n"] += len(events)
-        if state["n"] >= total:
-            wall0, cpu0 = state["start"]
-            with open(out, "w") as handle:
-                handle.write(f"{state['n']} {time.monotonic() - wall0} {_cpu() - cpu0}\n")
-            os._exit(0)
-
     configure_logging("warning", json=True)
-    consumer = PublicationConsumer(group=f"bench-consumer-{os.getpid()}", apply=apply, heartbeat=lambda stats: None)
+    consumer = PublicationConsumer(group=f"bench-consumer-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None)
     sys.argv = [sys.argv[0]]
     run_worker(build_consumer_app(consumer, Settings()))
 
