@@ -29,9 +29,16 @@ from .store import SupervisionStore
 RegionPath = Annotated[str, Path(pattern=r"^[0-9A-Z]{2,12}$")]
 DomainPath = Annotated[str, Path(pattern=r"^D\d{2}$")]
 RegionQuery = Annotated[str | None, Query(pattern=r"^[0-9A-Z]{2,12}$", description="the region whose units are supervised; default: the city")]
-AsOf = Annotated[date | None, Query(description="the date the measures are taken on (Beijing); default: today")]
-From = Annotated[date | None, Query(alias="from", description="first publication date counted for timeliness; default: 1 January of as_of's year")]
-To = Annotated[date | None, Query(alias="to", description="last publication date counted for timeliness; default: as_of")]
+# Supervision measures days of the disclosure regime, not of the calendar's whole range: a date
+# far outside it is refused (422) before working-day arithmetic overflows on it.
+FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2099, 12, 31)
+_IN_RANGE = {"pattern": r"^(199\d|20\d{2})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"}
+AsOf = Annotated[date | None, Query(json_schema_extra=_IN_RANGE, description="the date the measures are taken on (Beijing); default: today")]
+From = Annotated[
+    date | None,
+    Query(alias="from", json_schema_extra=_IN_RANGE, description="first publication date counted for timeliness; default: 1 January of as_of's year"),
+]
+To = Annotated[date | None, Query(alias="to", json_schema_extra=_IN_RANGE, description="last publication date counted for timeliness; default: as_of")]
 DomainQuery = Annotated[str | None, Query(pattern=r"^(D\d{2})?$", description="one domain, e.g. D14")]
 Sort = Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")]
 
@@ -52,6 +59,13 @@ def build_router(
         code = region or _default_region(known)
         if code not in known:
             raise HTTPException(404, f"no region {code}")
+        outside = [
+            {"loc": ["query", name], "msg": f"日期须在 {FIRST_DAY} 至 {LAST_DAY} 之间", "type": "value_error"}
+            for name, day in (("as_of", as_of), ("from", start), ("to", end))
+            if day is not None and not FIRST_DAY <= day <= LAST_DAY
+        ]
+        if outside:
+            raise HTTPException(422, outside)
         as_of = as_of or today()
         query = BoardQuery.of(code, as_of, start, end, domain or None, sort)
         problems = []

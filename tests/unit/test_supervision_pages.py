@@ -166,6 +166,10 @@ def test_filters_restrict_the_measures(client):
         (f"as_of={AS_OF}&domain=D99", ["query", "domain"]),
         (f"as_of={AS_OF}&domain=社会救助", ["query", "domain"]),
         (f"as_of={AS_OF}&sort=popularity", ["query", "sort"]),
+        # Far outside the disclosure regime: working-day arithmetic overflowed on these (a 500).
+        ("as_of=0001-01-01", ["query", "as_of"]),
+        ("as_of=9999-12-31", ["query", "as_of"]),
+        (f"as_of={AS_OF}&from=0001-01-01", ["query", "from"]),
     ],
 )
 def test_bad_filters_get_field_level_422(client, query, loc):
