@@ -8,8 +8,9 @@ import pytest
 
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from services.publisher.relay import LogAtStop, OutboxRelay, applied_watermark
+from services.publisher.store import Publisher
+from tests.conftest import store_backends, store_engine
 from tests.unit.test_relay_broker_log import NEW, OLD, Log, outbox_event_ids, publish
-from tests.unit.test_relay_broker_log import publisher as publisher  # noqa: F401 - the fixture
 
 GROUPS = ("tongyuan-column", "tongyuan-indexer")
 ENDS = {(TOPIC_PUBLICATIONS, 0): 7, (TOPIC_PUBLICATIONS, 1): 0, (TOPIC_PUBLICATIONS_BULK, 0): 3, (TOPIC_CATALOG, 0): 2}
@@ -17,6 +18,17 @@ CAUGHT_UP = {
     "tongyuan-column": {(TOPIC_PUBLICATIONS, 0): 7, (TOPIC_PUBLICATIONS_BULK, 0): 3, (TOPIC_CATALOG, 0): 2},
     "tongyuan-indexer": {(TOPIC_PUBLICATIONS, 0): 7, (TOPIC_PUBLICATIONS_BULK, 0): 3},  # reads no catalog
 }
+
+
+@pytest.fixture(params=store_backends())
+def publisher(request, tmp_path, directory):
+    """On SQLite, and on PostgreSQL when TONGYUAN_TEST_PG_URL is set: the re-emission is one
+    UPDATE with a grouped subquery."""
+    with store_engine(request.param, tmp_path, "publisher") as engine:
+        publisher = Publisher(engine)
+        publisher.create_tables()
+        publisher.directory = directory
+        yield publisher
 
 
 def watermark(committed=CAUGHT_UP, *, ids=OLD, known=OLD, dead_letters=0, requested=False, sent_through=12):
