@@ -252,8 +252,9 @@ def wait_until_drained(publisher: Publisher, timeout: float = 30.0) -> bool:
 
 
 def read_log_at_stop(bootstrap: str, groups: tuple[str, ...]) -> LogAtStop:
-    """The broker's side of `applied_watermark`. Its ends are exact once the relay's last
-    round returned: the newest batch of each partition then holds one record (NewestBatchAlone)."""
+    """The broker's side of `applied_watermark`. The ends are the high watermarks of fetch
+    answers: Tansu's ListOffsets is one short after a batch of several records, which a relay
+    round cut short between NewestBatchAlone's two steps leaves behind."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
     from contracts.events import dlq_topic
@@ -264,12 +265,13 @@ def read_log_at_stop(bootstrap: str, groups: tuple[str, ...]) -> LogAtStop:
         topic_ids = broker_log.topic_ids(RELAY_TOPICS)
     finally:
         broker_log.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         relayed = [TopicPartition(t, p) for t in RELAY_TOPICS for p in sorted(consumer.partitions_for_topic(t) or [])]
         letters = [TopicPartition(t, p) for t in map(dlq_topic, groups) for p in sorted(consumer.partitions_for_topic(t) or [])]
-        ends = {(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(relayed).items()}
+        ends = _fetched_ends(consumer, relayed)
+        # Any batch at all makes a partition's listed end at least 1, so "empty" is exact.
         dead_letters = sum(consumer.end_offsets(letters).values()) if letters else 0
         committed = {
             group: {
@@ -283,6 +285,19 @@ def read_log_at_stop(bootstrap: str, groups: tuple[str, ...]) -> LogAtStop:
         consumer.close()
         admin.close()
     return LogAtStop(topic_ids=topic_ids, ends=ends, committed=committed, dead_letters=dead_letters)
+
+
+def _fetched_ends(consumer, partitions, timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """partition → its end, from fetches started at the listed end (which is at most the true one)."""
+    consumer.assign(partitions)
+    for tp, listed in consumer.end_offsets(partitions).items():
+        consumer.seek(tp, listed)
+    deadline = time.monotonic() + timeout
+    while any(consumer.highwater(tp) is None for tp in partitions):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the broker did not answer a fetch of every partition")
+        consumer.poll(timeout_ms=200)
+    return {(tp.topic, tp.partition): consumer.highwater(tp) for tp in partitions}
 
 
 def record_applied_watermark(publisher: Publisher, bootstrap: str, groups: tuple[str, ...]) -> tuple[int | None, str]:
