@@ -52,7 +52,7 @@ def test_a_group_at_the_listed_end_of_a_several_record_batch_has_not_applied_it(
             store.add_to_outbox(event_id=f"e{n}", topic=TOPIC_PUBLICATIONS, key="p1", payload=json.dumps({"id": f"e{n}"}))
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)
     tp = TopicPartition(TOPIC_PUBLICATIONS, 0)
-    for row_id, _, key, payload in publisher.unsent(10):
+    for _, _, key, payload in publisher.unsent(10):
         producer.send(TOPIC_PUBLICATIONS, key=key.encode(), value=payload.encode(), partition=0)
     producer.flush()
     producer.close()
