@@ -55,7 +55,10 @@ class OutboxRelay:
     it looks before its first send and after every failed round, every `check_every` seconds, and at
     once when an ack's offset is lower than one acked before on that partition (the log went
     backwards). Then the outbox goes out again, in order: the rows after the one every consumer
-    group is known to have applied (see `applied_watermark`), or all of it if none is known."""
+    group is known to have applied (see `applied_watermark`), or all of it if none is known.
+
+    `applied_watermark`, if given, records that watermark; the relay calls it when the outbox is
+    idle, every `watermark_every` seconds, so that after a crash less goes out again."""
 
     def __init__(
         self,
@@ -66,6 +69,8 @@ class OutboxRelay:
         ack_timeout: float = 30.0,
         topic_ids: Callable[[], Mapping[str, str | None]] | None = None,
         check_every: float = 1.0,
+        applied_watermark: Callable[[], object] | None = None,
+        watermark_every: float = 60.0,
     ):
         self.publisher = publisher
         self.new_producer = producer
@@ -76,6 +81,9 @@ class OutboxRelay:
         self.check_every = check_every
         self._checked_at: float | None = None
         self._highest_acked: dict[tuple[str, int], int] = {}
+        self.applied_watermark = applied_watermark
+        self.watermark_every = watermark_every
+        self._watermark_due = time.monotonic() + watermark_every
 
     def relay_once(self) -> int:
         """Send one batch; returns how many rows were acknowledged and marked sent."""
@@ -139,8 +147,19 @@ class OutboxRelay:
                 self._discard_producer()
                 sent = 0
                 backoff = min(max_backoff, backoff * 2 if backoff > interval else 0.5)
+            if sent == 0:
+                self._record_watermark_if_due()
             if sent < self.batch_size:
                 stop.wait(backoff)
+
+    def _record_watermark_if_due(self) -> None:
+        if self.applied_watermark is None or time.monotonic() < self._watermark_due:
+            return
+        self._watermark_due = time.monotonic() + self.watermark_every
+        try:
+            self.applied_watermark()
+        except Exception as exc:  # the broker is away: the watermark stays where it was, which is safe
+            log.info("relay.watermark_unknown", error=repr(exc))
 
     def _discard_producer(self) -> None:
         self._checked_at = None  # the broker misbehaved: look at its log before sending again
@@ -255,16 +274,21 @@ def read_log_at_stop(bootstrap: str, groups: tuple[str, ...]) -> LogAtStop:
     """The broker's side of `applied_watermark`. The ends are the high watermarks of fetch
     answers: Tansu's ListOffsets is one short after a batch of several records, which a relay
     round cut short between NewestBatchAlone's two steps leaves behind."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    from contracts.events import dlq_topic
     from services.common.kafka import BrokerLog
 
     broker_log = BrokerLog(bootstrap)
     try:
         topic_ids = broker_log.topic_ids(RELAY_TOPICS)
+        return _read_offsets(bootstrap, groups, topic_ids, broker_log)
     finally:
         broker_log.close()
+
+
+def _read_offsets(bootstrap: str, groups: tuple[str, ...], topic_ids: Mapping[str, str | None], broker_log) -> LogAtStop:
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    from contracts.events import dlq_topic
+
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
@@ -284,6 +308,10 @@ def read_log_at_stop(bootstrap: str, groups: tuple[str, ...]) -> LogAtStop:
     finally:
         consumer.close()
         admin.close()
+    # A broker restarted while the offsets were read (`up` restarts one that exits) gave some of
+    # them from an empty log: then the ids differ, and nothing is recorded.
+    if broker_log.topic_ids(RELAY_TOPICS) != topic_ids:
+        topic_ids = {}
     return LogAtStop(topic_ids=topic_ids, ends=ends, committed=committed, dead_letters=dead_letters)
 
 

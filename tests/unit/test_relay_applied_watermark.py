@@ -100,3 +100,33 @@ def test_the_watermark_only_rises(publisher):
     publisher.record_applied_through(7)
     publisher.record_applied_through(3)
     assert publisher.applied_through() == 7
+
+
+def test_an_idle_relay_records_the_watermark_now_and_then(publisher):
+    import threading
+
+    log, recorded, stop = Log(), [], threading.Event()
+
+    def record():
+        recorded.append(publisher.outbox_backlog())
+        if len(recorded) == 2:
+            stop.set()
+
+    relay = OutboxRelay(publisher, log.producer, topic_ids=lambda: log.ids, applied_watermark=record, watermark_every=0.01)
+    publish(publisher, 3)
+    thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"interval": 0.005})
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and recorded == [0, 0], "only once the outbox is sent, and again later"
+
+
+def test_a_relay_whose_watermark_cannot_be_read_keeps_relaying(publisher):
+    log = Log()
+
+    def broker_away():
+        raise ConnectionError("no broker")
+
+    relay = OutboxRelay(publisher, log.producer, topic_ids=lambda: log.ids, applied_watermark=broker_away, watermark_every=0)
+    relay._record_watermark_if_due()
+    publish(publisher, 1)
+    assert relay.relay_once() == 1 and publisher.applied_through() == 0
