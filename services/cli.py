@@ -137,8 +137,9 @@ class _Readiness:
 class _BrokerKeeper:
     """Restarts the embedded broker, on the same port, when it exits. It kept its log in
     memory, so it comes back with no topics and no committed offsets: the topics are created
-    again and the publisher is told to send its whole outbox again (the relay would notice on
-    its own, by the topics' new ids; this says so at once, and /healthz shows it pending).
+    again and the publisher is told to send its outbox again — what came after the last clean
+    stop's watermark (the relay would notice on its own, by the topics' new ids; this says so at
+    once, and /healthz shows it pending).
     The consumers notice the new log themselves and exit, to be started again here."""
 
     def __init__(self, broker, settings: Settings, publisher, *, max_backoff: float = 10.0) -> None:
@@ -152,7 +153,7 @@ class _BrokerKeeper:
         process = self.broker.process
         if process is None or process.poll() is None or time.monotonic() < self.next_try:
             return False
-        echo(f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends every event again)", err=True)
+        echo(f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends again every event since the last clean stop)", err=True)
         try:
             self.broker.start()
             ensure_topics(self.broker.bootstrap, self.settings.topic_partitions)
@@ -163,6 +164,23 @@ class _BrokerKeeper:
             return False
         self.restarts, self.backoff = self.restarts + 1, 0.5
         return True
+
+
+def _record_applied_watermark(publisher, bootstrap: str) -> None:
+    """The embedded broker's log is about to be lost: note how far every consumer group applied
+    the outbox, so that the next start sends the new log only what comes after."""
+    from services.common.kafka import CONSUMER_GROUPS
+    from services.publisher.relay import record_applied_watermark
+
+    try:
+        through, why = record_applied_watermark(publisher, bootstrap, CONSUMER_GROUPS)
+    except Exception as exc:  # the broker or the database is away: the next start sends more, nothing is lost
+        typer.echo(f"could not tell how far the consumers got ({exc!r}); the next start sends them every event since the last clean stop", err=True)
+        return
+    if through is None:
+        typer.echo(f"the next start sends the consumers every event since the last clean stop: {why}", err=True)
+    else:
+        typer.echo(f"every consumer applied the outbox through row {through}; the next start sends only what comes after")
 
 
 @cli.command()
@@ -201,6 +219,7 @@ def up() -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    publisher = None
     try:
         bootstrap_servers = env["TONGYUAN_KAFKA_BOOTSTRAP"]
         wait_for_broker(bootstrap_servers)
@@ -235,6 +254,8 @@ def up() -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if broker and stopping and publisher is not None:
+            _record_applied_watermark(publisher, broker.bootstrap)
         if broker:
             broker.stop()
         typer.echo("stopped")

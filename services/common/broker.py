@@ -3,7 +3,8 @@
 The wheel's Tansu has no durable storage engine (memory and S3 only), so the broker loses
 every topic, event and committed offset when it stops, including events it had acknowledged.
 That is made loud and repaired, not prevented: `tongyuan up` restarts it; the relay sees the
-topics' new ids and sends its whole outbox again; each consumer sees them too and starts
+topics' new ids and sends its outbox again from the last clean stop's watermark (what every
+consumer had applied then); each consumer sees them too and starts
 over (see services.common.kafka.BrokerLog and README "The embedded broker's limits").
 """
 

@@ -19,13 +19,13 @@ from services.common.consuming import ConsumerStats, is_transient
 from services.common.db import SQLITE_REQUEST_PATH_CHECKPOINT_PAGES, create_store_engine
 from services.common.faust_consumer import until_it_dies
 from services.common.heartbeat import beat
-from services.common.kafka import BrokerLog, ensure_topics, faust_app, idempotent_producer
+from services.common.kafka import CONSUMER_GROUPS, BrokerLog, ensure_topics, faust_app, idempotent_producer
 from services.common.settings import Settings
 
 from . import catalogs
 from .domain import Directory
 from .inbound import handle_cms_batch, rejection_message
-from .relay import RELAY_TOPICS, OutboxRelay, start_relay_thread
+from .relay import RELAY_TOPICS, OutboxRelay, record_applied_watermark, start_relay_thread
 from .service_items import handle_service_item_batch
 from .store import Publisher, heartbeats
 
@@ -154,6 +154,7 @@ def create_app(settings: Settings) -> faust.App:
             lambda: idempotent_producer(settings.bootstrap),
             batch_size=settings.relay_batch_size,
             topic_ids=relay_topic_ids(settings),
+            applied_watermark=lambda: record_applied_watermark(publisher, settings.bootstrap, CONSUMER_GROUPS),
         )
         start_relay_thread(relay, interval=settings.relay_interval)
         log.info("relay.started")

@@ -88,8 +88,10 @@ _UNSENT_BULK_LANE = (
 )
 
 # What the relay knows of the broker's log: the id of each topic it writes ("topic:<name>"),
-# the outbox id up to which a re-emission runs ("reemit-through"), and a re-emission asked for
-# by `tongyuan up` after it restarted a broker that keeps no log ("reemit-requested").
+# the outbox id up to which a re-emission runs ("reemit-through"), a re-emission asked for
+# by `tongyuan up` after it restarted a broker that keeps no log ("reemit-requested"), and the
+# outbox id through which every consumer group is known to have applied every row
+# ("applied-through", recorded by `tongyuan up` at a clean stop; a new log needs only the rows after it).
 relay_state = Table(
     "publisher_relay_state",
     metadata,
@@ -99,6 +101,7 @@ relay_state = Table(
 _TOPIC_ID = "topic:"
 _REEMIT_THROUGH = "reemit-through"
 _REEMIT_REQUESTED = "reemit-requested"
+_APPLIED_THROUGH = "applied-through"
 
 # Where each migration run got to: written in the transaction of the batch it counts.
 migrations = Table(
@@ -204,6 +207,11 @@ def _set_state(connection: Connection, values: Mapping[str, str]) -> None:
     if values:
         connection.execute(delete(relay_state).where(relay_state.c.name.in_(list(values))))
         connection.execute(insert(relay_state), [{"name": name, "value": value} for name, value in values.items()])
+
+
+def _applied_through(connection: Connection) -> int:
+    value = connection.execute(select(relay_state.c.value).where(relay_state.c.name == _APPLIED_THROUGH)).scalar()
+    return int(value) if value else 0
 
 
 def _now() -> datetime:
@@ -625,18 +633,42 @@ class Publisher:
         with self.engine.connect() as connection:
             return connection.execute(select(relay_state.c.value).where(relay_state.c.name == _REEMIT_REQUESTED)).first() is not None
 
-    def reemit_everything(self, topic_ids: Mapping[str, str]) -> int:
-        """Every outbox row sent so far is unsent again, and the new log's topic ids are the
-        known ones, in one transaction: the relay sends the whole outbox again in id order
-        (consumers apply a version once, so what they already hold changes nothing).
-        Returns how many rows go out again."""
+    def reemit_unapplied(self, topic_ids: Mapping[str, str]) -> int:
+        """The rows a new log needs go out again, and the new log's topic ids are the known ones,
+        in one transaction: every row after `applied_through` (every row if none is recorded),
+        and each scope's newest catalog row, so every catalog copy is rebuilt from the edition in
+        force whatever it held. Consumers apply a version once, so what they already hold
+        changes nothing. Returns how many rows go out again."""
         with writing(self.engine) as connection:
-            again = connection.execute(update(outbox).where(outbox.c.sent_at.is_not(None)).values(sent_at=None)).rowcount
+            applied = _applied_through(connection)
+            newest_catalogs = select(func.max(outbox.c.id)).where(outbox.c.topic == TOPIC_CATALOG, outbox.c.id <= applied).group_by(outbox.c.key)
+            again = connection.execute(
+                update(outbox).where(outbox.c.sent_at.is_not(None), (outbox.c.id > applied) | outbox.c.id.in_(newest_catalogs)).values(sent_at=None)
+            ).rowcount
             through = connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
             # The new log's ids replace every old one: an old id left behind would look lost again.
             connection.execute(delete(relay_state).where((relay_state.c.name == _REEMIT_REQUESTED) | relay_state.c.name.startswith(_TOPIC_ID)))
             _set_state(connection, {_REEMIT_THROUGH: str(through), **{_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()}})
         return again
+
+    def applied_through(self) -> int:
+        """The outbox id through which every consumer group applied every row; 0 if none is known."""
+        with self.engine.connect() as connection:
+            return _applied_through(connection)
+
+    def sent_through(self) -> int:
+        """The highest outbox id with no unsent row at or below it."""
+        with self.engine.connect() as connection:
+            first_unsent = connection.execute(select(func.min(outbox.c.id)).where(outbox.c.sent_at.is_(None))).scalar_one()
+            if first_unsent is not None:
+                return first_unsent - 1
+            return connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
+
+    def record_applied_through(self, through: int) -> None:
+        """Only ever raised: every store keeps what it applied, whatever log it came from."""
+        with writing(self.engine) as connection:
+            if through > _applied_through(connection):
+                _set_state(connection, {_APPLIED_THROUGH: str(through)})
 
     def reemission_pending(self) -> bool:
         """A re-emission asked for and not started, or started and not yet all acknowledged."""

@@ -19,7 +19,7 @@ def test_a_pending_reemission_keeps_health_red_until_every_row_is_acked_again(tm
         answer = client.get(path)
         assert answer.status_code == 503 and answer.json()["checks"]["broker:log"] == {"up": False, "reemission_pending": True}
 
-    again = publisher.reemit_everything({"tongyuan.publications.v1": "new-id"})  # the relay takes it on
+    again = publisher.reemit_unapplied({"tongyuan.publications.v1": "new-id"})  # the relay takes it on
     rows = publisher.unsent(10_000)
     assert again == 0 and rows, "the reference catalogs' editions were never sent: they go out anyway"
     assert client.get("/healthz").json()["checks"]["broker:log"]["up"] is False

@@ -1,5 +1,6 @@
 """The relay notices a broker that lost its log (new topic ids, an offset that went back, or
-`tongyuan up` saying so) and sends the whole outbox again, in order."""
+`tongyuan up` saying so) and, with no clean stop's watermark recorded, sends the whole outbox
+again, in order."""
 
 import json
 from dataclasses import dataclass
