@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
+# lint: ruff's checks and its formatter; mypy joins once its errors are cleared (issue 24).
+.PHONY: run test lint unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/tongyuan schemas --check
 	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -148,12 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(broker.bootstrap, settings.topic_partitions)
     publisher = bootstrap(settings)
     processes = {
-        name: subprocess.Popen([sys.executable, "-m", "services.cli", "run", name], env=env, cwd=ROOT, stdout=open(var / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
+        name: subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", name], env=env, cwd=ROOT, stdout=open(var / f"{name}.log", "wb"), stderr=subprocess.STDOUT
+        )
         for name in ("publisher", "column", "indexer")
     }
     publisher_consumes = "TOPIC_SERVICE_ITEMS" in (ROOT / "services" / "publisher" / "app.py").read_text("utf-8")
     stop = threading.Event()
-    results: dict = {"items": args.items, "changes": args.changes, "rate": args.rate, "poll_interval_s": args.poll_interval, "load_avg_at_start": load, "machine": "2 cores, shared"}
+    results: dict = {
+        "items": args.items,
+        "changes": args.changes,
+        "rate": args.rate,
+        "poll_interval_s": args.poll_interval,
+        "load_avg_at_start": load,
+        "machine": "2 cores, shared",
+    }
     platform = Platform(seed_items(args.items), seed=1)
     producer = idempotent_producer(broker.bootstrap)
 
@@ -175,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             threading.Thread(target=stand_in_agent, daemon=True).start()
         column = Column(var)
         with Served(simulator_app(platform)) as simulator:
-            bridge_settings = BridgeSettings(platform_url=simulator.url, webhook_secret=SECRET, poll_interval=args.poll_interval, reconcile_interval=10**6, relay_interval=0.05)
+            bridge_settings = BridgeSettings(
+                platform_url=simulator.url, webhook_secret=SECRET, poll_interval=args.poll_interval, reconcile_interval=10**6, relay_interval=0.05
+            )
             runtime = create_runtime(settings, bridge_settings, producer=producer).start(poll=False)
             with Served(create_app(runtime)) as receiver:
                 log(f"stack up in {var}; initial sync of {args.items} items")
@@ -195,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 placements = [{"region_code": "430102", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}]
 
                 def cms_send(ref: str, tag: str) -> None:
-                    data = PublishRequestData(source_ref=ref, actor=admin, placements=placements, title=f"基线 {ref}", body_html=f"<p>{tag}</p>", formed_at=datetime.now(UTC).date())
+                    data = PublishRequestData(
+                        source_ref=ref, actor=admin, placements=placements, title=f"基线 {ref}", body_html=f"<p>{tag}</p>", formed_at=datetime.now(UTC).date()
+                    )
                     event = PublishRequestedEvent(id=new_event_id(), source="/cms/bench", subject=ref, data=data)
                     producer.send(TOPIC_CMS, key=ref.encode(), value=event.model_dump_json(exclude_none=True).encode()).get(10)
 
@@ -212,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                 platform.webhooks = WebhookSender(f"{receiver.url}/bridge/webhooks/{bridge_settings.platform}", SECRET)
                 chosen = [codes[(n * 7) % len(codes)] for n in range(args.changes)]
                 chosen = list(dict.fromkeys(chosen))
-                webhook = measure([(refs[c], c) for c in chosen], lambda code, tag: platform.edit(code, note=f"基准测试 {tag}"), column, rate=args.rate, timeout=30)
+                webhook = measure(
+                    [(refs[c], c) for c in chosen], lambda code, tag: platform.edit(code, note=f"基准测试 {tag}"), column, rate=args.rate, timeout=30
+                )
                 results["webhook_ms"] = percentiles(webhook)
                 log(f"webhook: {results['webhook_ms']}")
                 platform.webhooks.close()
@@ -223,7 +238,13 @@ def main(argv: list[str] | None = None) -> int:
                 poller = threading.Thread(target=runtime._loop, daemon=True)
                 runtime.store.status()  # reconciliation is far off: the loop only polls
                 poller.start()
-                polled = measure([(refs[c], c) for c in chosen], lambda code, tag: platform.edit(code, note=f"轮询测试 {tag}"), column, rate=args.rate, timeout=args.poll_interval * 3 + 30)
+                polled = measure(
+                    [(refs[c], c) for c in chosen],
+                    lambda code, tag: platform.edit(code, note=f"轮询测试 {tag}"),
+                    column,
+                    rate=args.rate,
+                    timeout=args.poll_interval * 3 + 30,
+                )
                 results["polling_ms"] = percentiles(polled)
                 log(f"polling every {args.poll_interval:g}s: {results['polling_ms']}")
                 runtime.shutdown()
@@ -252,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, key in (("baseline: CMS topic → gate", "baseline_cms_ms"), ("webhook", "webhook_ms"), (f"polling every {args.poll_interval:g} s", "polling_ms")):
         row = results.get(key, {"n": 0})
         print(f"{name:<28}{row['n']:>5}" + "".join(f"{row.get(k, float('nan')):>10.0f}" for k in ("p50", "p99", "max")))
-    print(f"webhook p99 target < {TARGET_WEBHOOK_P99_MS:.0f} ms: {'OK' if results['webhook_p99_ok'] else 'MISS'}; webhook p50 ÷ baseline p50 = {results['webhook_p50_over_baseline_p50']}")
+    print(
+        f"webhook p99 target < {TARGET_WEBHOOK_P99_MS:.0f} ms: {'OK' if results['webhook_p99_ok'] else 'MISS'}; webhook p50 ÷ baseline p50 = {results['webhook_p50_over_baseline_p50']}"
+    )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"bridge-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=1))

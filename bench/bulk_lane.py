@@ -35,6 +35,7 @@ from bench.pipeline import ROOT, log
 # consumer_bulk_batch_size), i.e. 20 batch records or 2,000 single ones.
 TAKE_EVENTS = 2_000
 
+
 def single_messages(rows: list[tuple[int, str, str, str]]):
     """One structured CloudEvent a record, keyed by publication: the B of the A/B."""
     from services.publisher.relay import Message
@@ -70,7 +71,9 @@ def run_consumer(total: int, out: str, events_per_record: int) -> None:
     configure_logging("warning", json=True)
     # The agent takes bulk_batch_size // BULK_EVENTS_PER_MESSAGE records: 2,000 events either way.
     records = TAKE_EVENTS // events_per_record
-    consumer = PublicationConsumer(group=f"bench-bulk-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE)
+    consumer = PublicationConsumer(
+        group=f"bench-bulk-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE
+    )
     sys.argv = [sys.argv[0]]
     run_worker(build_consumer_app(consumer, Settings()))
 
@@ -78,7 +81,9 @@ def run_consumer(total: int, out: str, events_per_record: int) -> None:
 def _consume(bootstrap: str, total: int, events_per_record: int) -> tuple[int, float, float] | None:
     out = os.path.join(tempfile.mkdtemp(prefix="tongyuan-bench-bulk-"), "figures")
     env = dict(os.environ, TONGYUAN_KAFKA_BOOTSTRAP=bootstrap, TONGYUAN_VAR_DIR=tempfile.mkdtemp(prefix="tongyuan-bench-bulk-"))
-    child = subprocess.run([sys.executable, "-m", "bench.bulk_lane", "--child", str(total), out, str(events_per_record)], cwd=ROOT, env=env, timeout=600, capture_output=True)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.bulk_lane", "--child", str(total), out, str(events_per_record)], cwd=ROOT, env=env, timeout=600, capture_output=True
+    )
     if not os.path.exists(out):
         print(child.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
         return None

@@ -165,7 +165,9 @@ def wrk(base: str, paths: list[str], headers: dict, duration: float, connections
     script = workdir / f"paths-{abs(hash(tuple(paths)))}.lua"
     quoted = ", ".join(json.dumps(p) for p in paths)
     header_lines = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
-    script.write_text(f"{header_lines}local paths = {{{quoted}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n")
+    script.write_text(
+        f"{header_lines}local paths = {{{quoted}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n"
+    )
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), base]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
@@ -227,8 +229,10 @@ def main() -> int:
     db_url = f"sqlite:///{workdir / 'embed.db'}"
     townships = sorted((r for r in regions_of_city("4301") if r.level == "township"), key=lambda r: r.code)[: args.townships]
     load_average = os.getloadavg()
-    print(f"embed benchmark: {len(townships)} townships × 32 domains × {args.per_domain}; client {client_name}, {args.connections} connections, "
-          f"{args.workers} uvicorn worker(s), {os.cpu_count()} cores, load average at start {load_average[0]:.2f}")
+    print(
+        f"embed benchmark: {len(townships)} townships × 32 domains × {args.per_domain}; client {client_name}, {args.connections} connections, "
+        f"{args.workers} uvicorn worker(s), {os.cpu_count()} cores, load average at start {load_average[0]:.2f}"
+    )
     filled = populate(db_url, townships, args.per_domain)
     print(f"populated {filled['events']} publications through apply() in {filled['seconds']} s ({filled['events_per_s']}/s)")
 

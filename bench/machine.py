@@ -61,7 +61,12 @@ def parallel_capacity(rounds: int = 60_000, trials: int = 3) -> dict:
         together = _together(rounds, cpus)
         singles.append(single)
         ratios.append(sum(single / t for t in together))
-    return {"cpus": cpus, "single_s": round(statistics.median(singles), 3), "ratios": [round(r, 2) for r in ratios], "capacity": round(statistics.median(ratios), 2)}
+    return {
+        "cpus": cpus,
+        "single_s": round(statistics.median(singles), 3),
+        "ratios": [round(r, 2) for r in ratios],
+        "capacity": round(statistics.median(ratios), 2),
+    }
 
 
 def describe(capacity: dict) -> str:

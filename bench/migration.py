@@ -241,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             migrate.wait(30)
         if sampler is not None:
             sampler.stop_event.set()
-            results["processes"] = {
-                name: {"hwm_mb": round(s.hwm_kb / PAGE_MB, 1), "cpu_s": round(s.cpu_s, 1)} for name, s in sampler.processes.items()
-            }
+            results["processes"] = {name: {"hwm_mb": round(s.hwm_kb / PAGE_MB, 1), "cpu_s": round(s.cpu_s, 1)} for name, s in sampler.processes.items()}
         for connection in connections.values():
             connection.close()
         stack.stop()
@@ -292,7 +290,9 @@ def report(results: dict) -> str:
             f"   ({migration['rows'] / 1e6:.2f}M rows in {migration['total_s'] / 60:.1f} min)",
         ]
     if "ceiling" in results:
-        lines.append(f"  broker ceiling      {results['ceiling']['events_per_s']:,.0f} events/s (same payloads, no processing); ratio {results['ratio_to_ceiling']:.1%}")
+        lines.append(
+            f"  broker ceiling      {results['ceiling']['events_per_s']:,.0f} events/s (same payloads, no processing); ratio {results['ratio_to_ceiling']:.1%}"
+        )
     if migration:
         lines.append(f"  tongyuan migrate    peak RSS {migration['migrate_peak_rss_mb']:.0f} MB, CPU {migration['migrate_cpu_s']:.0f} s")
     phase = (results.get("phases") or [None])[0]
@@ -304,7 +304,9 @@ def report(results: dict) -> str:
         written = migration["written_mb"]
         lines.append(
             f"  written to disk per row: {sum(written.values()) * 1000 / migration['rows']:.1f} KB ("
-            + ", ".join(f"{n} {mb * 1000 / migration['rows']:.1f}" for n, mb in sorted(written.items(), key=lambda kv: -kv[1]) if mb * 1000 / migration["rows"] >= 0.05)
+            + ", ".join(
+                f"{n} {mb * 1000 / migration['rows']:.1f}" for n, mb in sorted(written.items(), key=lambda kv: -kv[1]) if mb * 1000 / migration["rows"] >= 0.05
+            )
             + ")"
         )
     processes = results.get("processes")

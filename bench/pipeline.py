@@ -105,9 +105,7 @@ class Draft:
             "body_html": self.body_html,
             "formed_at": "2026-03-02",
             "publishing_body": self.publishing_body,
-            "attachments": [
-                {"name": "附件1.pdf", "url": "https://example.gov.cn/files/a.pdf"}
-            ],
+            "attachments": [{"name": "附件1.pdf", "url": "https://example.gov.cn/files/a.pdf"}],
         }
 
 
@@ -119,12 +117,8 @@ class Payloads:
 
         self.random = random.Random(seed)
         catalog = standard_catalog()
-        self.items = [
-            (d, l1, l2) for d in catalog.domains for l1 in d.level1 for l2 in l1.items
-        ]
-        self.regions = [
-            r for r in regions_of_city("4301") if r.level in ("county", "township")
-        ]
+        self.items = [(d, l1, l2) for d in catalog.domains for l1 in d.level1 for l2 in l1.items]
+        self.regions = [r for r in regions_of_city("4301") if r.level in ("county", "township")]
         if not self.items or not self.regions:
             raise BenchFailure("the catalog or the regions are empty")
 
@@ -138,13 +132,9 @@ class Payloads:
             "region": region.name,
             "body": body,
             "content": (level2.content or f"{level1.name}的有关信息").rstrip("。"),
-            "basis": (level2.basis or "《中华人民共和国政府信息公开条例》").rstrip(
-                "。"
-            ),
+            "basis": (level2.basis or "《中华人民共和国政府信息公开条例》").rstrip("。"),
         }
-        target_chars = rnd.randint(
-            380, 620
-        )  # 1.1–1.9 KB of UTF-8 text, plus the envelope
+        target_chars = rnd.randint(380, 620)  # 1.1–1.9 KB of UTF-8 text, plus the envelope
         paragraphs, length = [], 0
         for template in [
             _PARAGRAPHS[0],
@@ -155,9 +145,7 @@ class Payloads:
             length += len(paragraph)
             if length >= target_chars:
                 break
-        title = f"{region.name}关于{domain.name}{level2.name}的{rnd.choice(_KINDS)}（2026年第{n}号）"[
-            :200
-        ]
+        title = f"{region.name}关于{domain.name}{level2.name}的{rnd.choice(_KINDS)}（2026年第{n}号）"[:200]
         return Draft(
             region.code,
             domain.code,
@@ -188,9 +176,7 @@ def _crc32c_impl() -> str:
     try:
         from kafka.record import util
 
-        return (
-            "c (crc32c package)" if getattr(util, "crc32c_c", None) else "pure python"
-        )
+        return "c (crc32c package)" if getattr(util, "crc32c_c", None) else "pure python"
     except ImportError:
         return "unknown"
 
@@ -211,24 +197,18 @@ def bench_producer(bootstrap: str):
     )
 
 
-def produce_all(
-    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
-) -> float:
+def produce_all(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
     """Seconds from the first send until the broker acked the last message."""
     producer = bench_producer(bootstrap)
     try:
         producer.partitions_for(topic)  # metadata outside the timing
         started = time.monotonic()
-        futures = [
-            producer.send(topic, key=key, value=value) for key, value in messages
-        ]
+        futures = [producer.send(topic, key=key, value=value) for key, value in messages]
         producer.flush(timeout=300)
         elapsed = time.monotonic() - started
         failed = sum(1 for f in futures if f.failed())
         if failed:
-            raise BenchFailure(
-                f"{failed} of {len(messages)} messages to {topic} were not acknowledged"
-            )
+            raise BenchFailure(f"{failed} of {len(messages)} messages to {topic} were not acknowledged")
         return elapsed
     finally:
         producer.close(timeout=10)
@@ -388,17 +368,8 @@ class Phase:
         after = sampler.cpu()
         with sampler.lock:
             pids = {name: s.pid for name, s in sampler.processes.items()}
-        self.rss_mb_at_end = {
-            name: round((_status_kb(pid, "VmRSS") or 0) / PAGE_MB, 1)
-            for name, pid in pids.items()
-        }
-        self.cpu_percent = {
-            name: round(
-                100.0 * (after[name] - self.cpu_before.get(name, 0.0)) / self.wall_s, 1
-            )
-            for name in after
-            if self.wall_s > 0
-        }
+        self.rss_mb_at_end = {name: round((_status_kb(pid, "VmRSS") or 0) / PAGE_MB, 1) for name, pid in pids.items()}
+        self.cpu_percent = {name: round(100.0 * (after[name] - self.cpu_before.get(name, 0.0)) / self.wall_s, 1) for name in after if self.wall_s > 0}
 
 
 def begin(name: str, sampler: Sampler) -> Phase:
@@ -490,25 +461,17 @@ class Stack:
         with httpx.Client(timeout=5) as client:
             while time.monotonic() < deadline:
                 if not self.alive():
-                    raise BenchFailure(
-                        f"`tongyuan up` exited with {self.process.returncode}; see {self.log_path}"
-                    )
+                    raise BenchFailure(f"`tongyuan up` exited with {self.process.returncode}; see {self.log_path}")
                 try:
                     response = client.get(f"{self.url}/healthz")
                     if response.status_code == 200:
                         return
-                    down = [
-                        name
-                        for name, check in response.json().get("checks", {}).items()
-                        if not check.get("up")
-                    ]
+                    down = [name for name, check in response.json().get("checks", {}).items() if not check.get("up")]
                     last = f"{response.status_code}, down: {', '.join(down)}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.25)
-        raise BenchFailure(
-            f"/healthz did not answer 200 within {timeout:.0f}s (last: {last})"
-        )
+        raise BenchFailure(f"/healthz did not answer 200 within {timeout:.0f}s (last: {last})")
 
     def stop(self) -> None:
         if self.process is None:
@@ -569,9 +532,7 @@ class Stores:
             path = self.var_dir / filename
             if not path.exists():
                 raise BenchFailure(f"no store at {path}")
-            connection = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False
-            )
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
             connection.execute("PRAGMA query_only = ON")
             self.connections[filename] = connection
         return self.connections[filename]
@@ -591,12 +552,7 @@ class Stores:
             connection = self._connection(filename)
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                found.update(
-                    r[0]
-                    for r in connection.execute(
-                        query.format(",".join("?" * len(chunk))), chunk
-                    )
-                )
+                found.update(r[0] for r in connection.execute(query.format(",".join("?" * len(chunk))), chunk))
             present[store] = found
         return present
 
@@ -616,12 +572,7 @@ class Stores:
                 chunk,
             )
             for created, sent in rows:
-                delays.append(
-                    1000
-                    * (
-                        datetime.fromisoformat(sent) - datetime.fromisoformat(created)
-                    ).total_seconds()
-                )
+                delays.append(1000 * (datetime.fromisoformat(sent) - datetime.fromisoformat(created)).total_seconds())
         return delays
 
     def close(self) -> None:
@@ -630,9 +581,7 @@ class Stores:
         self.connections.clear()
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
-) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -649,13 +598,9 @@ def warm_up(stack: Stack, stores: Stores, payloads: Payloads, run_id: str) -> No
     """One publication over HTTP and one over the CMS topic, both visible everywhere: every
     consumer group (publisher, column, indexer) is assigned and has applied an event."""
     with httpx.Client(timeout=30, headers=stack.auth) as client:
-        response = client.post(
-            f"{stack.url}/v1/publications", json=payloads.draft(0).as_body()
-        )
+        response = client.post(f"{stack.url}/v1/publications", json=payloads.draft(0).as_body())
         if response.status_code != 202:
-            raise BenchFailure(
-                f"the warm-up publication got {response.status_code}: {response.text[:500]}"
-            )
+            raise BenchFailure(f"the warm-up publication got {response.status_code}: {response.text[:500]}")
         http_id = response.json()["publication_id"]
     from contracts.events import TOPIC_CMS
 
@@ -669,10 +614,7 @@ def warm_up(stack: Stack, stores: Stores, payloads: Payloads, run_id: str) -> No
 
     def caught_up() -> bool:
         counts = stores.counts()
-        return (
-            counts["column"] >= counts["publisher"]
-            and counts["search"] >= counts["publisher"]
-        )
+        return counts["column"] >= counts["publisher"] and counts["search"] >= counts["publisher"]
 
     wait_until(caught_up, 120, "the warm-ups in the column store and the index")
     if http_id not in stores.visible([http_id]):
@@ -723,9 +665,7 @@ def throughput_phase(
     reached: dict[str, float | None] = {store: None for store in base}
     started = time.monotonic()
     produce_s = produce_all(stack.bootstrap, TOPIC_CMS, messages)
-    log(
-        f"produced {n} CMS events in {produce_s:.2f}s ({n / produce_s:,.0f}/s); waiting for the stores"
-    )
+    log(f"produced {n} CMS events in {produce_s:.2f}s ({n / produce_s:,.0f}/s); waiting for the stores")
     last_progress, last_total, last_report = time.monotonic(), -1, time.monotonic()
     counts = base
     while True:
@@ -748,16 +688,11 @@ def throughput_phase(
             break
         if now - last_report > 5:
             done = {store: counts[store] - base[store] for store in counts}
-            log(
-                f"  {now - started:6.1f}s  "
-                + "  ".join(f"{s} {d:,}/{n:,}" for s, d in done.items())
-            )
+            log(f"  {now - started:6.1f}s  " + "  ".join(f"{s} {d:,}/{n:,}" for s, d in done.items()))
             last_report = now
         time.sleep(poll_interval(counts, base, target, now - started))
     done = {store: counts[store] - base[store] for store in counts}
-    return Throughput(
-        n, produce_s, reached, done, all(t is not None for t in reached.values())
-    )
+    return Throughput(n, produce_s, reached, done, all(t is not None for t in reached.values()))
 
 
 @dataclass
@@ -779,9 +714,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def rank(p: float) -> float:  # nearest rank
-        return ordered[
-            max(0, min(len(ordered) - 1, round(p / 100.0 * len(ordered) + 0.5) - 1))
-        ]
+        return ordered[max(0, min(len(ordered) - 1, round(p / 100.0 * len(ordered) + 0.5) - 1))]
 
     return {
         "p50": rank(50),
@@ -893,10 +826,7 @@ def latency_phase(
     with lock:
         ack_ms = percentiles([1000 * (acked[p] - sent[p]) for p in sent])
         visible_ms = percentiles([1000 * (visible[p] - sent[p]) for p in visible])
-        stages = {
-            f"{store}_ms": percentiles([1000 * (t - sent[p]) for p, t in times.items()])
-            for store, times in seen.items()
-        }
+        stages = {f"{store}_ms": percentiles([1000 * (t - sent[p]) for p, t in times.items()]) for store, times in seen.items()}
         ids = list(sent)
     try:
         stages = {"relay_ms": percentiles(stores.relay_delays_ms(ids)), **stages}
@@ -958,10 +888,7 @@ def ceiling_phase(
         try:
             await producer.partitions_for(topic)
             started = time.monotonic()
-            futures = [
-                await producer.send(topic, key=key, value=value)
-                for key, value in messages
-            ]
+            futures = [await producer.send(topic, key=key, value=value) for key, value in messages]
             await asyncio.gather(*futures)
             return time.monotonic() - started
         finally:
@@ -985,16 +912,12 @@ def ceiling_phase(
             if client == "aiokafka":
                 produce_s = await produce_aiokafka()
             else:
-                produce_s = await asyncio.to_thread(
-                    produce_all, bootstrap, topic, messages
-                )
+                produce_s = await asyncio.to_thread(produce_all, bootstrap, topic, messages)
             started = time.monotonic()
             received = 0
             while received < len(messages):
                 if time.monotonic() - started > timeout:
-                    raise BenchFailure(
-                        f"the ceiling consumer got {received} of {len(messages)} messages in {timeout:.0f}s"
-                    )
+                    raise BenchFailure(f"the ceiling consumer got {received} of {len(messages)} messages in {timeout:.0f}s")
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 received += sum(len(records) for records in batches.values())
             return Ceiling(len(messages), produce_s, time.monotonic() - started)
@@ -1022,12 +945,8 @@ def report(results: dict) -> str:
     add = lines.append
     env = results["environment"]
     add("")
-    add(
-        f"Tongyuan pipeline benchmark  {results['started_at']}  ({env['cpus']} CPUs, Python {env['python']}, {env['platform']})"
-    )
-    add(
-        f"kafka-python CRC32C: {env.get('kafka_python_crc32c')}; load average at start {' '.join(f'{x:.2f}' for x in env.get('loadavg_at_start', ()))}"
-    )
+    add(f"Tongyuan pipeline benchmark  {results['started_at']}  ({env['cpus']} CPUs, Python {env['python']}, {env['platform']})")
+    add(f"kafka-python CRC32C: {env.get('kafka_python_crc32c')}; load average at start {' '.join(f'{x:.2f}' for x in env.get('loadavg_at_start', ()))}")
     if env.get("machine"):
         machine = env["machine"]
         add(f"machine: {describe(machine)}; a fixed piece of work took {machine['single_s'] * 1000:,.0f} ms alone (compare runs by it)")
@@ -1037,22 +956,12 @@ def report(results: dict) -> str:
     add("")
     t = results.get("throughput")
     if t:
-        add(
-            f"Throughput: {t['events']:,} CMS events produced in {t['produce_s']:.2f}s ({t['produce_events_per_s']:,.0f}/s)"
-        )
+        add(f"Throughput: {t['events']:,} CMS events produced in {t['produce_s']:.2f}s ({t['produce_events_per_s']:,.0f}/s)")
         for store in ("publisher", "column", "search"):
             at = t["store_s"][store]
-            add(
-                f"  {store:<10} holds all at  {fmt(at, '.2f', ' s'):>10}   ({t['final_counts'][store]:,}/{t['events']:,})"
-            )
-        ok = (
-            None
-            if t["events_per_s"] is None
-            else t["events_per_s"] >= TARGET_EVENTS_PER_S
-        )
-        add(
-            f"  pipeline               {fmt(t['events_per_s'], ',.0f', ' events/s'):>18}   target ≥ {TARGET_EVENTS_PER_S:,.0f}   {verdict(ok)}"
-        )
+            add(f"  {store:<10} holds all at  {fmt(at, '.2f', ' s'):>10}   ({t['final_counts'][store]:,}/{t['events']:,})")
+        ok = None if t["events_per_s"] is None else t["events_per_s"] >= TARGET_EVENTS_PER_S
+        add(f"  pipeline               {fmt(t['events_per_s'], ',.0f', ' events/s'):>18}   target ≥ {TARGET_EVENTS_PER_S:,.0f}   {verdict(ok)}")
     c = results.get("ceiling")
     if c:
         add(
@@ -1064,9 +973,7 @@ def report(results: dict) -> str:
                 f"  (same, aiokafka producer {f['events_per_s']:>8,.0f} events/s   (produce {f['produce_s']:.2f}s + consume {f['consume_s']:.2f}s; for comparison only)"
             )
         if t and t["events_per_s"]:
-            add(
-                f"  pipeline / ceiling     {results['ratio_pipeline_to_ceiling']:>18.1%}"
-            )
+            add(f"  pipeline / ceiling     {results['ratio_pipeline_to_ceiling']:>18.1%}")
     add("")
     lat = results.get("latency")
     if lat:
@@ -1076,9 +983,7 @@ def report(results: dict) -> str:
         )
         a = lat["ack_ms"]
         if a:
-            add(
-                f"  publish → 202          p50 {a['p50']:7.0f} ms   p95 {a['p95']:7.0f} ms   p99 {a['p99']:7.0f} ms   max {a['max']:7.0f} ms"
-            )
+            add(f"  publish → 202          p50 {a['p50']:7.0f} ms   p95 {a['p95']:7.0f} ms   p99 {a['p99']:7.0f} ms   max {a['max']:7.0f} ms")
         stages = lat.get("stages", {})
         labels = {
             "relay_ms": "outbox → broker ack",
@@ -1088,47 +993,28 @@ def report(results: dict) -> str:
         for stage, label in labels.items():
             q = stages.get(stage)
             if q:
-                add(
-                    f"  {label:<22} p50 {q['p50']:7.0f} ms   p95 {q['p95']:7.0f} ms   p99 {q['p99']:7.0f} ms   max {q['max']:7.0f} ms"
-                )
+                add(f"  {label:<22} p50 {q['p50']:7.0f} ms   p95 {q['p95']:7.0f} ms   p99 {q['p99']:7.0f} ms   max {q['max']:7.0f} ms")
         if v:
-            add(
-                f"  publish → visible      p50 {v['p50']:7.0f} ms   p95 {v['p95']:7.0f} ms   p99 {v['p99']:7.0f} ms   max {v['max']:7.0f} ms"
-            )
-            add(
-                f"  p99 publish → visible  {v['p99']:>10,.0f} ms   target < {TARGET_P99_MS:,.0f} ms at 100/s   {verdict(v['p99'] < TARGET_P99_MS)}"
-            )
+            add(f"  publish → visible      p50 {v['p50']:7.0f} ms   p95 {v['p95']:7.0f} ms   p99 {v['p99']:7.0f} ms   max {v['max']:7.0f} ms")
+            add(f"  p99 publish → visible  {v['p99']:>10,.0f} ms   target < {TARGET_P99_MS:,.0f} ms at 100/s   {verdict(v['p99'] < TARGET_P99_MS)}")
         for error in lat["errors"]:
             add(f"  error: {error}")
         add("")
     procs = results.get("processes", {})
     if procs:
         phases = [p for p in results.get("phases", [])]
-        header = (
-            f"{'process':<22}{'peak RSS (VmHWM)':>18}{'target':>10}      "
-            + "".join(f"{'CPU% ' + p['name']:>18}" for p in phases)
-        )
+        header = f"{'process':<22}{'peak RSS (VmHWM)':>18}{'target':>10}      " + "".join(f"{'CPU% ' + p['name']:>18}" for p in phases)
         add("Processes")
         add("  " + header)
         for name, p in procs.items():
             ok = None if name.startswith("bench") else p["hwm_mb"] < TARGET_RSS_MB
-            cpu = "".join(
-                f"{p_['cpu_percent'].get(name, 0.0):>17.0f}%" for p_ in phases
-            )
+            cpu = "".join(f"{p_['cpu_percent'].get(name, 0.0):>17.0f}%" for p_ in phases)
             restarts = f"   restarted {p['restarts']}×" if p["restarts"] else ""
-            add(
-                f"  {name:<22}{p['hwm_mb']:>15.0f} MB{'< 300 MB' if ok is not None else '':>10}  {verdict(ok)}{cpu}{restarts}"
-            )
-        add(
-            f"  (CPU% is per process over each phase's wall time; 100% = one core of {env['cpus']})"
-        )
-        before = next((p for p in phases if p["name"] == "latency"), None) or next(
-            (p for p in phases if p["name"] == "throughput"), None
-        )
+            add(f"  {name:<22}{p['hwm_mb']:>15.0f} MB{'< 300 MB' if ok is not None else '':>10}  {verdict(ok)}{cpu}{restarts}")
+        add(f"  (CPU% is per process over each phase's wall time; 100% = one core of {env['cpus']})")
+        before = next((p for p in phases if p["name"] == "latency"), None) or next((p for p in phases if p["name"] == "throughput"), None)
         if before and "tansu (broker)" in before.get("rss_mb_at_end", {}):
-            add(
-                f"  tansu RSS before the ceiling topics: {before['rss_mb_at_end']['tansu (broker)']:.0f} MB (memory storage keeps every message; no retention)"
-            )
+            add(f"  tansu RSS before the ceiling topics: {before['rss_mb_at_end']['tansu (broker)']:.0f} MB (memory storage keeps every message; no retention)")
         per_event = cpu_per_event(results)
         if per_event:
             ours = {k: v for k, v in per_event.items() if not k.startswith(("bench", "supervisor", "portal"))}
@@ -1140,9 +1026,7 @@ def report(results: dict) -> str:
             )
         busiest = results.get("busiest_in_throughput")
         if busiest:
-            add(
-                f"  busiest during throughput: {busiest['process']} at {busiest['cpu_percent']:.0f}% of a core"
-            )
+            add(f"  busiest during throughput: {busiest['process']} at {busiest['cpu_percent']:.0f}% of a core")
     if results.get("failure"):
         add("")
         add(f"FAILED: {results['failure']}")
@@ -1154,9 +1038,7 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--events",
         type=int,
@@ -1236,9 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
             "max": max(sizes),
         }
 
-        log(
-            f"starting `tongyuan up` (broker :{stack.broker_port}, portal :{stack.port}, var {var_dir})"
-        )
+        log(f"starting `tongyuan up` (broker :{stack.broker_port}, portal :{stack.port}, var {var_dir})")
         stack.start()
         sampler = Sampler(stack.process.pid)
         sampler.start()
@@ -1250,42 +1130,28 @@ def main(argv: list[str] | None = None) -> int:
         log(f"stack up and warm in {results['startup_s']:.1f}s")
 
         phase = begin("throughput", sampler)
-        throughput = throughput_phase(
-            stack, stores, messages, timeout=timeout, stall=120
-        )
+        throughput = throughput_phase(stack, stores, messages, timeout=timeout, stall=120)
         phase.end(sampler)
         phases.append(phase)
         results["throughput"] = {
             "events": throughput.events,
             "produce_s": round(throughput.produce_s, 3),
             "produce_events_per_s": round(throughput.events / throughput.produce_s, 1),
-            "store_s": {
-                k: (round(v, 3) if v is not None else None)
-                for k, v in throughput.store_s.items()
-            },
+            "store_s": {k: (round(v, 3) if v is not None else None) for k, v in throughput.store_s.items()},
             "final_counts": throughput.final_counts,
             "total_s": round(throughput.total_s, 3) if throughput.total_s else None,
-            "events_per_s": round(throughput.events_per_s, 1)
-            if throughput.events_per_s
-            else None,
+            "events_per_s": round(throughput.events_per_s, 1) if throughput.events_per_s else None,
         }
         if not throughput.complete:
             raise BenchFailure(
                 f"not every event arrived within {timeout:.0f}s (or 120 s without progress): "
-                + ", ".join(
-                    f"{store} {count:,}/{throughput.events:,}"
-                    for store, count in throughput.final_counts.items()
-                )
+                + ", ".join(f"{store} {count:,}/{throughput.events:,}" for store, count in throughput.final_counts.items())
                 + ("" if stack.alive() else "; `tongyuan up` exited")
             )
-        log(
-            f"throughput: {throughput.events_per_s:,.0f} events/s ({throughput.total_s:.2f}s)"
-        )
+        log(f"throughput: {throughput.events_per_s:,.0f} events/s ({throughput.total_s:.2f}s)")
 
         if args.latency_events:
-            log(
-                f"latency: {args.latency_events:,} publications over HTTP at {args.rate:g}/s"
-            )
+            log(f"latency: {args.latency_events:,} publications over HTTP at {args.rate:g}/s")
             phase = begin("latency", sampler)
             latency = latency_phase(
                 stack,
@@ -1305,10 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
                 "send_lag_max_ms": round(latency.send_lag_max_ms, 1),
                 "ack_ms": {k: round(v, 1) for k, v in latency.ack_ms.items()},
                 "visible_ms": {k: round(v, 1) for k, v in latency.visible_ms.items()},
-                "stages": {
-                    stage: {k: round(v, 1) for k, v in p.items()}
-                    for stage, p in latency.stages.items()
-                },
+                "stages": {stage: {k: round(v, 1) for k, v in p.items()} for stage, p in latency.stages.items()},
                 "errors": latency.errors,
             }
             if latency.visible < args.latency_events:
@@ -1316,9 +1179,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.latency_events - latency.visible} of {args.latency_events} HTTP publications never became visible ({len(latency.errors)} errors)"
                 )
 
-        log(
-            f"broker ceiling: {args.events:,} payloads through a fresh {PARTITIONS}-partition topic"
-        )
+        log(f"broker ceiling: {args.events:,} payloads through a fresh {PARTITIONS}-partition topic")
         phase = begin("ceiling", sampler)
         ceiling = ceiling_phase(stack.bootstrap, run_id, messages, timeout=timeout)
         phase.end(sampler)
@@ -1332,9 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
             "consume_events_per_s": round(ceiling.events / ceiling.consume_s, 1),
         }
         try:  # for comparison only: the same, produced by aiokafka (C record batches, C CRC)
-            fast = ceiling_phase(
-                stack.bootstrap, run_id, messages, timeout=timeout, client="aiokafka"
-            )
+            fast = ceiling_phase(stack.bootstrap, run_id, messages, timeout=timeout, client="aiokafka")
             results["ceiling_aiokafka_producer"] = {
                 "events_per_s": round(fast.events_per_s, 1),
                 "produce_s": round(fast.produce_s, 3),
@@ -1343,9 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 (informational: never fails the run)
             log(f"aiokafka ceiling: {exc!r}")
         if throughput.events_per_s:
-            results["ratio_pipeline_to_ceiling"] = round(
-                throughput.events_per_s / ceiling.events_per_s, 4
-            )
+            results["ratio_pipeline_to_ceiling"] = round(throughput.events_per_s / ceiling.events_per_s, 4)
         results["cpu_ms_per_event"] = {k: round(v, 3) for k, v in cpu_per_event(results).items()}
     except BenchFailure as exc:
         results["failure"] = str(exc)
@@ -1362,16 +1219,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler.stop_event.set()
         stores.close()
         if sampler is not None:
-            with (
-                sampler.lock
-            ):  # everything ever seen under `up`, even if it already exited
-                stack.seen_pids.update(
-                    {
-                        pid: name
-                        for pid, name in sampler.known_pids.items()
-                        if pid != os.getpid()
-                    }
-                )
+            with sampler.lock:  # everything ever seen under `up`, even if it already exited
+                stack.seen_pids.update({pid: name for pid, name in sampler.known_pids.items() if pid != os.getpid()})
         log("stopping `tongyuan up`")
         stack.stop()
         if args.keep_var or exit_code not in (0, 130):

@@ -30,10 +30,17 @@ def fill(publisher: Publisher, round_no: int, rows: int, bulk_rows: int) -> None
     with publisher.transaction() as store:
         for n in range(rows):
             event_id = f"r{round_no}-c{n}"
-            store.add_to_outbox(event_id=event_id, topic=TOPIC_PUBLICATIONS, key=f"p{round_no}-{n}", payload=json.dumps({"id": event_id, "body_html": BODY}, ensure_ascii=False))
+            store.add_to_outbox(
+                event_id=event_id, topic=TOPIC_PUBLICATIONS, key=f"p{round_no}-{n}", payload=json.dumps({"id": event_id, "body_html": BODY}, ensure_ascii=False)
+            )
         for n in range(bulk_rows):
             event_id = f"r{round_no}-b{n}"
-            store.add_to_outbox(event_id=event_id, topic=TOPIC_PUBLICATIONS_BULK, key=f"m{round_no}-{n}", payload=json.dumps({"id": event_id, "body_html": BODY}, ensure_ascii=False))
+            store.add_to_outbox(
+                event_id=event_id,
+                topic=TOPIC_PUBLICATIONS_BULK,
+                key=f"m{round_no}-{n}",
+                payload=json.dumps({"id": event_id, "body_html": BODY}, ensure_ascii=False),
+            )
 
 
 def drain(publisher: Publisher, bootstrap: str, newest_alone: bool) -> float:

@@ -56,12 +56,38 @@ SHORT_NAMES = {
     "扶贫对象": "脱贫人口",
 }
 DEPARTMENTS = {
-    "D01": "自然资源和规划局", "D02": "发展和改革局", "D03": "公共资源交易中心", "D04": "财政局", "D05": "应急管理局", "D06": "税务局",
-    "D07": "自然资源局", "D08": "住房和城乡建设局", "D09": "生态环境分局", "D10": "文化旅游广电体育局", "D11": "司法局", "D12": "乡村振兴局",
-    "D13": "应急管理局", "D14": "民政局", "D15": "民政局", "D16": "公安分局", "D17": "农业农村局", "D18": "人力资源和社会保障局",
-    "D19": "人力资源和社会保障局", "D20": "教育局", "D21": "卫生健康局", "D22": "城市管理和综合执法局", "D23": "住房和城乡建设局",
-    "D24": "住房和城乡建设局", "D25": "市场监督管理局", "D26": "城市管理和综合执法局", "D27": "文化旅游广电体育局", "D28": "统计局",
-    "D29": "自然资源局", "D30": "交通运输局", "D31": "文化旅游广电体育局", "D32": "文化旅游广电体育局",
+    "D01": "自然资源和规划局",
+    "D02": "发展和改革局",
+    "D03": "公共资源交易中心",
+    "D04": "财政局",
+    "D05": "应急管理局",
+    "D06": "税务局",
+    "D07": "自然资源局",
+    "D08": "住房和城乡建设局",
+    "D09": "生态环境分局",
+    "D10": "文化旅游广电体育局",
+    "D11": "司法局",
+    "D12": "乡村振兴局",
+    "D13": "应急管理局",
+    "D14": "民政局",
+    "D15": "民政局",
+    "D16": "公安分局",
+    "D17": "农业农村局",
+    "D18": "人力资源和社会保障局",
+    "D19": "人力资源和社会保障局",
+    "D20": "教育局",
+    "D21": "卫生健康局",
+    "D22": "城市管理和综合执法局",
+    "D23": "住房和城乡建设局",
+    "D24": "住房和城乡建设局",
+    "D25": "市场监督管理局",
+    "D26": "城市管理和综合执法局",
+    "D27": "文化旅游广电体育局",
+    "D28": "统计局",
+    "D29": "自然资源局",
+    "D30": "交通运输局",
+    "D31": "文化旅游广电体育局",
+    "D32": "文化旅游广电体育局",
 }
 OPEN_GOVERNMENT = "中华人民共和国政府信息公开条例"
 LAWS = {
@@ -116,12 +142,7 @@ class Item:
 
 
 def catalog_items() -> list[Item]:
-    return [
-        Item(d.code, d.name, l1.id, l1.name, l2.id, l2.name)
-        for d in standard_catalog().domains
-        for l1 in d.level1
-        for l2 in l1.items
-    ]
+    return [Item(d.code, d.name, l1.id, l1.name, l2.id, l2.name) for d in standard_catalog().domains for l1 in d.level1 for l2 in l1.items]
 
 
 class Corpus:
@@ -159,8 +180,17 @@ class Corpus:
             publisher = f"{region_name}{DEPARTMENTS[item.domain_code]}"
         title, notice = self._title(rnd, item, short, region_name, year, month, quarter)
         fill = {
-            "year": year, "month": month, "region": region_name, "n": rnd.randint(3, 900), "m": rnd.randint(10, 9000), "money": rnd.randint(5, 9000),
-            "money2": rnd.randint(5, 9000), "std": rnd.choice([650, 700, 720, 750, 780]), "p": rnd.randint(60, 99), "p2": rnd.randint(90, 100), "level2": item.level2_name,
+            "year": year,
+            "month": month,
+            "region": region_name,
+            "n": rnd.randint(3, 900),
+            "m": rnd.randint(10, 9000),
+            "money": rnd.randint(5, 9000),
+            "money2": rnd.randint(5, 9000),
+            "std": rnd.choice([650, 700, 720, 750, 780]),
+            "p": rnd.randint(60, 99),
+            "p2": rnd.randint(90, 100),
+            "level2": item.level2_name,
         }
         sentences = [
             f"为进一步做好{item.level1_name}工作，根据《{rnd.choice(LAWS.get(item.domain_code, [OPEN_GOVERNMENT]))}》和省、市有关规定，{publisher}对{year}年{quarter}{short}{item.level2_name}有关情况进行了梳理，现予以公开。",
@@ -200,12 +230,20 @@ class Corpus:
             published_at=published_at,
             source_ref=SourceRef.model_construct(source="/cms/bench", ref=str(i)),
         )
-        return PublishedEvent.model_construct(id=f"bench-evt-{i}", source="/publisher", subject=data.publication_id, data=data, type="cn.gov.tongyuan.publication.published.v1", specversion="1.0")
+        return PublishedEvent.model_construct(
+            id=f"bench-evt-{i}", source="/publisher", subject=data.publication_id, data=data, type="cn.gov.tongyuan.publication.published.v1", specversion="1.0"
+        )
 
     def _placement(self, item: Item, region) -> Placement:
         return Placement.model_construct(
-            region_code=region.code, domain_code=item.domain_code, level1_id=item.level1_id, level2_id=item.level2_id,
-            region_name=region.name, domain_name=item.domain_name, level1_name=item.level1_name, level2_name=item.level2_name,
+            region_code=region.code,
+            domain_code=item.domain_code,
+            level1_id=item.level1_id,
+            level2_id=item.level2_id,
+            region_name=region.name,
+            domain_name=item.domain_name,
+            level1_name=item.level1_name,
+            level2_name=item.level2_name,
         )
 
     @staticmethod
@@ -213,31 +251,37 @@ class Corpus:
         """(title, is a 公示 notice)."""
         l1, l2 = item.level1_name, item.level2_name
         if "审核" in l2 or "审批信息" in l2:
-            return rnd.choice([
-                f"关于{year}年{quarter}{short}对象审核结果的公示",
-                f"{region}{year}年{month}月{short}审批名单公示",
-                f"关于{year}年{short}对象动态调整情况的公示",
-            ]), True
+            return rnd.choice(
+                [
+                    f"关于{year}年{quarter}{short}对象审核结果的公示",
+                    f"{region}{year}年{month}月{short}审批名单公示",
+                    f"关于{year}年{short}对象动态调整情况的公示",
+                ]
+            ), True
         if "指南" in l2:
             return rnd.choice([f"{l1}{l2}", f"{region}{l1}申请办事指南（{year}年修订）", f"{short}申请须知及办理流程"]), False
         if any(word in l2 for word in ("政策", "法规", "文件", "规章")):
-            return rnd.choice([
-                f"关于印发《{region}{l1}实施细则》的通知",
-                f"{region}关于进一步做好{l1}工作的通知",
-                f"《{l1}管理办法》政策解读",
-            ]), False
+            return rnd.choice(
+                [
+                    f"关于印发《{region}{l1}实施细则》的通知",
+                    f"{region}关于进一步做好{l1}工作的通知",
+                    f"《{l1}管理办法》政策解读",
+                ]
+            ), False
         if "预算" in l2 or "决算" in l2:
             return rnd.choice([f"{region}{year}年度{l2}公开", f"{region}{year}年{l2}及“三公”经费情况说明"]), False
         if any(word in l2 for word in ("处罚", "许可", "审批", "登记")):
             return f"{region}{l2}信息公开（{year}年第{rnd.randint(1, 12)}批）", False
         if any(word in l2 for word in ("招标", "采购", "公告", "名录")):
             return f"{region}{year}年{l1}{l2}", rnd.random() < 0.5
-        return rnd.choice([
-            f"{region}{year}年{l1}{l2}情况公开",
-            f"关于{year}年{l1}工作开展情况的报告",
-            f"{region}{l1}{l2}（{year}年{month}月）",
-            f"关于{year}年{quarter}{short}{l2}的公示",
-        ]), rnd.random() < 0.3
+        return rnd.choice(
+            [
+                f"{region}{year}年{l1}{l2}情况公开",
+                f"关于{year}年{l1}工作开展情况的报告",
+                f"{region}{l1}{l2}（{year}年{month}月）",
+                f"关于{year}年{quarter}{short}{l2}的公示",
+            ]
+        ), rnd.random() < 0.3
 
 
 # --- the query set ----------------------------------------------------------------------------
@@ -361,7 +405,17 @@ class Fts5:
             title, body = searchable_text(document)
             tt, tc, bt, bc = index_terms(title), char_terms(title), index_terms(body), char_terms(body)
             i, self.next_id = self.next_id, self.next_id + 1
-            docs.append((i, data.publication_id, data.version, document["published_at"], data.kind, normalise(data.index_number), json.dumps(document, ensure_ascii=False)))
+            docs.append(
+                (
+                    i,
+                    data.publication_id,
+                    data.version,
+                    document["published_at"],
+                    data.kind,
+                    normalise(data.index_number),
+                    json.dumps(document, ensure_ascii=False),
+                )
+            )
             fts.append((i, tt, bt, tc, bc))
             pl += [(i, p.region_code, county_of(p.region_code), p.domain_code, p.level1_id, p.level2_id) for p in data.placements]
         self.db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
@@ -379,6 +433,7 @@ class Fts5:
         source = "docs d"
         order = "d.published DESC, d.id DESC"
         if phrases:
+
             def column(phrase):
                 return "{title_chars body_chars}" if is_single_char(phrase) else "{title body}"
 
@@ -630,9 +685,7 @@ def report(runs: list[dict], tokenising: dict[str, float], args) -> str:
         f"{'':<42}{'':>11}{'':>9}{'':>9}" + "".join(f"{'p50 / p95 ms':>26}" for _ in (*GROUPS, "all")),
     ]
     for run in runs:
-        cells = "".join(
-            f"{run['latency_ms'][g]['p50']:>15.1f} / {run['latency_ms'][g]['p95']:>7.1f}" for g in (*GROUPS, "all")
-        )
+        cells = "".join(f"{run['latency_ms'][g]['p50']:>15.1f} / {run['latency_ms'][g]['p95']:>7.1f}" for g in (*GROUPS, "all"))
         lines.append(f"{run['engine'][:41]:<42}{run['documents']:>11,}{run['docs_per_s']:>9,.0f}{run['size_bytes'] / 1e6:>9,.0f}{cells}")
     lines.append("")
     if "index_number_first" in ours:

@@ -91,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.rounds):
         for name, baseline in (("SQLite's busy handler", True), ("Tongyuan's writing()", False)):
             figures = run(baseline, args.transactions)
-            print(f"  round {round_ + 1}  {name:<22} {figures['tx_per_s']:6.0f} tx/s   per transaction (waiting included) p50 {figures['p50_ms']:6.1f}  p99 {figures['p99_ms']:6.1f}  max {figures['max_ms']:6.1f} ms")
+            print(
+                f"  round {round_ + 1}  {name:<22} {figures['tx_per_s']:6.0f} tx/s   per transaction (waiting included) p50 {figures['p50_ms']:6.1f}  p99 {figures['p99_ms']:6.1f}  max {figures['max_ms']:6.1f} ms"
+            )
             if name not in best or figures["p99_ms"] < best[name]["p99_ms"]:
                 best[name] = figures
     base, ours = best["SQLite's busy handler"], best["Tongyuan's writing()"]
-    print(f"best of {args.rounds}: p99 per transaction {base['p99_ms']:.0f} → {ours['p99_ms']:.0f} ms ({ours['p99_ms'] / base['p99_ms']:.2f}×), throughput {ours['tx_per_s'] / base['tx_per_s']:.2f}×")
+    print(
+        f"best of {args.rounds}: p99 per transaction {base['p99_ms']:.0f} → {ours['p99_ms']:.0f} ms ({ours['p99_ms'] / base['p99_ms']:.2f}×), throughput {ours['tx_per_s'] / base['tx_per_s']:.2f}×"
+    )
     return 0
 
 

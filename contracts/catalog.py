@@ -245,9 +245,7 @@ def standard_catalog() -> Catalog:
             )
             for i, l1 in enumerate(source.get("level1", []), start=1)
         )
-        domains.append(
-            Domain(code=code, name=name, aliases=aliases, added_2022=name in ADDED_2022, guideline=source.get("guideline"), level1=level1)
-        )
+        domains.append(Domain(code=code, name=name, aliases=aliases, added_2022=name in ADDED_2022, guideline=source.get("guideline"), level1=level1))
     return Catalog(edition="2022", scope=STANDARD, derived_from=edition_key(STANDARD, "2021"), domains=tuple(domains))
 
 
@@ -304,7 +302,9 @@ def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
     if city_code == "4301":
         regions.append(Region(code=HIGH_TECH_ZONE_CODE, name=HIGH_TECH_ZONE_NAME, level="county", parent_code=city_code))
     regions += [
-        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"]) for county in counties for r in _streets_by_county().get(county["code"], ())
+        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"])
+        for county in counties
+        for r in _streets_by_county().get(county["code"], ())
     ]
     return tuple(regions)
 

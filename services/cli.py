@@ -153,7 +153,10 @@ class _BrokerKeeper:
         process = self.broker.process
         if process is None or process.poll() is None or time.monotonic() < self.next_try:
             return False
-        echo(f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends again every event since the last clean stop)", err=True)
+        echo(
+            f"the embedded broker exited with {process.returncode}; restarting it on {self.broker.bootstrap} (its log is lost: the publisher sends again every event since the last clean stop)",
+            err=True,
+        )
         try:
             self.broker.start()
             ensure_topics(self.broker.bootstrap, self.settings.topic_partitions)

@@ -52,7 +52,9 @@ def dead_letters(settings: Settings, group: str, timeout: float = 5.0) -> list[D
                 for record in batch:
                     headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or []}
                     letters.append(
-                        DeadLetter(group, record.partition, record.offset, headers.get("tongyuan-origin", "?"), headers.get("tongyuan-error", ""), record.value or b"")
+                        DeadLetter(
+                            group, record.partition, record.offset, headers.get("tongyuan-origin", "?"), headers.get("tongyuan-error", ""), record.value or b""
+                        )
                     )
         return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
     finally:

@@ -47,7 +47,17 @@ def build_router(
         "/bridge/webhooks/{platform}",
         status_code=202,
         responses=refusals(
-            400, 401, 404, 409, 413, 422, 429, 503, html=(429,), d404="no bridge for this platform", d503="not configured here, or the item could not be fetched yet"
+            400,
+            401,
+            404,
+            409,
+            413,
+            422,
+            429,
+            503,
+            html=(429,),
+            d404="no bridge for this platform",
+            d503="not configured here, or the item could not be fetched yet",
         ),
     )
     async def webhook(request: Request, platform: PlatformPath):
@@ -87,9 +97,19 @@ def build_router(
                 }
                 for k in store.unmapped()
             ],
-            "unreadable": [{"implementation_code": p["implementation_code"], "detail": p["detail"], "seen_at": p["seen_at"].isoformat()} for p in store.problems(UNREADABLE)],
+            "unreadable": [
+                {"implementation_code": p["implementation_code"], "detail": p["detail"], "seen_at": p["seen_at"].isoformat()}
+                for p in store.problems(UNREADABLE)
+            ],
             "refused": [
-                {"implementation_code": r["implementation_code"], "name": r["title"], "region": r["region"], "live": bool(r["live"]), "detail": r["detail"], "seen_at": r["seen_at"].isoformat()}
+                {
+                    "implementation_code": r["implementation_code"],
+                    "name": r["title"],
+                    "region": r["region"],
+                    "live": bool(r["live"]),
+                    "detail": r["detail"],
+                    "seen_at": r["seen_at"].isoformat(),
+                }
                 for r in store.refused()
             ],
         }

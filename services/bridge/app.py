@@ -163,7 +163,9 @@ class Runtime:
         self.bridge.client.close()
 
 
-def create_runtime(settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None, listen: bool = False) -> Runtime:
+def create_runtime(
+    settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None, listen: bool = False
+) -> Runtime:
     """`producer`: a kafka-python producer (services.common.kafka.idempotent_producer) to relay
     with; None leaves the outbox to another process's relay. `listen`: act on the gate's
     refusals (tongyuan.rejections.v1) from this process."""

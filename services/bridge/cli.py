@@ -144,7 +144,9 @@ def unmapped(as_json: Annotated[bool, typer.Option("--json", help="machine-reada
         typer.echo(
             json.dumps(
                 {
-                    "unmapped": [dict(implementation_code=k.implementation_code, name=k.title, region=k.region, mapping=k.mapping, reason=k.reason) for k in rows],
+                    "unmapped": [
+                        dict(implementation_code=k.implementation_code, name=k.title, region=k.region, mapping=k.mapping, reason=k.reason) for k in rows
+                    ],
                     "unreadable": [dict(implementation_code=p["implementation_code"], detail=p["detail"]) for p in problems],
                     "refused": [dict(implementation_code=r["implementation_code"], name=r["title"], region=r["region"], detail=r["detail"]) for r in refused],
                 },

@@ -138,7 +138,16 @@ def decide(known: Known | None, observed: Seen | Gone, mapping: MappingResult | 
     return Outcome("changed", replace(record, live=True, content_hash=digest, live_before_event=record.live), event)
 
 
-def _ended(known: Known | None, code: str, state: str, version: int | None, updated_at: datetime | None, platform: str, actor: Principal, item: ServiceItem | None = None) -> Outcome:
+def _ended(
+    known: Known | None,
+    code: str,
+    state: str,
+    version: int | None,
+    updated_at: datetime | None,
+    platform: str,
+    actor: Principal,
+    item: ServiceItem | None = None,
+) -> Outcome:
     base = known or Known(implementation_code=code, state=state, mapping="unknown", live=False, content_hash=None, version=None, updated_at=None)
     record = replace(
         base,

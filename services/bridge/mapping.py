@@ -233,7 +233,19 @@ def to_xlsx(table: MappingTable, catalog: Catalog | None = None) -> bytes:
     sheet(
         RULES_SHEET,
         RULE_HEADER,
-        ((r.basic_code or "", r.item_type or "", r.region or "", r.target.domain_code, r.target.level1_id, r.target.level2_id, r.note, *name(r.target.level2_id)) for r in table.rules),
+        (
+            (
+                r.basic_code or "",
+                r.item_type or "",
+                r.region or "",
+                r.target.domain_code,
+                r.target.level1_id,
+                r.target.level2_id,
+                r.note,
+                *name(r.target.level2_id),
+            )
+            for r in table.rules
+        ),
         first=True,
     )
     sheet(

@@ -259,20 +259,31 @@ class BridgeTransaction:
         for start in range(0, len(gone), 500):
             self.connection.execute(delete(problems).where(problems.c.platform == self.platform, problems.c.implementation_code.in_(gone[start : start + 500])))
         if found:
-            self.connection.execute(insert(problems), [dict(platform=self.platform, implementation_code=code[:120], detail=detail[:1000], seen_at=now, kind=UNREADABLE) for code, detail in found.items()])
+            self.connection.execute(
+                insert(problems),
+                [
+                    dict(platform=self.platform, implementation_code=code[:120], detail=detail[:1000], seen_at=now, kind=UNREADABLE)
+                    for code, detail in found.items()
+                ],
+            )
 
     def record_refusals(self, found: dict[str, str]) -> None:
         """The gate's reasons, per item, for refusing its latest event (replacing any earlier problem)."""
         if found:
             self.connection.execute(delete(problems).where(problems.c.platform == self.platform, problems.c.implementation_code.in_(sorted(found))))
-            self.connection.execute(insert(problems), [dict(platform=self.platform, implementation_code=code, detail=detail[:1000], seen_at=_now(), kind=REFUSED) for code, detail in found.items()])
+            self.connection.execute(
+                insert(problems),
+                [dict(platform=self.platform, implementation_code=code, detail=detail[:1000], seen_at=_now(), kind=REFUSED) for code, detail in found.items()],
+            )
 
     def clear_refusals(self, codes: Sequence[str]) -> None:
         """Sent again: a refusal is about the event it refused, not the new one."""
         wanted = sorted(set(codes))
         for start in range(0, len(wanted), 500):
             self.connection.execute(
-                delete(problems).where(problems.c.platform == self.platform, problems.c.kind == REFUSED, problems.c.implementation_code.in_(wanted[start : start + 500]))
+                delete(problems).where(
+                    problems.c.platform == self.platform, problems.c.kind == REFUSED, problems.c.implementation_code.in_(wanted[start : start + 500])
+                )
             )
 
 
@@ -299,10 +310,14 @@ class BridgeStore:
         with self.engine.connect() as connection:
             row = connection.execute(select(cursors).where(cursors.c.platform == self.platform)).mappings().first()
             counts = dict(
-                connection.execute(select(items.c.mapping, func.count()).where(items.c.platform == self.platform, items.c.state == "active").group_by(items.c.mapping)).all()
+                connection.execute(
+                    select(items.c.mapping, func.count()).where(items.c.platform == self.platform, items.c.state == "active").group_by(items.c.mapping)
+                ).all()
             )
             live = connection.execute(select(func.count()).select_from(items).where(items.c.platform == self.platform, items.c.live.is_(True))).scalar_one()
-            by_kind = dict(connection.execute(select(problems.c.kind, func.count()).where(problems.c.platform == self.platform).group_by(problems.c.kind)).all())
+            by_kind = dict(
+                connection.execute(select(problems.c.kind, func.count()).where(problems.c.platform == self.platform).group_by(problems.c.kind)).all()
+            )
         return {
             "platform": self.platform,
             "cursor": _aware(row["cursor"]) if row else None,

@@ -88,7 +88,9 @@ class Bridge:
         self.on_events, self.clock = on_events, clock
         self.source = f"/bridge/{platform}"
         # What the gate authorises the bridge's events as: an editor for every region it maps to.
-        self.actor = actor or Principal(user=f"bridge:{platform}", roles=("editor",), regions=tuple(sorted({r.code for r in regions.values() if r.parent_code is None})))
+        self.actor = actor or Principal(
+            user=f"bridge:{platform}", roles=("editor",), regions=tuple(sorted({r.code for r in regions.values() if r.parent_code is None}))
+        )
 
     # --- entry points --------------------------------------------------------------------------
     def poll(self) -> SyncReport:

@@ -26,8 +26,4 @@ def newest_per_publication(events: Sequence[Event]) -> dict[str, Event]:
 
 
 def to_apply(events: Sequence[Event], stored_versions: Mapping[str, int]) -> list[Event]:
-    return [
-        event
-        for publication_id, event in newest_per_publication(events).items()
-        if event.data.version > stored_versions.get(publication_id, 0)
-    ]
+    return [event for publication_id, event in newest_per_publication(events).items() if event.data.version > stored_versions.get(publication_id, 0)]

@@ -67,7 +67,9 @@ def build_router(
         tops = [r for r in known.values() if r.level == "city" or (r.parent_code not in known and r.level != "township")]
         return page_of(request, "column/index.html", tops=tops, children=_children(known))
 
-    @router.get("/columns/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
+    @router.get(
+        "/columns/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")}
+    )
     def region_column(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         counts = store.counts_by_domain(region.code)
@@ -86,11 +88,19 @@ def build_router(
             links=portal_links(),
         )
 
-    @router.get("/columns/{region_code}/{domain_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
+    @router.get(
+        "/columns/{region_code}/{domain_code}",
+        response_class=Response,
+        responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")},
+    )
     def domain_column(request: Request, region_code: RegionPath, domain_code: DomainPath, page: PageQuery = 1):
         return _list_page(request, region_code, domain_code, None, None, page)
 
-    @router.get("/columns/{region_code}/{domain_code}/{item_id}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
+    @router.get(
+        "/columns/{region_code}/{domain_code}/{item_id}",
+        response_class=Response,
+        responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")},
+    )
     def item_column(request: Request, region_code: RegionPath, domain_code: DomainPath, item_id: ItemPath, page: PageQuery = 1):
         level1_id = item_id[:6]
         level2_id = item_id if len(item_id) > 6 else None
@@ -162,15 +172,19 @@ def build_router(
         doc = None if entry.withdrawal else displayable(entry.document)
         known = regions()
         archived = {
-            p.level2_id
-            for p in (doc.placements if doc else ())
-            if p.region_code in known and catalog_for(known[p.region_code]).level2(p.level2_id) is None
+            p.level2_id for p in (doc.placements if doc else ()) if p.region_code in known and catalog_for(known[p.region_code]).level2(p.level2_id) is None
         }
         return templates.TemplateResponse(
-            request, "column/detail.html", {"entry": entry, "doc": doc, "withdrawal": entry.withdrawal, "archived": archived}, status_code=status_code, headers=headers
+            request,
+            "column/detail.html",
+            {"entry": entry, "doc": doc, "withdrawal": entry.withdrawal, "archived": archived},
+            status_code=status_code,
+            headers=headers,
         )
 
-    @router.get("/catalog/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")})
+    @router.get(
+        "/catalog/{region_code}", response_class=Response, responses={**PAGE, **refusals(404, 422, 503, d503="the catalog has not reached the column yet")}
+    )
     def catalog_page(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         return page_of(request, "column/catalog.html", region=region, trail=trail(region), catalog=catalog_for(region), domain=None, level1=None, level2=None)

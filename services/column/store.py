@@ -163,7 +163,9 @@ class ColumnStore:
             for keys in {tuple(sorted(row)) for row in updated}:
                 rows = [dict(row, updated_at=now) for row in updated if tuple(sorted(row)) == keys]
                 columns = {k: bindparam(k) for k in keys if k != "pid"}
-                connection.execute(update(documents).where(documents.c.publication_id == bindparam("pid")).values(updated_at=bindparam("updated_at"), **columns), rows)
+                connection.execute(
+                    update(documents).where(documents.c.publication_id == bindparam("pid")).values(updated_at=bindparam("updated_at"), **columns), rows
+                )
         if inserted:
             insert_rows(connection, documents, [dict(row, updated_at=now) for row in inserted])
         if placement_rows:
@@ -192,7 +194,9 @@ class ColumnStore:
         (level-1 id, level-2 id, level-2 name as filed, count)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(placements.c.level1_id, placements.c.level2_id, func.max(placements.c.level2_name), func.count(func.distinct(placements.c.publication_id)))
+                select(
+                    placements.c.level1_id, placements.c.level2_id, func.max(placements.c.level2_name), func.count(func.distinct(placements.c.publication_id))
+                )
                 .where(placements.c.region_code.startswith(region_prefix, autoescape=True), placements.c.domain_code == domain_code)
                 .group_by(placements.c.level1_id, placements.c.level2_id)
             ).all()
@@ -240,7 +244,16 @@ class ColumnStore:
             counts[level1] = counts.get(level1, 0) + count
         return counts
 
-    def listing(self, region_prefix: str, *, domain_code: str | None = None, level1_id: str | None = None, level2_id: str | None = None, page: int = 1, per_page: int = 20) -> tuple[int, list[ListedItem]]:
+    def listing(
+        self,
+        region_prefix: str,
+        *,
+        domain_code: str | None = None,
+        level1_id: str | None = None,
+        level2_id: str | None = None,
+        page: int = 1,
+        per_page: int = 20,
+    ) -> tuple[int, list[ListedItem]]:
         """Newest first; a publication filed under several matching items is listed once."""
         conditions = [placements.c.region_code.startswith(region_prefix, autoescape=True)]
         if domain_code:
@@ -264,7 +277,10 @@ class ColumnStore:
 
     def versions(self) -> dict[str, tuple[int, str]]:
         with self.engine.connect() as connection:
-            return {pid: (version, status) for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))}
+            return {
+                pid: (version, status)
+                for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))
+            }
 
     def version_of(self, publication_id: str) -> int | None:
         with self.engine.connect() as connection:

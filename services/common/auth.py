@@ -4,7 +4,6 @@ Production points TONGYUAN_AUTH_JWKS_URL at the portal identity provider's JWKS;
 default generates an ES256 key under var/auth/ on first run, and `tongyuan token` mints with it.
 """
 
-
 import json
 import time
 import uuid
@@ -79,7 +78,11 @@ class TokenVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
-            return Principal(user=claims["sub"], roles=tuple(r for r in claims.get("roles", ()) if r in ("editor", "approver", "admin")), regions=tuple(claims.get("regions", ())))
+            return Principal(
+                user=claims["sub"],
+                roles=tuple(r for r in claims.get("roles", ()) if r in ("editor", "approver", "admin")),
+                regions=tuple(claims.get("regions", ())),
+            )
         except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
 

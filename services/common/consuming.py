@@ -289,7 +289,9 @@ async def process_batch(
         if debugging:
             # The request id travels from the HTTP request that caused the event (CloudEvents extension).
             extra = event.model_extra or {}
-            log.debug("event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version, request_id=extra.get("tongyuanrequestid"))
+            log.debug(
+                "event.applied", consumer=what, event_id=event.id, subject=event.subject, version=event.data.version, request_id=extra.get("tongyuanrequestid")
+            )
 
 
 async def _until_sent(dead_letter, letter: DeadLetter, *, max_backoff: float, what: str) -> None:

@@ -63,7 +63,9 @@ def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> fau
 
     @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
     async def apply_publications(stream):
-        await until_it_dies(app, stats, f"{consumer.group}.apply", apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size))
+        await until_it_dies(
+            app, stats, f"{consumer.group}.apply", apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size)
+        )
 
     # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
     # the canonical topic instead of ahead of it; the store's versions order the two.

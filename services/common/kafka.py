@@ -42,7 +42,15 @@ CONSUMER_GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "ton
 
 
 def all_topics() -> list[str]:
-    return [TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, TOPIC_CATALOG, TOPIC_CMS, TOPIC_SERVICE_ITEMS, TOPIC_REJECTIONS, *(dlq_topic(g) for g in CONSUMER_GROUPS)]
+    return [
+        TOPIC_PUBLICATIONS,
+        TOPIC_PUBLICATIONS_BULK,
+        TOPIC_CATALOG,
+        TOPIC_CMS,
+        TOPIC_SERVICE_ITEMS,
+        TOPIC_REJECTIONS,
+        *(dlq_topic(g) for g in CONSUMER_GROUPS),
+    ]
 
 
 def broker_reachable(bootstrap: str) -> bool:

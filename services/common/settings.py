@@ -139,8 +139,7 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         if not self.kafka_bootstrap:
             raise RuntimeError(
-                "TONGYUAN_KAFKA_BOOTSTRAP is not set; start the stack with `tongyuan up`, "
-                "which runs the embedded broker, or point it at a Kafka broker"
+                "TONGYUAN_KAFKA_BOOTSTRAP is not set; start the stack with `tongyuan up`, which runs the embedded broker, or point it at a Kafka broker"
             )
         return self.kafka_bootstrap
 

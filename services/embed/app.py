@@ -45,4 +45,3 @@ def create_consumer(settings: Settings) -> faust.App:
 
 def heartbeat_status(store: EmbedStore, within: float) -> list[dict]:
     return live_workers(store.engine, heartbeats, within=within)
-

@@ -91,7 +91,15 @@ class RenderCache:
 def etag_of(state: ScopeState, variant: str) -> str:
     stamp = "|".join(
         str(part)
-        for part in (RENDER_REVISION, variant, state.scope, state.version, state.changed_at and state.changed_at.isoformat(), state.rules_version, state.rules_changed_at and state.rules_changed_at.isoformat())
+        for part in (
+            RENDER_REVISION,
+            variant,
+            state.scope,
+            state.version,
+            state.changed_at and state.changed_at.isoformat(),
+            state.rules_version,
+            state.rules_changed_at and state.rules_changed_at.isoformat(),
+        )
     )
     return '"' + hashlib.blake2b(stamp.encode(), digest_size=12).hexdigest() + '"'
 
@@ -158,7 +166,9 @@ def build_router(
         parent = regions().get(region.parent_code or "")
         return f"{parent.name}{region.name}" if region.level == "township" and parent else region.name
 
-    async def conditional(request: Request, region: Region, variant: str, media_type: str, render: Callable[[str, ScopeState], bytes], headers: dict[str, str] | None = None) -> Response:
+    async def conditional(
+        request: Request, region: Region, variant: str, media_type: str, render: Callable[[str, ScopeState], bytes], headers: dict[str, str] | None = None
+    ) -> Response:
         # On the event loop: one indexed read (~20 µs on SQLite) is cheaper than a thread hop,
         # and answering a poll with 304 is most of the traffic. Rendering goes to a thread.
         base = base_of(request)
@@ -211,7 +221,9 @@ def build_router(
         render_document, media_type, suffix = (atom, ATOM_MEDIA_TYPE, "atom.xml") if kind == "atom" else (json_feed, JSON_FEED_MEDIA_TYPE, "feed.json")
 
         def render(base: str, state: ScopeState) -> bytes:
-            return render_document(feed_info(region, domain_code, base, state.last_modified, suffix), store.major_items(region.code, domain_code=domain_code, limit=FEED_ITEMS))
+            return render_document(
+                feed_info(region, domain_code, base, state.last_modified, suffix), store.major_items(region.code, domain_code=domain_code, limit=FEED_ITEMS)
+            )
 
         return await conditional(request, region, f"{kind}|{domain_code}", media_type, render, {"Access-Control-Allow-Origin": "*"})
 
@@ -225,40 +237,90 @@ def build_router(
     ATOM_FEED = {**answered_as(ATOM, "an Atom feed"), **NOT_MODIFIED, **REFUSED}
     FEED_JSON = {**answered_as(JSON_FEED, "a JSON Feed 1.1 document"), **NOT_MODIFIED, **REFUSED}
 
-    @router.get("/embed/{region_code}/fragment", response_class=Response, responses=PAGE, summary="重大民生信息 as an HTML fragment for server-side include", openapi_extra=_documented("region", "heading"))
+    @router.get(
+        "/embed/{region_code}/fragment",
+        response_class=Response,
+        responses=PAGE,
+        summary="重大民生信息 as an HTML fragment for server-side include",
+        openapi_extra=_documented("region", "heading"),
+    )
     async def fragment(request: Request):
         region = region_or_404(_path(request, "region_code", REGION_CODE))
         h = _heading(request)
         return await conditional(
-            request, region, f"fragment|{h}", HTML_MEDIA_TYPE, lambda base, state: column_html(region, state, base, h, None).encode(), {"Access-Control-Allow-Origin": "*"}
+            request,
+            region,
+            f"fragment|{h}",
+            HTML_MEDIA_TYPE,
+            lambda base, state: column_html(region, state, base, h, None).encode(),
+            {"Access-Control-Allow-Origin": "*"},
         )
 
-    @router.get("/embed/{region_code}", response_class=Response, responses=PAGE, summary="重大民生信息 as a page to show in an iframe", openapi_extra=_documented("region"))
+    @router.get(
+        "/embed/{region_code}",
+        response_class=Response,
+        responses=PAGE,
+        summary="重大民生信息 as a page to show in an iframe",
+        openapi_extra=_documented("region"),
+    )
     async def page(request: Request):
         region = region_or_404(_path(request, "region_code", REGION_CODE))
 
         def render(base: str, state: ScopeState) -> bytes:
-            return templates.get_template("embed/page.html").render(region=region, name=full_name(region), sections=sections(region, state), base=base, h=1, target="_top").encode()
+            return (
+                templates.get_template("embed/page.html")
+                .render(region=region, name=full_name(region), sections=sections(region, state), base=base, h=1, target="_top")
+                .encode()
+            )
 
         return await conditional(request, region, "page", HTML_MEDIA_TYPE, render, {"Content-Security-Policy": PAGE_CSP})
 
-    @router.get("/embed/{region_code}/atom.xml", response_class=Response, responses=ATOM_FEED, summary="Atom feed of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
+    @router.get(
+        "/embed/{region_code}/atom.xml",
+        response_class=Response,
+        responses=ATOM_FEED,
+        summary="Atom feed of a township's (or a county's) 重大民生信息",
+        openapi_extra=_documented("region"),
+    )
     async def region_atom(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), None, "atom")
 
-    @router.get("/embed/{region_code}/feed.json", response_class=Response, responses=FEED_JSON, summary="JSON Feed 1.1 of a township's (or a county's) 重大民生信息", openapi_extra=_documented("region"))
+    @router.get(
+        "/embed/{region_code}/feed.json",
+        response_class=Response,
+        responses=FEED_JSON,
+        summary="JSON Feed 1.1 of a township's (or a county's) 重大民生信息",
+        openapi_extra=_documented("region"),
+    )
     async def region_json_feed(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), None, "json")
 
-    @router.get("/embed/{region_code}/{domain_code}/atom.xml", response_class=Response, responses=ATOM_FEED, summary="Atom feed of one domain", openapi_extra=_documented("region", "domain"))
+    @router.get(
+        "/embed/{region_code}/{domain_code}/atom.xml",
+        response_class=Response,
+        responses=ATOM_FEED,
+        summary="Atom feed of one domain",
+        openapi_extra=_documented("region", "domain"),
+    )
     async def domain_atom(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "atom")
 
-    @router.get("/embed/{region_code}/{domain_code}/feed.json", response_class=Response, responses=FEED_JSON, summary="JSON Feed 1.1 of one domain", openapi_extra=_documented("region", "domain"))
+    @router.get(
+        "/embed/{region_code}/{domain_code}/feed.json",
+        response_class=Response,
+        responses=FEED_JSON,
+        summary="JSON Feed 1.1 of one domain",
+        openapi_extra=_documented("region", "domain"),
+    )
     async def domain_json_feed(request: Request):
         return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "json")
 
-    @router.get("/embed/{region_code}/code", response_class=Response, responses={**answered_as(HTML, "the snippets"), **REFUSED}, summary="The snippets a township's webmaster pastes")
+    @router.get(
+        "/embed/{region_code}/code",
+        response_class=Response,
+        responses={**answered_as(HTML, "the snippets"), **REFUSED},
+        summary="The snippets a township's webmaster pastes",
+    )
     def embed_code(request: Request, region_code: RegionPath):
         region = region_or_404(region_code)
         base = base_of(request)
@@ -302,8 +364,20 @@ def _heading(request: Request) -> int:
 
 
 _PARAMETERS = {
-    "region": {"name": "region_code", "in": "path", "required": True, "description": "a township's or county's region code", "schema": {"type": "string", "pattern": REGION_CODE}},
-    "domain": {"name": "domain_code", "in": "path", "required": True, "description": "a catalog domain, D01–D32", "schema": {"type": "string", "pattern": DOMAIN_CODE}},
+    "region": {
+        "name": "region_code",
+        "in": "path",
+        "required": True,
+        "description": "a township's or county's region code",
+        "schema": {"type": "string", "pattern": REGION_CODE},
+    },
+    "domain": {
+        "name": "domain_code",
+        "in": "path",
+        "required": True,
+        "description": "a catalog domain, D01–D32",
+        "schema": {"type": "string", "pattern": DOMAIN_CODE},
+    },
     "heading": {
         "name": "h",
         "in": "query",

@@ -40,7 +40,9 @@ def known_regions(extra_codes: Iterable[str] = (), cities: Iterable[str] = ("430
 
 def add_portal(store: EmbedStore, region_code: str, portal_url: str, column_url: str, *, known: Mapping[str, Region | None], replace: bool = False) -> Portal:
     code = region_code.strip().upper()
-    [portal] = validate_portals([(f"region {code}", code, portal_url, column_url)], known=known, registered=store.portals(), replacing={code} if replace else ())
+    [portal] = validate_portals(
+        [(f"region {code}", code, portal_url, column_url)], known=known, registered=store.portals(), replacing={code} if replace else ()
+    )
     store.save_portals([portal], replace={code} if replace else ())
     return portal
 

@@ -120,7 +120,13 @@ def _newest(*conditions) -> Select:
         .where(items.c.scope == bindparam("scope"), items.c.major.is_(True), *conditions)
         .subquery()
     )
-    return select(items).join(first, items.c.id == first.c.id).where(first.c.n == 1).order_by(items.c.published_at.desc(), items.c.publication_id).limit(bindparam("limit"))
+    return (
+        select(items)
+        .join(first, items.c.id == first.c.id)
+        .where(first.c.n == 1)
+        .order_by(items.c.published_at.desc(), items.c.publication_id)
+        .limit(bindparam("limit"))
+    )
 
 
 def _newest_per_domain() -> Select:
@@ -133,7 +139,9 @@ def _newest_per_domain() -> Select:
         .group_by(items.c.domain_code, items.c.publication_id)
         .subquery()
     )
-    return select(items).join(ranked, items.c.id == ranked.c.row_id).where(ranked.c.rank <= bindparam("per_domain")).order_by(items.c.domain_code, ranked.c.rank)
+    return (
+        select(items).join(ranked, items.c.id == ranked.c.row_id).where(ranked.c.rank <= bindparam("per_domain")).order_by(items.c.domain_code, ranked.c.rank)
+    )
 
 
 # Built once: these run on every render, and building a statement costs more than running it.
@@ -232,7 +240,9 @@ class EmbedStore:
         touched |= {row["region_code"] for row in item_rows if row["major"]}
         if updated:
             connection.execute(
-                update(publications).where(publications.c.publication_id == bindparam("pid")).values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
+                update(publications)
+                .where(publications.c.publication_id == bindparam("pid"))
+                .values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
                 updated,
             )
         if inserted:
@@ -246,7 +256,9 @@ class EmbedStore:
         found: dict[str, int] = {}
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            found.update(connection.execute(select(publications.c.publication_id, publications.c.version).where(publications.c.publication_id.in_(chunk))).all())
+            found.update(
+                connection.execute(select(publications.c.publication_id, publications.c.version).where(publications.c.publication_id.in_(chunk))).all()
+            )
         return found
 
     @staticmethod
@@ -254,7 +266,9 @@ class EmbedStore:
         regions: set[str] = set()
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            regions.update(connection.execute(select(items.c.region_code).where(items.c.publication_id.in_(chunk), items.c.major.is_(True)).distinct()).scalars())
+            regions.update(
+                connection.execute(select(items.c.region_code).where(items.c.publication_id.in_(chunk), items.c.major.is_(True)).distinct()).scalars()
+            )
         return regions
 
     @staticmethod
@@ -285,13 +299,18 @@ class EmbedStore:
                     connection.execute(insert(rules).values(target=target, major=major))
             current = self._rules(connection)
             flips = []
-            rows = connection.execute(select(items.c.id, items.c.scope, items.c.region_code, items.c.domain_code, items.c.level1_id, items.c.level2_id, items.c.flag, items.c.major))
+            rows = connection.execute(
+                select(items.c.id, items.c.scope, items.c.region_code, items.c.domain_code, items.c.level1_id, items.c.level2_id, items.c.flag, items.c.major)
+            )
             for row in rows:
                 major = current.counts(row, row.flag)
                 if major != row.major:
                     flips.append({"row_id": row.id, "major": major, "region": row.region_code, "own": row.scope == row.region_code})
             if flips:
-                connection.execute(update(items).where(items.c.id == bindparam("row_id")).values(major=bindparam("major")), [{"row_id": f["row_id"], "major": f["major"]} for f in flips])
+                connection.execute(
+                    update(items).where(items.c.id == bindparam("row_id")).values(major=bindparam("major")),
+                    [{"row_id": f["row_id"], "major": f["major"]} for f in flips],
+                )
             self._bump(connection, {RULES_SCOPE} | {scope for f in flips for scope in scopes_of(f["region"])}, now)
             return sum(f["own"] for f in flips)
 
@@ -312,7 +331,10 @@ class EmbedStore:
                 for start in range(0, len(gone), CHUNK):
                     connection.execute(delete(portals).where(portals.c.region_code.in_(gone[start : start + CHUNK])))
             if entries:
-                connection.execute(insert(portals), [{"region_code": e.region_code, "portal_url": e.portal_url, "column_url": e.column_url, "updated_at": now} for e in entries])
+                connection.execute(
+                    insert(portals),
+                    [{"region_code": e.region_code, "portal_url": e.portal_url, "column_url": e.column_url, "updated_at": now} for e in entries],
+                )
 
     def remove_portal(self, region_code: str) -> bool:
         with writing(self.engine) as connection:
@@ -357,7 +379,9 @@ class EmbedStore:
 
     def versions(self) -> dict[str, tuple[int, str]]:
         with self.engine.connect() as connection:
-            return {pid: (v, status) for pid, v, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))}
+            return {
+                pid: (v, status) for pid, v, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))
+            }
 
     def version_of(self, publication_id: str) -> int | None:
         with self.engine.connect() as connection:

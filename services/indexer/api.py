@@ -79,7 +79,9 @@ def search_query(
     if level2 and (level1 or domain) and not level2.startswith((level1 or domain) + "-"):
         raise _invalid("level2", f"二级事项 {level2} 不属于 {level1 or domain}")
     if page * per_page > MAX_RESULTS:
-        raise _invalid("page", f"最多翻到第 {MAX_RESULTS} 条结果（每页 {per_page} 条时为第 {MAX_RESULTS // per_page} 页），请加筛选条件缩小范围", "less_than_equal")
+        raise _invalid(
+            "page", f"最多翻到第 {MAX_RESULTS} 条结果（每页 {per_page} 条时为第 {MAX_RESULTS // per_page} 页），请加筛选条件缩小范围", "less_than_equal"
+        )
     return SearchQuery(
         q=q.strip(),
         region=region or None,
@@ -125,7 +127,9 @@ class Answer:
             "pages": self.pages,
             "sort": self.query.sort,
             "hits": [hit_json(hit) for hit in self.results.hits],
-            "facets": {name: [{"code": v.code, "name": v.name, "count": v.count, "selected": v.selected} for v in values] for name, values in self.facets.items()},
+            "facets": {
+                name: [{"code": v.code, "name": v.name, "count": v.count, "selected": v.selected} for v in values] for name, values in self.facets.items()
+            },
         }
 
 

@@ -350,7 +350,9 @@ def _ledger_rows(connection: Connection, fresh: list[tuple[Event, int | None]]) 
 def _fresh_rows(connection: Connection, part: Sequence[tuple[str, Event]]) -> list[dict[str, Any]]:
     stored = {
         row.publication_id: row
-        for row in connection.execute(select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_([pid for pid, _ in part])))
+        for row in connection.execute(
+            select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_([pid for pid, _ in part]))
+        )
     }
     fresh = [
         (event, stored[pid].id if pid in stored else None)
@@ -678,7 +680,9 @@ def _phrase_query(phrase: tuple[str, ...], field: str) -> tantivy.Query:
         # The character alone, or inside any bigram (a constant score).
         char = phrase[0]
         alone = tantivy.Query.term_query(SCHEMA, field, char, index_option="freq")
-        return tantivy.Query.boolean_query([(tantivy.Occur.Should, alone), (tantivy.Occur.Should, tantivy.Query.regex_query(SCHEMA, field, f"{char}.|.{char}"))])
+        return tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, alone), (tantivy.Occur.Should, tantivy.Query.regex_query(SCHEMA, field, f"{char}.|.{char}"))]
+        )
     if len(phrase) == 1:
         return tantivy.Query.term_query(SCHEMA, field, phrase[0], index_option="freq")
     return tantivy.Query.phrase_query(SCHEMA, field, list(phrase))

@@ -32,7 +32,9 @@ MAX_PARTS = 32
 # Text made only of ASCII, common CJK ideographs and CJK/full-width punctuation needs no NFKC:
 # NFKC would change only punctuation there, which separates terms either way. Anything else
 # (full-width letters and digits, compatibility ideographs, circled numbers …) is normalised.
-_NEEDS_NFKC = re.compile("[^\x00-\x7f\u3000-\u3037\u303b-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2010-\u2027\u2030-\u205e]")
+_NEEDS_NFKC = re.compile(
+    "[^\x00-\x7f\u3000-\u3037\u303b-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2010-\u2027\u2030-\u205e]"
+)
 _WORD = re.compile("[0-9a-z]+")
 _NOT_CJK = re.compile(f"[^{_CJK}]+")
 # Quotation and title marks sit inside words as often as around them (“三公”经费, 《条例》):

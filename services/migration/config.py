@@ -1,20 +1,20 @@
 """A legacy site's migration config: a TOML file per old site, checked before any row is read.
 
-    site = "changsha-county"          # source /migration/changsha-county
-    region_code = "430121"            # the county whose old site this is
-    format = "csv"                    # csv | xlsx | jsonl; from the file extension when absent
-    encoding = "auto"                 # auto | utf-8 | utf-8-sig | gb18030 (a BOM always wins)
-    mapping_table = "mapping.csv"     # optional; relative to this file; wins over the rules
+site = "changsha-county"          # source /migration/changsha-county
+region_code = "430121"            # the county whose old site this is
+format = "csv"                    # csv | xlsx | jsonl; from the file extension when absent
+encoding = "auto"                 # auto | utf-8 | utf-8-sig | gb18030 (a BOM always wins)
+mapping_table = "mapping.csv"     # optional; relative to this file; wins over the rules
 
-    [columns]                         # which source column holds what
-    title = "标题"
-    ...
+[columns]                         # which source column holds what
+title = "标题"
+...
 
-    [[rules]]                         # in order; the first match places the row
-    prefix = "政务公开/重点领域/社会救助/低保"
-    domain = "社会救助"
-    level1 = "D14-02"
-    level2 = "审批信息"
+[[rules]]                         # in order; the first match places the row
+prefix = "政务公开/重点领域/社会救助/低保"
+domain = "社会救助"
+level1 = "D14-02"
+level2 = "审批信息"
 """
 
 from __future__ import annotations

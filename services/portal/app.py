@@ -47,7 +47,12 @@ SERVICES = HERE.parent
 
 
 def templates() -> Jinja2Templates:
-    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge", "embed", "supervision"))])
+    loader = ChoiceLoader(
+        [
+            FileSystemLoader(str(HERE / "templates")),
+            *(FileSystemLoader(str(SERVICES / s / "templates")) for s in ("column", "indexer", "bridge", "embed", "supervision")),
+        ]
+    )
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 

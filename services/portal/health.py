@@ -124,6 +124,8 @@ def build_router(checks: list[Check], *, max_lag: int, timeout: float = 3.0) -> 
         results = await run_checks()
         behind = {name: r["lag"] for name, r in results.items() if (r.get("lag") or 0) > max_lag}
         ready = all(r.get("up") for r in results.values()) and not behind
-        return JSONResponse(status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "behind": behind, "max_lag": max_lag, "checks": results})
+        return JSONResponse(
+            status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "behind": behind, "max_lag": max_lag, "checks": results}
+        )
 
     return router

@@ -54,7 +54,9 @@ class BoundedBodies:
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"detail": [{"loc": ["body"], "msg": f"request body larger than {self.limit} bytes", "type": "too_large"}]}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -1,6 +1,5 @@
 """The publish API (POST /v1/publications …): translate HTTP into gate calls, nothing more."""
 
-
 import hashlib
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -76,7 +75,11 @@ class Receipt(BaseModel):
 def rejected_response(exc: Rejected) -> JSONResponse:
     return JSONResponse(
         status_code=422,
-        content={"detail": [{"loc": ["body", *e.loc], "msg": e.msg, "type": e.type, **({"choices": list(e.choices)} if e.choices is not None else {})} for e in exc.errors]},
+        content={
+            "detail": [
+                {"loc": ["body", *e.loc], "msg": e.msg, "type": e.type, **({"choices": list(e.choices)} if e.choices is not None else {})} for e in exc.errors
+            ]
+        },
     )
 
 
@@ -105,12 +108,22 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
     # it lacks, an unreadable or oversized body, too many writes, the store being down.
     WRITE = (400, 401, 403, 413, 422, 429, 503)
 
-    @router.post("", status_code=202, response_model=Receipt, responses=refusals(*WRITE, d422="field-level reasons, with the valid choices"), openapi_extra=declared("editor", "body.placements"))
+    @router.post(
+        "",
+        status_code=202,
+        response_model=Receipt,
+        responses=refusals(*WRITE, d422="field-level reasons, with the valid choices"),
+        openapi_extra=declared("editor", "body.placements"),
+    )
     def publish(draft: Annotated[PublicationDraft, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         return answer(lambda: handlers.publish(draft, principal=principal, publisher=publisher, directory=directory(), request_id=request_id))
 
     @router.post(
-        "/{publication_id}", status_code=202, response_model=Receipt, responses=refusals(*WRITE, 404, 409, d409="stale version"), openapi_extra=declared("editor", "publication")
+        "/{publication_id}",
+        status_code=202,
+        response_model=Receipt,
+        responses=refusals(*WRITE, 404, 409, d409="stale version"),
+        openapi_extra=declared("editor", "publication"),
     )
     def revise(publication_id: PublicationIdPath, revision: Annotated[Revision, Body()], principal: Editor, request_id: RequestIdOfThisRequest):
         draft = PublicationDraft.model_validate(revision.model_dump(exclude={"version"}))
@@ -151,7 +164,11 @@ def build_router(publisher: Publisher, directory: Callable[[], Directory], authe
     @router.get(
         "/{publication_id}",
         response_model=PublicationRecord,
-        responses={**NOT_MODIFIED, **refusals(401, 404, 410, 422, 503, d404="unknown, or withdrawn as vanish"), 410: {"model": PublicationRecord, "description": "withdrawn as gone: the tombstone"}},
+        responses={
+            **NOT_MODIFIED,
+            **refusals(401, 404, 410, 422, 503, d404="unknown, or withdrawn as vanish"),
+            410: {"model": PublicationRecord, "description": "withdrawn as gone: the tombstone"},
+        },
     )
     def read(request: Request, publication_id: PublicationIdPath, principal: Annotated[Principal | None, Depends(reader)]):
         with publisher.transaction() as store:

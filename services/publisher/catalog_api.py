@@ -1,7 +1,6 @@
 """The catalog API: pickers for CMSes (region → domains → level-1 → level-2) with ETag/304,
 and edition management (derive, Excel import/export, publish, diff)."""
 
-
 import hashlib
 import json
 from collections import OrderedDict
@@ -210,7 +209,9 @@ def build_router(
         catalog, status = edition_or_404(scope, edition)
         return {"status": status, "catalog": json.loads(catalog.model_dump_json())}
 
-    @router.get("/v1/catalogs/{scope}/{edition}/xlsx", response_class=Response, responses={**answered_as(XLSX, "the edition as a workbook"), **refusals(404, 422, 503)})
+    @router.get(
+        "/v1/catalogs/{scope}/{edition}/xlsx", response_class=Response, responses={**answered_as(XLSX, "the edition as a workbook"), **refusals(404, 422, 503)}
+    )
     def export_edition(scope: ScopePath, edition: EditionPath):
         from .catalog_xlsx import export_catalog
 
@@ -221,7 +222,9 @@ def build_router(
     @router.put(
         "/v1/catalogs/{scope}/{edition}/xlsx",
         response_model=EditionState,
-        responses=refusals(*WRITE, 409, d413="past a workbook limit, named", d422="every problem with its sheet, row and column", d409="the edition cannot take this workbook"),
+        responses=refusals(
+            *WRITE, 409, d413="past a workbook limit, named", d422="every problem with its sheet, row and column", d409="the edition cannot take this workbook"
+        ),
         openapi_extra=ADMIN,
     )
     async def import_edition(
@@ -248,7 +251,13 @@ def build_router(
         on_change()
         return {"key": catalog.key, "status": "published" if publish else "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/derive", status_code=201, response_model=Derived, responses=refusals(*WRITE, 409, d409="already there, or nothing to derive from"), openapi_extra=ADMIN)
+    @router.post(
+        "/v1/catalogs/{scope}/{edition}/derive",
+        status_code=201,
+        response_model=Derived,
+        responses=refusals(*WRITE, 409, d409="already there, or nothing to derive from"),
+        openapi_extra=ADMIN,
+    )
     def derive(scope: ScopePath, edition: EditionPath, _: Admin, parent: Annotated[str | None, Body(embed=True, max_length=80)] = None):
         try:
             catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
@@ -256,7 +265,12 @@ def build_router(
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
 
-    @router.patch("/v1/catalogs/{scope}/{edition}", response_model=EditionState, responses=refusals(*WRITE, 409, d409="no such draft, or an edit it cannot take"), openapi_extra=ADMIN)
+    @router.patch(
+        "/v1/catalogs/{scope}/{edition}",
+        response_model=EditionState,
+        responses=refusals(*WRITE, 409, d409="no such draft, or an edit it cannot take"),
+        openapi_extra=ADMIN,
+    )
     def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin):
         try:
             catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
@@ -264,7 +278,12 @@ def build_router(
             return JSONResponse(status_code=409, content={"detail": str(exc)})
         return {"key": catalog.key, "status": "draft"}
 
-    @router.post("/v1/catalogs/{scope}/{edition}/publish", response_model=Published, responses=refusals(*WRITE, 409, d409="no such draft, or it cannot be published"), openapi_extra=ADMIN)
+    @router.post(
+        "/v1/catalogs/{scope}/{edition}/publish",
+        response_model=Published,
+        responses=refusals(*WRITE, 409, d409="no such draft, or it cannot be published"),
+        openapi_extra=ADMIN,
+    )
     def publish(scope: ScopePath, edition: EditionPath, _: Admin, request_id: RequestIdOfThisRequest):
         try:
             reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions, request_id=request_id)

@@ -62,7 +62,15 @@ def derive_edition(publisher: Publisher, *, scope: str, edition: str, regions: d
 
 
 def import_edition(
-    publisher: Publisher, workbook: bytes, *, scope: str, edition: str, regions: dict[str, Region], publish: bool = True, clock: Clock = utc_clock, request_id: str | None = None
+    publisher: Publisher,
+    workbook: bytes,
+    *,
+    scope: str,
+    edition: str,
+    regions: dict[str, Region],
+    publish: bool = True,
+    clock: Clock = utc_clock,
+    request_id: str | None = None,
 ) -> Catalog:
     """Replace a draft edition's domains from an Excel workbook (all or nothing), then publish it.
 
@@ -90,7 +98,14 @@ def _import_base(store: PublisherStore, scope: str, edition: str, regions: dict[
 
 
 def save_import(
-    publisher: Publisher, imported: Catalog, *, base: Catalog, regions: dict[str, Region], publish: bool, clock: Clock = utc_clock, request_id: str | None = None
+    publisher: Publisher,
+    imported: Catalog,
+    *,
+    base: Catalog,
+    regions: dict[str, Region],
+    publish: bool,
+    clock: Clock = utc_clock,
+    request_id: str | None = None,
 ) -> Catalog:
     """Store (and publish) a catalog parsed against `base`, unless the edition changed while the
     workbook was read: then nothing is written and the import is to be repeated."""
@@ -119,7 +134,9 @@ def edit_draft(publisher: Publisher, *, scope: str, edition: str, rename: dict[s
     return edited
 
 
-def publish_edition(publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock, request_id: str | None = None) -> int:
+def publish_edition(
+    publisher: Publisher, *, scope: str, edition: str, regions: dict[str, Region], clock: Clock = utc_clock, request_id: str | None = None
+) -> int:
     """Publish a draft; returns how many publications were re-issued under renamed items."""
     with publisher.transaction() as store:
         found = store.edition(scope, edition)
@@ -183,7 +200,9 @@ def republish_catalogs(publisher: Publisher, *, clock: Clock = utc_clock) -> int
 def _reissue_renamed(store: PublisherStore, catalog: Catalog, changes, *, regions: dict[str, Region], now: datetime, request_id: str | None = None) -> int:
     current = store.current_catalogs()
     # Regions whose catalog in force is the one just published.
-    governed = {code for code in regions if effective_catalog(code, regions, current) is not None and effective_catalog(code, regions, current).key == catalog.key}
+    governed = {
+        code for code in regions if effective_catalog(code, regions, current) is not None and effective_catalog(code, regions, current).key == catalog.key
+    }
 
     def catalog_for(region_code: str) -> Catalog:
         return effective_catalog(region_code, regions, current) or catalog

@@ -137,7 +137,9 @@ def _current(store: PublisherStore, publication_id: str, expected_version: int |
     return current
 
 
-def _revise(store: PublisherStore, current: StoredPublication, draft: PublicationDraft, *, now: datetime, directory: Directory, request_id: str | None) -> Accepted:
+def _revise(
+    store: PublisherStore, current: StoredPublication, draft: PublicationDraft, *, now: datetime, directory: Directory, request_id: str | None
+) -> Accepted:
     version = current.version + 1
     index_number = current.document.index_number
     data = domain.build_publication(
@@ -180,7 +182,9 @@ def withdraw(
         return _withdraw(store, current, withdrawal_type, explanation, redirect_to, now=now, request_id=request_id)
 
 
-def _withdraw(store: PublisherStore, current: StoredPublication, withdrawal_type, explanation, redirect_to, *, now: datetime, request_id: str | None) -> Accepted:
+def _withdraw(
+    store: PublisherStore, current: StoredPublication, withdrawal_type, explanation, redirect_to, *, now: datetime, request_id: str | None
+) -> Accepted:
     data = domain.build_withdrawal(
         current.document, version=current.version + 1, withdrawal_type=withdrawal_type, explanation=explanation, redirect_to=redirect_to, now=now
     )
@@ -328,14 +332,22 @@ def accept_inbound(
         if (message.event_id, message.source) in seen:
             if log_each:
                 log.info("cms.redelivered", event_id=message.event_id, source=message.source)
-            outcomes.append(Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None))
+            outcomes.append(
+                Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None)
+            )
             continue
         try:
             _check_order(message, clocks.get(key), now)
             outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
         except Rejected as rejected:
             if log_each and isinstance(rejected, OutOfOrder):
-                log.info("inbound.out_of_order", event_id=message.event_id, source=message.source, source_ref=message.request.source_ref, reason=rejected.errors[0].type)
+                log.info(
+                    "inbound.out_of_order",
+                    event_id=message.event_id,
+                    source=message.source,
+                    source_ref=message.request.source_ref,
+                    reason=rejected.errors[0].type,
+                )
             outcomes.append(rejected)
             continue
         seen.add((message.event_id, message.source))
@@ -358,7 +370,14 @@ def accept_inbound(
                 target[outcome.publication_id] = (event.data, record.content_hash)
                 withdrawn.pop(outcome.publication_id, None)
             if log_each:
-                log.info("publication.accepted", publication_id=outcome.publication_id, version=outcome.version, event_id=event.id, inbound_event_id=message.event_id, source=message.source)
+                log.info(
+                    "publication.accepted",
+                    publication_id=outcome.publication_id,
+                    version=outcome.version,
+                    event_id=event.id,
+                    inbound_event_id=message.event_id,
+                    source=message.source,
+                )
         outcomes.append(outcome)
     store.save_batch(
         created=list(created.values()),
@@ -385,7 +404,9 @@ def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], h
     return {prefix: iter([f"{prefix}-{n:05d}" for n in range(first, first + len(wanted[prefix]))]) for prefix, first in firsts.items()}
 
 
-def _apply_request(message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict) -> tuple[Accepted, object | None]:
+def _apply_request(
+    message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict
+) -> tuple[Accepted, object | None]:
     request = message.request
     try:
         domain.authorize_draft(request.actor, None if request.withdraw else request, directory, current.document if current else None)
@@ -396,7 +417,9 @@ def _apply_request(message: InboundRequest, current: _Held | None, *, now: datet
             raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])
         if current.status == "withdrawn":
             return Accepted(current.publication_id, current.version, current.status, None), None
-        data = domain.build_withdrawal(current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now)
+        data = domain.build_withdrawal(
+            current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now
+        )
         event = _withdrawn_event(data, now, message.event_id)
         return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
     if current is None:
@@ -434,7 +457,9 @@ def _apply_request(message: InboundRequest, current: _Held | None, *, now: datet
     return Accepted(current.publication_id, data.version, "published", event.id), event
 
 
-def accept_cms_request(event_id: str, source: str, request: PublishRequestData, *, publisher: Publisher, directory: Directory, clock: Clock = utc_clock) -> Accepted:
+def accept_cms_request(
+    event_id: str, source: str, request: PublishRequestData, *, publisher: Publisher, directory: Directory, clock: Clock = utc_clock
+) -> Accepted:
     """One CMS request (see accept_cms_batch); raises Rejected."""
     (outcome,) = accept_cms_batch([InboundRequest(event_id, source, request)], publisher=publisher, directory=directory, clock=clock)
     if isinstance(outcome, Rejected):

@@ -70,7 +70,10 @@ def _reject(original: dict, errors: list[FieldError]) -> Outcome:
 
 
 def _pydantic_errors(exc: ValidationError, prefix: tuple = ()) -> list[FieldError]:
-    return [FieldError(loc=(*prefix, *map(lambda p: p if isinstance(p, int) else str(p), e["loc"])), msg=e["msg"], type=e["type"]) for e in exc.errors(include_url=False)]
+    return [
+        FieldError(loc=(*prefix, *map(lambda p: p if isinstance(p, int) else str(p), e["loc"])), msg=e["msg"], type=e["type"])
+        for e in exc.errors(include_url=False)
+    ]
 
 
 def check_envelope(raw: bytes, *, event_type: str, source_prefix: str) -> dict | Outcome:

@@ -94,7 +94,9 @@ class OutboxRelay:
             return 0
         if self.producer is None:
             self.producer = self.new_producer()
-        futures = [(message.row_ids, self.producer.send(message.topic, key=message.key, value=message.value, headers=message.headers)) for message in messages_of(rows)]
+        futures = [
+            (message.row_ids, self.producer.send(message.topic, key=message.key, value=message.value, headers=message.headers)) for message in messages_of(rows)
+        ]
         self.producer.flush(timeout=self.ack_timeout)
         acked: list[int] = []
         for row_ids, future in futures:

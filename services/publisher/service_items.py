@@ -84,7 +84,9 @@ def guide_html(item: ServiceItem) -> str:
     parts["conditions"] = "<ol>" + "".join(f"<li>{_e(c)}</li>" for c in guide.conditions) + "</ol>" if guide.conditions else "<p>无</p>"
     rows = []
     for m in guide.materials:
-        forms = " ".join(filter(None, [_link(m.blank_form_url, "空白表格") if m.blank_form_url else "", _link(m.sample_url, "示例样表") if m.sample_url else ""]))
+        forms = " ".join(
+            filter(None, [_link(m.blank_form_url, "空白表格") if m.blank_form_url else "", _link(m.sample_url, "示例样表") if m.sample_url else ""])
+        )
         rows.append(
             f"<tr><td>{_e(m.name)}</td><td>{'必需' if m.required else '非必需'}</td><td>{_e(m.form)}</td><td>{m.copies}</td><td>{_e(m.source)}</td><td>{forms}</td><td>{_e(m.note)}</td></tr>"
         )
@@ -96,18 +98,27 @@ def guide_html(item: ServiceItem) -> str:
         else "<p>无需提交材料</p>"
     )
     parts["process"] = (
-        "<ol>" + "".join(f"<li><strong>{_e(s.name)}</strong>{('：' + _e(s.description)) if s.description else ''}{('（' + _e(s.time_limit) + '）') if s.time_limit else ''}</li>" for s in guide.process) + "</ol>"
+        "<ol>"
+        + "".join(
+            f"<li><strong>{_e(s.name)}</strong>{('：' + _e(s.description)) if s.description else ''}{('（' + _e(s.time_limit) + '）') if s.time_limit else ''}</li>"
+            for s in guide.process
+        )
+        + "</ol>"
         if guide.process
         else "<p>无</p>"
     )
     parts["time_limits"] = f"<p>法定办结时限：{_e(guide.legal_time_limit or '无')}</p><p>承诺办结时限：{_e(guide.promised_time_limit or '无')}</p>"
     parts["place"] = f"<p>办理地点：{_e(guide.place)}</p><p>办理时间：{_e(guide.hours)}</p>"
     fees = guide.fees
-    parts["fees"] = f"<p>是否收费：{'是' if fees.charged else '否'}</p>" + (f"<p>收费标准：{_e(fees.standard)}</p>" if fees.standard else "") + (f"<p>收费依据：{_e(fees.basis)}</p>" if fees.basis else "")
+    parts["fees"] = (
+        f"<p>是否收费：{'是' if fees.charged else '否'}</p>"
+        + (f"<p>收费标准：{_e(fees.standard)}</p>" if fees.standard else "")
+        + (f"<p>收费依据：{_e(fees.basis)}</p>" if fees.basis else "")
+    )
     parts["basis"] = "<ul>" + "".join(f"<li>{_e(b)}</li>" for b in guide.basis) + "</ul>" if guide.basis else "<p>无</p>"
     parts["contact"] = f"<p>咨询电话：{_e(guide.consult_phone)}</p><p>监督投诉电话：{_e(guide.complaint_phone)}</p>"
     parts["faq"] = "<dl>" + "".join(f"<dt>{_e(q.question)}</dt><dd>{_e(q.answer)}</dd>" for q in guide.faq) + "</dl>" if guide.faq else "<p>暂无</p>"
-    return "".join(f'<section><h2>{_e(title)}</h2>{parts[key]}</section>' for key, title in GUIDE_SECTIONS)
+    return "".join(f"<section><h2>{_e(title)}</h2>{parts[key]}</section>" for key, title in GUIDE_SECTIONS)
 
 
 def _summary(item: ServiceItem) -> str:
@@ -136,9 +147,7 @@ def to_request(data: ServiceItemChangedData, *, today=None) -> tuple[PublishRequ
     item = data.item
     assert item is not None  # the contract guarantees it for a change that is not a revocation
     formed = (data.platform_updated_at or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
-    attachments = [
-        Attachment(name=f"{m.name}（空白表格）"[:200], url=str(m.blank_form_url)) for m in item.guide.materials if m.blank_form_url is not None
-    ][:50]
+    attachments = [Attachment(name=f"{m.name}（空白表格）"[:200], url=str(m.blank_form_url)) for m in item.guide.materials if m.blank_form_url is not None][:50]
     request = PublishRequestData(
         source_ref=data.implementation_code,
         actor=data.actor,
@@ -166,7 +175,9 @@ def parse_service_item_message(raw: bytes) -> handlers.InboundRequest | Outcome:
     if source != f"/bridge/{data.platform}":
         return _reject(_with_ref(envelope), [FieldError(loc=("source",), msg=f"source must be /bridge/{data.platform}", type="value_error")])
     if not data.placements:
-        return _reject(_with_ref(envelope), [FieldError(loc=("data", "placements"), msg="a revocation carries the placements it withdraws from", type="missing")])
+        return _reject(
+            _with_ref(envelope), [FieldError(loc=("data", "placements"), msg="a revocation carries the placements it withdraws from", type="missing")]
+        )
     try:
         request, guide = to_request(data)
     except ValidationError as exc:
@@ -183,4 +194,3 @@ def _with_ref(envelope: dict) -> dict:
 def handle_service_item_batch(raws: list[bytes], *, publisher: Publisher, directory: Directory) -> list[Outcome]:
     """The function the publisher's tongyuan.service-items.v1 agent calls."""
     return through_the_gate(raws, parse_service_item_message, SERVICE_ITEM_CHANGED, publisher=publisher, directory=directory)
-

@@ -80,9 +80,7 @@ BULK_ROWS_PER_ROUND = 500
 # Built once: building them cost the idle relay most of its CPU (15% of a core at 50 rounds/s).
 _UNSENT_COLUMNS = (outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
 _ANY_UNSENT = select(outbox.c.id).where(outbox.c.sent_at.is_(None)).limit(1)
-_UNSENT_FIRST_LANE = (
-    select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.in_(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
-)
+_UNSENT_FIRST_LANE = select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.in_(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
 _UNSENT_BULK_LANE = (
     select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
 )
@@ -283,7 +281,9 @@ class PublisherStore:
         if created:
             self.connection.execute(
                 insert(publications),
-                dict(publication_id=data.publication_id, source=data.source_ref.source, source_ref=data.source_ref.ref, created_at=values["updated_at"], **values),
+                dict(
+                    publication_id=data.publication_id, source=data.source_ref.source, source_ref=data.source_ref.ref, created_at=values["updated_at"], **values
+                ),
             )
         else:
             self.connection.execute(_UPDATE_PUBLICATION, dict(p_id=data.publication_id, **values))
@@ -426,7 +426,11 @@ class PublisherStore:
         fresh = [row for row in rows if (row["p_source"], row["p_ref"]) not in known]
         moved = [row for row in rows if (row["p_source"], row["p_ref"]) in known]
         if fresh:
-            insert_rows(self.connection, upstream_times, [dict(source=r["p_source"], source_ref=r["p_ref"], upstream_time=r["p_time"], event_id=r["p_event"]) for r in fresh])
+            insert_rows(
+                self.connection,
+                upstream_times,
+                [dict(source=r["p_source"], source_ref=r["p_ref"], upstream_time=r["p_time"], event_id=r["p_event"]) for r in fresh],
+            )
         if moved:
             self.connection.execute(
                 update(upstream_times)
@@ -495,7 +499,15 @@ class PublisherStore:
             self.connection.execute(
                 update(publications).where(publications.c.publication_id == bindparam("pid")),
                 [
-                    dict(pid=d.publication_id, version=d.version, status="published", content_hash=h, document=documents.get(d.publication_id) or as_json(d), withdrawal=None, updated_at=now)
+                    dict(
+                        pid=d.publication_id,
+                        version=d.version,
+                        status="published",
+                        content_hash=h,
+                        document=documents.get(d.publication_id) or as_json(d),
+                        withdrawal=None,
+                        updated_at=now,
+                    )
                     for d, h in revised
                 ],
             )
@@ -673,7 +685,9 @@ class Publisher:
     def reemission_pending(self) -> bool:
         """A re-emission asked for and not started, or started and not yet all acknowledged."""
         with self.engine.connect() as connection:
-            state = dict(connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH)))).all())
+            state = dict(
+                connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH)))).all()
+            )
             if _REEMIT_REQUESTED in state:
                 return True
             through = int(state.get(_REEMIT_THROUGH, 0))

@@ -34,10 +34,14 @@ class Up:
         while self.port == self.broker_port:
             self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TONGYUAN_")}
-        env.update(TONGYUAN_VAR_DIR=str(var_dir), TONGYUAN_EMBEDDED_BROKER_PORT=str(self.broker_port), TONGYUAN_PORT=str(self.port), TONGYUAN_LOG_LEVEL="warning")
+        env.update(
+            TONGYUAN_VAR_DIR=str(var_dir), TONGYUAN_EMBEDDED_BROKER_PORT=str(self.broker_port), TONGYUAN_PORT=str(self.port), TONGYUAN_LOG_LEVEL="warning"
+        )
         self.log = open(var_dir / "up.log", "wb")  # noqa: SIM115 - closed in stop()
         # A session of its own, like a terminal's: SIGINT reaches `up`, which stops the rest.
-        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started: dict[int, str] = {}
 
     @property
@@ -199,7 +203,12 @@ def test_a_clerks_publication_reaches_the_column_the_detail_page_and_search(up, 
     title = f"文艺路街道城乡低保办事指南（e2e {uuid.uuid4().hex[:6]}）"
     response = clerk.post(
         "/v1/publications",
-        json={"placements": [PLACEMENT], "title": title, "body_html": "<p>申请最低生活保障的办理流程。</p><script>alert(1)</script>", "formed_at": "2026-11-20"},
+        json={
+            "placements": [PLACEMENT],
+            "title": title,
+            "body_html": "<p>申请最低生活保障的办理流程。</p><script>alert(1)</script>",
+            "formed_at": "2026-11-20",
+        },
     )
     assert response.status_code == 202, response.text
     publication_id = response.json()["publication_id"]
@@ -212,7 +221,10 @@ def test_a_clerks_publication_reaches_the_column_the_detail_page_and_search(up, 
 
     withdrawn = clerk.post(f"/v1/publications/{publication_id}/withdraw", json={"type": "withdrawn", "explanation": "信息已更新", "version": 1})
     assert withdrawn.status_code == 202, withdrawn.text
-    _eventually(lambda: title not in httpx.get(item_page, timeout=10).text and publication_id not in _search(up, "低保办事"), "the withdrawal leaving the list and search")
+    _eventually(
+        lambda: title not in httpx.get(item_page, timeout=10).text and publication_id not in _search(up, "低保办事"),
+        "the withdrawal leaving the list and search",
+    )
     assert "信息已更新" in httpx.get(f"{up.url}/publications/{publication_id}", timeout=10).text
 
 

@@ -28,7 +28,9 @@ def _ends(up: Up, topic: str) -> dict[int, int]:
 
 
 def _publish(up: Up, client: httpx.Client, title: str) -> str:
-    response = client.post("/v1/publications", json={"placements": [PLACEMENT], "title": title, "body_html": "<p>重启后的公开内容。</p>", "formed_at": "2026-11-20"})
+    response = client.post(
+        "/v1/publications", json={"placements": [PLACEMENT], "title": title, "body_html": "<p>重启后的公开内容。</p>", "formed_at": "2026-11-20"}
+    )
     assert response.status_code == 202, response.text
     return response.json()["publication_id"]
 

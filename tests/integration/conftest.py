@@ -84,7 +84,12 @@ class Stack:
         # At the CPU weights `tongyuan up` gives them, so latency under load is measured as run.
         niceness = WORKER_NICENESS.get(name, 0)
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", name], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(niceness)
+            [sys.executable, "-m", "services.cli", "run", name],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.nice(niceness),
         )
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -152,6 +157,7 @@ class Stack:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             for group in groups:
+
                 def committed(group=group):
                     tp = TopicPartition(topic, partition)
                     meta = admin.list_group_offsets({group: [tp]}).get(group, {}).get(tp)

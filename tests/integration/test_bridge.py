@@ -73,7 +73,9 @@ def world(stack):
     platform = Platform(seed_items(ITEMS, seed=20260302), seed=20260302)
     producer = idempotent_producer(stack.bootstrap)
     with Served(simulator_app(platform)) as simulator:
-        settings = BridgeSettings(platform_url=simulator.url, webhook_secret=SECRET, timeout=0.3, attempts=8, page_size=100, overlap_seconds=1.0, relay_interval=0.05)
+        settings = BridgeSettings(
+            platform_url=simulator.url, webhook_secret=SECRET, timeout=0.3, attempts=8, page_size=100, overlap_seconds=1.0, relay_interval=0.05
+        )
         runtime = create_runtime(stack.settings, settings, producer=producer).start(poll=False)
         with Served(create_app(runtime)) as receiver:
             from services.bridge.simulator import WebhookSender
@@ -100,7 +102,9 @@ def bridge_publications(stack) -> list[Mirrored]:
         if not document or document["source_ref"]["source"] != "/bridge/hunan-zwfw":
             continue
         data = PublicationData.model_validate(document)
-        out.append(Mirrored(publication_id, data.source_ref.ref, status, data.title, data.body_html, frozenset((p.region_code, p.level2_id) for p in data.placements)))
+        out.append(
+            Mirrored(publication_id, data.source_ref.ref, status, data.title, data.body_html, frozenset((p.region_code, p.level2_id) for p in data.placements))
+        )
     return out
 
 
@@ -111,7 +115,9 @@ def expected_state(platform: Platform, runtime) -> dict[str, Expected]:
         item = ServiceItem.model_validate(truth["document"])
         mapping = map_item(item, table, regions)
         if truth["status"] == "active" and mapping.mapped:
-            expected[code] = Expected(code, item.name, sanitise_html(service_items.guide_html(item)), frozenset((p.region_code, p.level2_id) for p in mapping.placements))
+            expected[code] = Expected(
+                code, item.name, sanitise_html(service_items.guide_html(item)), frozenset((p.region_code, p.level2_id) for p in mapping.placements)
+            )
     return expected
 
 
@@ -125,7 +131,9 @@ def publication_of(stack, code: str) -> Mirrored | None:
 
 def test_1000_items_with_every_kind_of_fault_end_up_exactly_mirrored(stack, world):
     platform, runtime, agent = world
-    platform.faults = Faults(timeout=0.03, error=0.03, truncated=0.03, malformed=0.03, duplicate_page=0.3, reorder=0.3, delete_between=0.2, cursor_backwards=0.1, hang_seconds=0.5)
+    platform.faults = Faults(
+        timeout=0.03, error=0.03, truncated=0.03, malformed=0.03, duplicate_page=0.3, reorder=0.3, delete_between=0.2, cursor_backwards=0.1, hang_seconds=0.5
+    )
     runtime.bridge.poll()
     platform.churn(150)  # edits, revocations, reinstatements, deletions — each also a webhook
     runtime.bridge.poll()
@@ -135,7 +143,12 @@ def test_1000_items_with_every_kind_of_fault_end_up_exactly_mirrored(stack, worl
     runtime.bridge.reconcile()  # the periodic full reconciliation repairs what the weather hid
     assert set(platform.fault_log) == {"timeout", "error", "truncated", "malformed", "duplicate_page", "reorder", "delete_between", "cursor_backwards"}
 
-    final = wait_for(lambda: (r := report(stack, platform, runtime)).exact and runtime.store.outbox_backlog() == 0 and r, timeout=90, interval=0.5, what="the column to mirror the platform")
+    final = wait_for(
+        lambda: (r := report(stack, platform, runtime)).exact and runtime.store.outbox_backlog() == 0 and r,
+        timeout=90,
+        interval=0.5,
+        what="the column to mirror the platform",
+    )
     assert final.expected > 600 and final.mirrored == final.expected, final.summary()
     assert agent is None or agent.rejections == []
     # The column shows them through search too, and the unmapped ones are reported, not lost.
@@ -144,7 +157,11 @@ def test_1000_items_with_every_kind_of_fault_end_up_exactly_mirrored(stack, worl
     # The indexer is a consumer of its own; it may apply the last batch after the column did.
     wait_for(lambda: sample_id in stack.search_ids(sample.title, per_page=100, region=sorted(sample.placements)[0][0]), timeout=30, what="the item in search")
     unmapped = {k.implementation_code for k in runtime.store.unmapped()}
-    truly_unmapped = {c for c, t in platform.state().items() if t["status"] == "active" and not map_item(ServiceItem.model_validate(t["document"]), runtime.store.mapping(), runtime.bridge.regions).mapped}
+    truly_unmapped = {
+        c
+        for c, t in platform.state().items()
+        if t["status"] == "active" and not map_item(ServiceItem.model_validate(t["document"]), runtime.store.mapping(), runtime.bridge.regions).mapped
+    }
     assert unmapped == truly_unmapped and unmapped
     page = stack.client.get("/bridge/unmapped")  # once the portal mounts the bridge's router
     assert page.status_code == 404 or sorted(unmapped)[0] in page.text
@@ -154,7 +171,11 @@ def live_item(stack, platform, runtime) -> tuple[str, Mirrored]:
     runtime.bridge.reconcile()
     expected = expected_state(platform, runtime)
     code = sorted(expected)[len(expected) // 2]
-    return code, wait_for(lambda: (p := publication_of(stack, code)) and p.status == "published" and p.body_html == expected[code].body_html and p, timeout=60, what="the item in the column")
+    return code, wait_for(
+        lambda: (p := publication_of(stack, code)) and p.status == "published" and p.body_html == expected[code].body_html and p,
+        timeout=60,
+        what="the item in the column",
+    )
 
 
 def test_a_guide_edited_on_the_platform_appears_changed_on_the_detail_page_and_in_search(stack, world):
@@ -163,7 +184,11 @@ def test_a_guide_edited_on_the_platform_appears_changed_on_the_detail_page_and_i
     tag = f"guide{uuid.uuid4().hex[:8]}"
     platform.edit(code, note=f"自2026年4月起，申请人可凭电子证照办理（{tag}）")  # the webhook tells the bridge
     pid = before.publication_id
-    wait_for(lambda: tag in stack.client.get(f"/publications/{pid}").text and pid in stack.search_ids(tag), timeout=30, what="the edited guide on the page and in search")
+    wait_for(
+        lambda: tag in stack.client.get(f"/publications/{pid}").text and pid in stack.search_ids(tag),
+        timeout=30,
+        what="the edited guide on the page and in search",
+    )
     page = stack.client.get(f"/publications/{pid}").text
     item = ServiceItem.model_validate(platform.state()[code]["document"])
     for text in ("受理条件", "申请材料", "办理流程", "法定办结时限", "承诺办结时限", "咨询电话", item.guide.materials[0].name, item.guide.place):

@@ -50,7 +50,13 @@ def embed(stack):
 def test_a_livelihood_publication_reaches_every_feed_and_a_withdrawal_takes_it_out(stack, embed):
     tag = unique("embed")
     pid = stack.publish(body(f"临时救助审批结果公示 {tag}", level2="D14-02-03"))["publication_id"]
-    paths = [f"/embed/{TOWNSHIP}/fragment", f"/embed/{TOWNSHIP}", f"/embed/{TOWNSHIP}/atom.xml", f"/embed/{TOWNSHIP}/D14/feed.json", f"/embed/{COUNTY}/feed.json"]
+    paths = [
+        f"/embed/{TOWNSHIP}/fragment",
+        f"/embed/{TOWNSHIP}",
+        f"/embed/{TOWNSHIP}/atom.xml",
+        f"/embed/{TOWNSHIP}/D14/feed.json",
+        f"/embed/{COUNTY}/feed.json",
+    ]
     wait_for(lambda: all(tag in embed.get(path).text for path in paths), timeout=90, what="the publication in every embed feed")
     etag = embed.get(f"/embed/{TOWNSHIP}/atom.xml").headers["etag"]
     assert embed.get(f"/embed/{TOWNSHIP}/atom.xml", headers={"If-None-Match": etag}).status_code == 304

@@ -106,7 +106,13 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_poison_is_listed_and_the_replay_reports_it_still_failing(stack):
-    stack.produce(TOPIC_PUBLICATIONS, json.dumps({"specversion": "1.0", "type": "cn.gov.tongyuan.publication.published.v1", "id": "x", "source": "/publisher", "data": {"version": "one"}}).encode(), key=b"poison-2")
+    stack.produce(
+        TOPIC_PUBLICATIONS,
+        json.dumps(
+            {"specversion": "1.0", "type": "cn.gov.tongyuan.publication.published.v1", "id": "x", "source": "/publisher", "data": {"version": "one"}}
+        ).encode(),
+        key=b"poison-2",
+    )
     stack.wait_caught_up(TOPIC_PUBLICATIONS)
     listed = stack.cli("dlq", "list", "--group", "tongyuan-indexer")
     assert "invalid cn.gov.tongyuan.publication.published.v1" in listed.output
@@ -214,7 +220,11 @@ def test_postgresql_down_is_waited_out_and_caught_up(stack, silent):
     clerk.shutdown()
 
     # The API answered a 5xx within the connect timeout, /healthz a 503 naming the store.
-    assert refused.status_code == 503 and refused.headers.get("retry-after") and refused_in < PG_CONNECT_TIMEOUT + 3, (refused.status_code, refused_in, refused.text)
+    assert refused.status_code == 503 and refused.headers.get("retry-after") and refused_in < PG_CONNECT_TIMEOUT + 3, (
+        refused.status_code,
+        refused_in,
+        refused.text,
+    )
     assert health.status_code == 503, health.text
     assert not health.json()["checks"]["store:publisher"]["up"] and health.json()["checks"]["store:search"]["up"], health.text
     # Every consumer kept retrying, alive, idle in between (a spin burns CPU seconds and logs thousands).
@@ -291,7 +301,11 @@ def _committed(topics: dict[str, str], bootstrap_servers: str) -> dict[str, dict
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         return {
-            group: {tp.partition: meta.offset for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items() if tp.topic == topic and meta is not None}
+            group: {
+                tp.partition: meta.offset
+                for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items()
+                if tp.topic == topic and meta is not None
+            }
             for group, topic in topics.items()
         }
     finally:

@@ -41,7 +41,15 @@ def forged_event(stack, pid: str, tag: str) -> dict:
     """The publication as the gate made it, with a body and title no gate would pass, at v99."""
     publication = stack.client.get(f"/v1/publications/{pid}").json()["publication"]
     data = {**publication, "version": 99, "title": f"低保名单{tag}<script>alert('t')</script>", "body_html": HOSTILE_BODY + f"<p>{tag}</p>"}
-    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/publisher", "type": PUBLISHED, "subject": pid, "time": datetime.now(timezone.utc).isoformat(), "data": data}
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/publisher",
+        "type": PUBLISHED,
+        "subject": pid,
+        "time": datetime.now(timezone.utc).isoformat(),
+        "data": data,
+    }
 
 
 def test_a_forged_event_shows_no_script_and_republish_force_restores_the_truth(stack):

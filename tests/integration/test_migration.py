@@ -52,7 +52,9 @@ def _delivered(stack, topic: str = TOPIC_PUBLICATIONS_BULK, timeout: float = 60.
 def _bulk_sent(stack) -> int:
     """Bulk-lane events the relay has had acknowledged (the lane's messages are batches)."""
     with _publisher(stack).engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(outbox).where(outbox.c.topic == TOPIC_PUBLICATIONS_BULK, outbox.c.sent_at.is_not(None))).scalar_one()
+        return connection.execute(
+            select(func.count()).select_from(outbox).where(outbox.c.topic == TOPIC_PUBLICATIONS_BULK, outbox.c.sent_at.is_not(None))
+        ).scalar_one()
 
 
 def _bulk_lag(stack, group: str) -> int:

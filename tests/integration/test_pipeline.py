@@ -71,7 +71,15 @@ def test_cms_publish_over_kafka_goes_through_the_same_gate(stack):
     pid = wait_for(lambda: stack.search_ids(tag), what="the CMS publication in search")[0]
     wait_for(lambda: stack.visible(pid), what="the CMS publication in the column")
 
-    bad = {**request, "id": str(uuid.uuid4()), "data": {**request["data"], "source_ref": unique("bad-"), "placements": [{"region_code": TOWNSHIP, "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-99"}]}}
+    bad = {
+        **request,
+        "id": str(uuid.uuid4()),
+        "data": {
+            **request["data"],
+            "source_ref": unique("bad-"),
+            "placements": [{"region_code": TOWNSHIP, "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-99"}],
+        },
+    }
     stack.produce(TOPIC_CMS, json.dumps(bad).encode(), key=b"bad")
 
     def rejection():
@@ -139,7 +147,9 @@ def test_a_withdrawal_leaves_lists_and_search_and_shows_a_notice(stack):
 
 
 def test_a_malformed_event_goes_to_the_dlq_and_the_stream_goes_on(stack):
-    partition, offset = stack.produce(TOPIC_PUBLICATIONS, b'{"specversion": "1.0", "type": "cn.gov.tongyuan.publication.published.v1", "data": {"title": 1}}', key=b"poison")
+    partition, offset = stack.produce(
+        TOPIC_PUBLICATIONS, b'{"specversion": "1.0", "type": "cn.gov.tongyuan.publication.published.v1", "data": {"title": 1}}', key=b"poison"
+    )
     tag = unique("after")
     pid = stack.publish(body(f"毒消息之后 {tag}"))["publication_id"]
     wait_for(lambda: stack.visible(pid, query=tag), what="the next good event")

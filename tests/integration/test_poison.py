@@ -73,7 +73,11 @@ def test_poison_amid_valid_publications_loses_nothing_and_lands_in_the_dlq(stack
     from services.publisher.relay import wait_until_drained
 
     publisher = bootstrap(stack.settings, load_reference=False)
-    cms_ids = wait_for(lambda: [pid for pid, _ in _by_refs(publisher, refs)] if len(_by_refs(publisher, refs)) == len(refs) else None, timeout=60, what="every valid CMS request through the gate")
+    cms_ids = wait_for(
+        lambda: [pid for pid, _ in _by_refs(publisher, refs)] if len(_by_refs(publisher, refs)) == len(refs) else None,
+        timeout=60,
+        what="every valid CMS request through the gate",
+    )
     assert wait_until_drained(publisher, timeout=60), "the relay sent every accepted request"
     for topic in (TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK):
         stack.wait_caught_up(topic, groups=CONSUMER_GROUPS, timeout=120)

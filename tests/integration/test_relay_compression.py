@@ -29,7 +29,15 @@ def broker(tmp_path_factory):
 def _bulk_message(events: int) -> bytes:
     """A CloudEvents batch like the bulk lane's: Chinese text that repeats across events."""
     body = "<p>申请人应当如实提供家庭人口、收入和财产状况等证明材料，并签署授权核查家庭经济状况声明。</p>" * 6
-    batch = [{"specversion": "1.0", "id": f"e-{n}", "type": "cn.gov.tongyuan.publication.published.v1", "data": {"title": f"关于第{n}批最低生活保障对象的公示", "body_html": body}} for n in range(events)]
+    batch = [
+        {
+            "specversion": "1.0",
+            "id": f"e-{n}",
+            "type": "cn.gov.tongyuan.publication.published.v1",
+            "data": {"title": f"关于第{n}批最低生活保障对象的公示", "body_html": body},
+        }
+        for n in range(events)
+    ]
     return json.dumps(batch, ensure_ascii=False).encode()
 
 

@@ -101,7 +101,9 @@ class Load:
                     revision = {**body(f"断电演练 {self.tag} 第{n}条（修订）"), "version": 1}
                     self.revised += self.client.post(f"/v1/publications/{pid}", json=revision).status_code == 202
                 if n % 5 == 0:
-                    self.withdrawn += self.client.post(f"/v1/publications/{pid}/withdraw", json={"type": "withdrawn", "explanation": "演练撤回"}).status_code == 202
+                    self.withdrawn += (
+                        self.client.post(f"/v1/publications/{pid}/withdraw", json={"type": "withdrawn", "explanation": "演练撤回"}).status_code == 202
+                    )
             except httpx.HTTPError:
                 self.refused += 1
             time.sleep(0.05)
@@ -160,7 +162,9 @@ def test_up_restarts_a_broker_killed_under_load_and_nothing_is_lost(tmp_path):
         clerk.join(30)
 
         publisher = bootstrap(settings, load_reference=False)
-        wait_for(lambda: publisher.outbox_backlog() == 0 and not publisher.reemission_pending(), timeout=300, interval=1, what="the re-emission to be acknowledged")
+        wait_for(
+            lambda: publisher.outbox_backlog() == 0 and not publisher.reemission_pending(), timeout=300, interval=1, what="the re-emission to be acknowledged"
+        )
         wait_for(lambda: _answers(f"{base}/healthz") == 200, timeout=300, interval=1, what="every part healthy again")
         verified = _verify(env)
         deadline = time.monotonic() + 120

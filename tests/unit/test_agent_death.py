@@ -88,4 +88,3 @@ def test_a_consumer_without_a_live_worker_makes_healthz_and_readyz_say_so():
     assert client.get("/healthz").status_code == 503
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["consumer:tongyuan-column"]["up"] is False
-

@@ -57,7 +57,9 @@ def test_an_older_version_is_stale_whatever_it_says():
     assert older.kind == "stale" and older.record is None and older.event is None
     # Without versions, the platform's time decides.
     timeless = replace(newer, version=None)
-    assert decide(timeless, Seen(MAPPED, "active", None, T0 - timedelta(minutes=1)), map_item(MAPPED, TABLE, REGIONS), platform="p", actor=ACTOR).kind == "stale"
+    assert (
+        decide(timeless, Seen(MAPPED, "active", None, T0 - timedelta(minutes=1)), map_item(MAPPED, TABLE, REGIONS), platform="p", actor=ACTOR).kind == "stale"
+    )
 
 
 def test_revoked_or_deleted_items_are_withdrawn_once_and_only_if_published():

@@ -46,7 +46,9 @@ def event(item: ServiceItem, *, revoked: bool = False, actor: Principal = ACTOR,
         platform="hunan-zwfw",
         actor=actor,
     )
-    envelope = ServiceItemChangedEvent(id=event_id or f"evt-{json.dumps(outcome.event.content_hash)[1:17]}-{revoked}", source=source, subject=item.implementation_code, data=outcome.event)
+    envelope = ServiceItemChangedEvent(
+        id=event_id or f"evt-{json.dumps(outcome.event.content_hash)[1:17]}-{revoked}", source=source, subject=item.implementation_code, data=outcome.event
+    )
     return envelope.model_dump_json(exclude_none=True).encode()
 
 
@@ -71,13 +73,18 @@ def test_a_service_item_becomes_one_service_publication_keyed_by_its_implementat
     assert data["title"] == item.name and data["publishing_body"] == item.department
     # The whole guide, in order, is in the body (search and guide-unaware consumers use it) …
     body = data["body_html"]
-    positions = [body.index(title) for title in ("基本信息", "受理条件", "申请材料", "办理流程", "办理时限", "办理地点和时间", "收费标准", "设定依据", "咨询监督", "常见问题")]
+    positions = [
+        body.index(title)
+        for title in ("基本信息", "受理条件", "申请材料", "办理流程", "办理时限", "办理地点和时间", "收费标准", "设定依据", "咨询监督", "常见问题")
+    ]
     assert positions == sorted(positions)
     assert item.guide.conditions[0] in body and item.guide.place in body and str(item.guide.online_url) in body
     assert body == sanitise_html(service_items.guide_html(item))
     # … blank forms are attachments, and the placements are the mapping's.
     assert {a["url"] for a in data["attachments"]} == {str(m.blank_form_url) for m in item.guide.materials if m.blank_form_url}
-    assert {(p["region_code"], p["level2_id"]) for p in data["placements"]} == {(p.region_code, p.level2_id) for p in map_item(item, MappingTable.defaults(), REGIONS).placements}
+    assert {(p["region_code"], p["level2_id"]) for p in data["placements"]} == {
+        (p.region_code, p.level2_id) for p in map_item(item, MappingTable.defaults(), REGIONS).placements
+    }
     if service_items.GATE_TAKES_SERVICE:
         assert data["kind"] == "service"
         assert data["service_guide"]["implementation_code"] == item.implementation_code

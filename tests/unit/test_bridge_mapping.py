@@ -91,7 +91,10 @@ def test_the_table_round_trips_through_json_and_excel():
     table = MappingTable.defaults()
     table = MappingTable(
         rules=table.rules,
-        overrides=(Override(ITEMS[0].implementation_code, Target("D14-02-02"), region="430102", note="改挂"), Override(ITEMS[1].implementation_code, exclude=True)),
+        overrides=(
+            Override(ITEMS[0].implementation_code, Target("D14-02-02"), region="430102", note="改挂"),
+            Override(ITEMS[1].implementation_code, exclude=True),
+        ),
         areas=table.areas,
     )
     assert table_from_dict(table_to_dict(table)) == table
@@ -148,7 +151,13 @@ def test_implementation_codes_carry_the_basic_code_area_and_a_valid_credit_code(
     assert not valid_credit_code("115113010833722042")
     broken = sample.department_credit_code[:17] + ("0" if credit_code_check(sample.department_credit_code[:17]) != "0" else "1")
     with pytest.raises(ValueError, match="credit"):
-        ServiceItem.model_validate({**sample.model_dump(), "department_credit_code": broken, "implementation_code": sample.implementation_code.replace(sample.department_credit_code, broken)})
+        ServiceItem.model_validate(
+            {
+                **sample.model_dump(),
+                "department_credit_code": broken,
+                "implementation_code": sample.implementation_code.replace(sample.department_credit_code, broken),
+            }
+        )
     with pytest.raises(ValueError, match="basic_code"):
         ServiceItem.model_validate({**sample.model_dump(), "basic_code": "43999999000000"})
     with pytest.raises(ValueError):

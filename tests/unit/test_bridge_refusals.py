@@ -110,7 +110,10 @@ def test_a_refused_withdrawal_is_sent_again():
     assert outcome.record.live  # as far as the bridge knows, the publication is still there
     assert decide(outcome.record, Seen(MAPPED, "revoked", 2, T0), None, platform="hunan-zwfw", actor=ACTOR).kind == "revoked"
     gone = emitted(emitted(None), status="gone", event_id="evt-3")
-    assert decide(refuse(gone, rejection("evt-3"), source=SOURCE).record, Gone(MAPPED.implementation_code), None, platform="hunan-zwfw", actor=ACTOR).kind == "revoked"
+    assert (
+        decide(refuse(gone, rejection("evt-3"), source=SOURCE).record, Gone(MAPPED.implementation_code), None, platform="hunan-zwfw", actor=ACTOR).kind
+        == "revoked"
+    )
 
 
 def test_only_rejections_are_read_off_the_topic_and_reasons_stay_short():
@@ -119,7 +122,9 @@ def test_only_rejections_are_read_off_the_topic_and_reasons_stay_short():
     assert parse_rejection(b"{nope") is None and parse_rejection(b"[]") is None
     published = {"specversion": "1.0", "id": "p1", "source": "/publisher", "type": "cn.gov.tongyuan.publication.published.v1", "data": {}}
     assert parse_rejection(json.dumps(published).encode()) is None
-    many = [FieldError(loc=("data", "placements", i), msg="x" * 200, type="t", choices=tuple({"id": str(j), "name": "n"} for j in range(20))) for i in range(10)]
+    many = [
+        FieldError(loc=("data", "placements", i), msg="x" * 200, type="t", choices=tuple({"id": str(j), "name": "n"} for j in range(20))) for i in range(10)
+    ]
     assert len(reasons(many)) == 1000 and reasons([]).startswith("发布网关拒绝")
 
 
@@ -262,13 +267,25 @@ def test_a_database_from_before_refusals_gets_the_new_columns_and_keeps_its_rows
     later = {(c.table.name, c.name) for c in store_module.LATER_COLUMNS}
     legacy = MetaData()
     for table in store_module.metadata.tables.values():
-        Table(table.name, legacy, *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in table.columns if (table.name, c.name) not in later))
+        Table(
+            table.name,
+            legacy,
+            *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in table.columns if (table.name, c.name) not in later),
+        )
     legacy.create_all(engine)
     now = datetime.now(timezone.utc)
     with engine.begin() as connection:
         connection.execute(
             insert(legacy.tables["bridge_items"]).values(
-                platform="hunan-zwfw", implementation_code="X1", state="active", mapping="mapped", live=True, content_hash="h" * 64, placements=[], rule="", seen_at=now
+                platform="hunan-zwfw",
+                implementation_code="X1",
+                state="active",
+                mapping="mapped",
+                live=True,
+                content_hash="h" * 64,
+                placements=[],
+                rule="",
+                seen_at=now,
             )
         )
         connection.execute(insert(legacy.tables["bridge_problems"]).values(platform="hunan-zwfw", implementation_code="X2", detail="truncated", seen_at=now))

@@ -70,7 +70,9 @@ def mirror_problems(platform: Platform, runtime) -> list[str]:
 def test_every_kind_of_bad_weather_ends_exactly_mirrored(world):
     platform, runtime = world
     # Per response: a few percent for request-level faults, more for those rolled once per page.
-    platform.faults = Faults(timeout=0.04, error=0.04, truncated=0.04, malformed=0.04, duplicate_page=0.3, reorder=0.3, delete_between=0.3, cursor_backwards=0.1, hang_seconds=0.4)
+    platform.faults = Faults(
+        timeout=0.04, error=0.04, truncated=0.04, malformed=0.04, duplicate_page=0.3, reorder=0.3, delete_between=0.3, cursor_backwards=0.1, hang_seconds=0.4
+    )
     runtime.bridge.poll()
     platform.churn(60)
     runtime.bridge.poll()

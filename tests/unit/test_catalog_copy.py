@@ -23,7 +23,12 @@ def _county(edition: str):
 
 
 def test_the_newest_of_a_batch_wins_per_scope():
-    events = [catalog_changed(_county("a"), version=1), catalog_changed(_county("c"), version=3), catalog_changed(_county("b"), version=2), catalog_changed(version=1)]
+    events = [
+        catalog_changed(_county("a"), version=1),
+        catalog_changed(_county("c"), version=3),
+        catalog_changed(_county("b"), version=2),
+        catalog_changed(version=1),
+    ]
     newest = newest_by_scope(events)
     assert {scope: event.data.edition for scope, event in newest.items()} == {"430102": "c", "standard": standard_catalog().edition}
 

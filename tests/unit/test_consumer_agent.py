@@ -89,9 +89,7 @@ def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_siz
     consumer = PublicationConsumer(group=group, apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
     app = build_consumer_app(consumer, settings)
     agent = app.agents[f"{group}.apply-bulk"]
-    messages = [
-        ("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)
-    ]
+    messages = [("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)]
 
     async def feed():
         async with agent.test_context() as running:

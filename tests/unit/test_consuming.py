@@ -37,7 +37,13 @@ def run(records, apply, max_backoff=0.01):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b"[]", json.dumps({"type": "something.else"}).encode(), json.dumps({"type": "cn.gov.tongyuan.publication.published.v1", "data": {}}).encode(), b"\xff\xfe"],
+    [
+        b"{not json",
+        b"[]",
+        json.dumps({"type": "something.else"}).encode(),
+        json.dumps({"type": "cn.gov.tongyuan.publication.published.v1", "data": {}}).encode(),
+        b"\xff\xfe",
+    ],
 )
 def test_poison_is_recognised(raw):
     with pytest.raises(PoisonEvent):
@@ -139,7 +145,17 @@ def test_a_bad_event_in_a_batch_spoils_only_itself():
     good, other = published("good"), published("other")
     applied = []
     unknown = json.dumps({"type": "cn.gov.tongyuan.publication.published.v9", "id": "x"}).encode()
-    letters, stats = run([bulk(good.model_dump_json().encode(), b'{"type": "cn.gov.tongyuan.publication.published.v1", "id": "broken"}', unknown, other.model_dump_json().encode())], applied.extend)
+    letters, stats = run(
+        [
+            bulk(
+                good.model_dump_json().encode(),
+                b'{"type": "cn.gov.tongyuan.publication.published.v1", "id": "broken"}',
+                unknown,
+                other.model_dump_json().encode(),
+            )
+        ],
+        applied.extend,
+    )
     assert [e.data.publication_id for e in applied] == ["good", "other"]
     assert [letter.origin for letter in letters] == ["tongyuan.publications.bulk.v1/0/0#1"]
     assert json.loads(letters[0].raw)["id"] == "broken", "the DLQ holds the bad event, not the whole batch"

@@ -16,6 +16,7 @@ def test_asyncapi_names_every_topic_and_schema():
     document = yaml.safe_load(open(schemas.SCHEMA_DIR.parent / "asyncapi.yaml", encoding="utf-8"))
     channels = set(document["channels"])
     assert {"tongyuan.publications.v1", "tongyuan.cms.v1", "tongyuan.rejections.v1"} <= channels
+
     def refs(node) -> set[str]:
         if isinstance(node, dict):
             return ({node["$ref"].split("/")[-1]} if "$ref" in node else set()).union(*(refs(v) for v in node.values()))

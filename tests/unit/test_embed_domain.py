@@ -22,7 +22,9 @@ KNOWN = {r.code: r for r in regions_of_city("4301")}
 
 def test_the_default_domains_are_the_livelihood_domains_by_their_catalog_codes():
     names = {f"D{i:02d}": name for i, (name, _) in enumerate(DOMAIN_NAMES, start=1)}
-    assert sorted(names[code] for code in DEFAULT_MAJOR_DOMAINS) == sorted(["救灾", "社会救助", "养老服务", "涉农补贴", "就业", "社会保险", "义务教育", "卫生健康", "保障性住房"])
+    assert sorted(names[code] for code in DEFAULT_MAJOR_DOMAINS) == sorted(
+        ["救灾", "社会救助", "养老服务", "涉农补贴", "就业", "社会保险", "义务教育", "卫生健康", "保障性住房"]
+    )
 
 
 def test_the_most_specific_rule_wins_and_a_publications_own_flag_beats_every_rule():
@@ -122,5 +124,7 @@ def test_every_problem_is_reported_and_nothing_is_accepted():
 
 def test_replacing_an_entry_frees_its_addresses_and_codes_passed_by_the_caller_are_known():
     registered = {"430102002": Portal("430102002", "https://www.example.gov.cn/t9/", "https://www.example.gov.cn/t9/zwgk/")}
-    accepted = validate_portals([row("r1", "430102002", 9), row("r2", "X00000001", 2)], known={**KNOWN, "X00000001": None}, registered=registered, replacing={"430102002"})
+    accepted = validate_portals(
+        [row("r1", "430102002", 9), row("r2", "X00000001", 2)], known={**KNOWN, "X00000001": None}, registered=registered, replacing={"430102002"}
+    )
     assert [p.region_code for p in accepted] == ["430102002", "X00000001"]

@@ -114,7 +114,10 @@ def test_json_feed_has_the_fields_version_1_1_requires(client, store):
         assert item["url"].startswith("http") and item["title"]
         for key in ("date_published", "date_modified"):
             assert datetime.fromisoformat(item[key]).utcoffset() is not None
-        assert all(key in {"id", "url", "title", "content_text", "summary", "date_published", "date_modified", "tags", "authors"} or key.startswith("_") for key in item)
+        assert all(
+            key in {"id", "url", "title", "content_text", "summary", "date_published", "date_modified", "tags", "authors"} or key.startswith("_")
+            for key in item
+        )
 
 
 def test_domain_feeds_hold_only_their_domain_and_county_feeds_aggregate(client, store):
@@ -210,7 +213,9 @@ def test_the_fragment_is_well_formed_script_free_and_accessible(client, store, h
 
 
 def test_the_checks_catch_what_they_are_for():
-    bad = strict_parse('<section><h3>x</h3><h5>y</h5><ul><p>z</p></ul><a href="/a">更多</a><a href="javascript:v" onclick="w">v</a><script>1</script></section>', fragment=True)
+    bad = strict_parse(
+        '<section><h3>x</h3><h5>y</h5><ul><p>z</p></ul><a href="/a">更多</a><a href="javascript:v" onclick="w">v</a><script>1</script></section>', fragment=True
+    )
     problems = accessibility_problems(bad, top=2)
     assert any("first heading" in p for p in problems) and any("jumps" in p for p in problems)
     assert any("other than li" in p for p in problems) and any("更多" in p for p in problems)

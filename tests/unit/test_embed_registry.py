@@ -91,7 +91,13 @@ def test_an_import_with_any_bad_row_changes_nothing_and_names_every_cell(store):
     where = [p.where for p in caught.value.problems]
     assert where == ["登记!A3", "登记!A5", "登记!A6", "登记!A7", "登记!A8"]
     messages = " | ".join(str(p) for p in caught.value.problems)
-    assert "https" in messages and "not a known region" in messages and "appears twice" in messages and "430102001" in messages and "column URL is empty" in messages
+    assert (
+        "https" in messages
+        and "not a known region" in messages
+        and "appears twice" in messages
+        and "430102001" in messages
+        and "column URL is empty" in messages
+    )
     assert store.portals() == before
 
 
@@ -126,7 +132,10 @@ def test_an_import_updates_entries_it_names_and_keeps_the_others(store):
     add_portal(store, "430102001", "https://www.example.gov.cn/a/", "https://www.example.gov.cn/a/zwgk/", known=KNOWN)
     add_portal(store, "430102002", "https://www.example.gov.cn/b/", "https://www.example.gov.cn/b/zwgk/", known=KNOWN)
     import_portals(store, workbook([["430102001", "https://www.example.gov.cn/a2/", "https://www.example.gov.cn/a2/zwgk/"]]), known=KNOWN)
-    assert {code: p.portal_url for code, p in store.portals().items()} == {"430102001": "https://www.example.gov.cn/a2/", "430102002": "https://www.example.gov.cn/b/"}
+    assert {code: p.portal_url for code, p in store.portals().items()} == {
+        "430102001": "https://www.example.gov.cn/a2/",
+        "430102002": "https://www.example.gov.cn/b/",
+    }
 
 
 def test_adding_twice_needs_replace(store):
@@ -161,7 +170,10 @@ def test_portals_commands(run, tmp_path):
     assert added.exit_code == 0 and "https://www.example.gov.cn/a/" in added.output
     refused = run("portals", "add", "430102", "--portal", "http://x", "--column", "https://www.example.gov.cn/c/")
     assert refused.exit_code == 1 and "not a township" in refused.output and "https" in refused.output and "nothing was changed" in refused.output
-    assert run("portals", "add", "X00000001", "--portal", "https://x.example.cn/", "--column", "https://x.example.cn/gk/", "--region-code", "X00000001").exit_code == 0
+    assert (
+        run("portals", "add", "X00000001", "--portal", "https://x.example.cn/", "--column", "https://x.example.cn/gk/", "--region-code", "X00000001").exit_code
+        == 0
+    )
     assert run("portals", "import", SAMPLE).exit_code == 0
     listing = run("portals", "list", "--under", "430102").output
     assert "430102001\thttps://www.example.gov.cn/furong/430102001/" in listing

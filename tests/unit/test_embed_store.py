@@ -149,7 +149,9 @@ def test_a_publication_flagged_explicitly_counts_whatever_its_domain(store):
 
 
 def test_changing_the_rules_reclassifies_stored_items_and_changes_every_etag(store):
-    store.apply([published("a"), published("b", placements=[place(level2="D14-02-03")], day=1), published("plan", placements=[place(level2="D01-01-01")], day=2)])
+    store.apply(
+        [published("a"), published("b", placements=[place(level2="D14-02-03")], day=1), published("plan", placements=[place(level2="D01-01-01")], day=2)]
+    )
     rules_before = store.state(TOWNSHIP).rules_version
     assert store.change_rules({"D14-02-03": False, "D01": True}) == 2
     assert ids(store) == ["plan", "a"]
@@ -180,7 +182,11 @@ def test_the_consumer_agent_applies_through_the_same_loop_as_every_consumer(tmp_
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
     app = build_consumer_app(PublicationConsumer(group=GROUP, apply=store.apply, heartbeat=lambda stats: None), settings)
     agent = app.agents[f"{GROUP}.apply"]
-    raw = [published(version=2, title="第二版").model_dump_json().encode(), published(version=1).model_dump_json().encode(), withdrawn(version=3).model_dump_json().encode()]
+    raw = [
+        published(version=2, title="第二版").model_dump_json().encode(),
+        published(version=1).model_dump_json().encode(),
+        withdrawn(version=3).model_dump_json().encode(),
+    ]
 
     async def feed():
         async with agent.test_context() as running:

@@ -218,10 +218,17 @@ class RawBackend(SearchIndex):
     """A backend whose highlighter does not escape (Elasticsearch without encoder=html)."""
 
     async def create(self): ...
-    async def apply(self, events): return []
-    async def version_of(self, publication_id): return None
-    async def count(self): return 1
-    async def healthy(self): return True
+    async def apply(self, events):
+        return []
+
+    async def version_of(self, publication_id):
+        return None
+
+    async def count(self):
+        return 1
+
+    async def healthy(self):
+        return True
 
     async def search(self, query: SearchQuery) -> SearchResults:
         hit = SearchHit(
@@ -240,7 +247,9 @@ class RawBackend(SearchIndex):
 
 
 def search_client(index: SearchIndex) -> TestClient:
-    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(SERVICES / "indexer" / "templates")), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})])
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(str(SERVICES / "indexer" / "templates")), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})]
+    )
     app = FastAPI()
     app.include_router(search_router(index, Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))))
     return TestClient(app)
@@ -297,7 +306,14 @@ def test_republish_above_re_emits_the_truth_as_a_version_no_store_has(publisher,
 def test_republish_above_keeps_a_withdrawal_withdrawn(publisher, directory):
     accepted = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
     handlers.withdraw(
-        accepted.publication_id, withdrawal_type="gone", explanation="含个人信息", redirect_to=None, expected_version=None, principal=ADMIN, publisher=publisher, directory=directory
+        accepted.publication_id,
+        withdrawal_type="gone",
+        explanation="含个人信息",
+        redirect_to=None,
+        expected_version=None,
+        principal=ADMIN,
+        publisher=publisher,
+        directory=directory,
     )
     assert handlers.republish_above(publisher, accepted.publication_id, above=99) == 100
     last = outbox_events(publisher)[-1]

@@ -36,7 +36,7 @@ XSS = [
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "&lt;script&gt;alert(1)&lt;/script&gt;",
     '<body onload="alert(1)">正文</body>',
-    "<object data=\"javascript:alert(1)\"></object><embed src=\"javascript:alert(1)\">",
+    '<object data="javascript:alert(1)"></object><embed src="javascript:alert(1)">',
 ]
 EXECUTABLE_URL = re.compile(r"^\s*(javascript|vbscript|data):", re.I)
 

@@ -42,8 +42,22 @@ def engine(request, tmp_path):
 
 def rows(prefix: str) -> list[dict]:
     return [
-        {"publication_id": f"{prefix}1", "major": True, "flag": None, "formed_on": date(2026, 2, 27), "published_at": AT, "document": {"title": "低保标准", "n": 1}},
-        {"publication_id": f"{prefix}2", "major": False, "flag": True, "formed_on": date(2021, 3, 5), "published_at": AT, "document": JSONText('{"title":"公示"}')},
+        {
+            "publication_id": f"{prefix}1",
+            "major": True,
+            "flag": None,
+            "formed_on": date(2026, 2, 27),
+            "published_at": AT,
+            "document": {"title": "低保标准", "n": 1},
+        },
+        {
+            "publication_id": f"{prefix}2",
+            "major": False,
+            "flag": True,
+            "formed_on": date(2021, 3, 5),
+            "published_at": AT,
+            "document": JSONText('{"title":"公示"}'),
+        },
     ]
 
 
@@ -57,7 +71,13 @@ def test_rows_read_back_as_sqlalchemys_own_insert_stores_them(engine):
     assert len(stored) == 4
     for n in ("1", "2"):
         fast, core = stored[f"fast-{n}"], stored[f"core-{n}"]
-        assert (fast.major, fast.flag, fast.formed_on, fast.published_at, fast.document) == (core.major, core.flag, core.formed_on, core.published_at, core.document)
+        assert (fast.major, fast.flag, fast.formed_on, fast.published_at, fast.document) == (
+            core.major,
+            core.flag,
+            core.formed_on,
+            core.published_at,
+            core.document,
+        )
         assert raw[f"fast-{n}"] == raw[f"core-{n}"]  # the very same stored text, not only the same values
     assert stored["fast-1"].document == {"title": "低保标准", "n": 1} and stored["fast-2"].document == {"title": "公示"}
     assert stored["fast-2"].formed_on == date(2021, 3, 5) and stored["fast-2"].flag is True

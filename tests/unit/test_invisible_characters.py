@@ -29,7 +29,13 @@ PDF = "https://example.gov.cn/a.pdf"
 def build(directory):
     def build(**overrides):
         return domain.build_publication(
-            draft(**overrides), publication_id="p1", version=1, index_number="430102001/2026-00001", source=SourceRef(source="/http"), directory=directory, now=NOW
+            draft(**overrides),
+            publication_id="p1",
+            version=1,
+            index_number="430102001/2026-00001",
+            source=SourceRef(source="/http"),
+            directory=directory,
+            now=NOW,
         )
 
     return build
@@ -37,7 +43,26 @@ def build(directory):
 
 @pytest.mark.parametrize(
     "hidden",
-    ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067", "\u2068", "\u2069", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\ufeff", "\u2060", "\u00ad", "\U000e0041"],
+    [
+        "\u202e",
+        "\u202d",
+        "\u202a",
+        "\u202b",
+        "\u202c",
+        "\u2066",
+        "\u2067",
+        "\u2068",
+        "\u2069",
+        "\u200b",
+        "\u200c",
+        "\u200d",
+        "\u200e",
+        "\u200f",
+        "\ufeff",
+        "\u2060",
+        "\u00ad",
+        "\U000e0041",
+    ],
 )
 def test_a_title_loses_invisible_format_characters(build, hidden):
     assert build(title=f"关于低保{hidden}标准调整的公告{hidden}").title == "关于低保标准调整的公告"

@@ -314,7 +314,12 @@ def _two_column_site(tmp_path: Path) -> tuple[Path, Path]:
         encoding="utf-8",
     )
     export = tmp_path / "export.csv"
-    rows = ["编号,标题,内容,发布日期,栏目", "A1,低保公示,<p>名单</p>,2021-3-5,公开/低保", "A2,低保政策,<p>办法</p>,2021-3-6,公开/低保", "A1,低保公示,<p>名单</p>,2021-3-5,部门/民政"]
+    rows = [
+        "编号,标题,内容,发布日期,栏目",
+        "A1,低保公示,<p>名单</p>,2021-3-5,公开/低保",
+        "A2,低保政策,<p>办法</p>,2021-3-6,公开/低保",
+        "A1,低保公示,<p>名单</p>,2021-3-5,部门/民政",
+    ]
     export.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return export, config
 
@@ -326,7 +331,10 @@ def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publishe
     again = _run(publisher, directory, tmp_path, export=export, config=config)
 
     with publisher.engine.connect() as connection:
-        held = {ref: (version, document) for ref, version, document in connection.execute(select(publications.c.source_ref, publications.c.version, publications.c.document))}
+        held = {
+            ref: (version, document)
+            for ref, version, document in connection.execute(select(publications.c.source_ref, publications.c.version, publications.c.document))
+        }
     assert set(held) == {"A1", "A2"}, "one publication per article"
     version, document = held["A1"]
     assert version == 2 and [p["level2_id"] for p in document["placements"]] == ["D14-02-04", "D14-02-03"]
@@ -341,7 +349,9 @@ def test_a_run_over_rows_migrated_under_the_earlier_event_ids_creates_nothing(pu
     _run(publisher, directory, tmp_path, export=export, config=config)
     inbound = store_module.inbound_events
     with publisher.engine.begin() as connection:
-        recorded = connection.execute(select(inbound.c.event_id, publications.c.source_ref).join(publications, inbound.c.publication_id == publications.c.publication_id)).all()
+        recorded = connection.execute(
+            select(inbound.c.event_id, publications.c.source_ref).join(publications, inbound.c.publication_id == publications.c.publication_id)
+        ).all()
         assert len(recorded) == 3 and all(event_id.startswith("migration:01") for event_id, _ in recorded)
         for event_id, ref in recorded:
             earlier = earlier_migration_event_id(ref, event_id.rsplit(":", 1)[1])
@@ -358,7 +368,10 @@ def test_a_run_over_rows_migrated_under_the_earlier_event_ids_creates_nothing(pu
 
 def _held_by_ref(publisher) -> dict[str, tuple[str, int]]:
     with publisher.engine.connect() as connection:
-        return {ref: (pid, version) for ref, pid, version in connection.execute(select(publications.c.source_ref, publications.c.publication_id, publications.c.version))}
+        return {
+            ref: (pid, version)
+            for ref, pid, version in connection.execute(select(publications.c.source_ref, publications.c.publication_id, publications.c.version))
+        }
 
 
 def test_migration_event_ids_follow_the_publication_date():
@@ -383,7 +396,9 @@ def test_a_run_over_rows_migrated_under_undated_refs_finds_them_again(publisher,
             dated = publication_id_for(SOURCE, p.request.source_ref, p.request.published_at)
             undated = publication_id_for(SOURCE, p.undated_ref, p.request.published_at)
             connection.execute(publications.update().where(publications.c.source_ref == p.request.source_ref).values(source_ref=p.undated_ref))
-            connection.execute(inbound.update().where(inbound.c.event_id == migration_event_id(dated, digest)).values(event_id=migration_event_id(undated, digest)))
+            connection.execute(
+                inbound.update().where(inbound.c.event_id == migration_event_id(dated, digest)).values(event_id=migration_event_id(undated, digest))
+            )
     held, events = _held(publisher), len(_outbox(publisher))
     assert set(held) == {p.undated_ref for p in planned}
 

@@ -56,7 +56,7 @@ def with_field(event: dict, path: tuple, value) -> dict:
 def huge_number(raw: bytes, digits: int) -> bytes:
     """The event with its version written with `digits` digits (past what a store can hold,
     past what Python converts to int by default from 4,300 digits on)."""
-    return raw.replace(b'"version":', b'"version":' + b"9" * digits + b",\"_was\":", 1)
+    return raw.replace(b'"version":', b'"version":' + b"9" * digits + b',"_was":', 1)
 
 
 def not_utf8(raw: bytes) -> bytes:
@@ -71,13 +71,26 @@ def publication_message(draw, *, in_batch: bool = False):
     pid, version = f"fz{n}", draw(st.integers(1, 5))
     event = withdrawn(pid, version=version) if draw(st.booleans()) and version > 1 else published(pid, version=version)
     raw = event.model_dump_json(exclude_none=True).encode()
-    choice = draw(st.sampled_from(["valid", "valid", "unknown type", "wrong type", "json", *([] if in_batch else ["deep", "bytes", "huge", "not utf-8", "null"])]))
+    choice = draw(
+        st.sampled_from(["valid", "valid", "unknown type", "wrong type", "json", *([] if in_batch else ["deep", "bytes", "huge", "not utf-8", "null"])])
+    )
     if choice == "valid":
         return ("valid", pid, version, raw)
     if choice == "unknown type":
         return ("skip", pid, version, json.dumps(with_field(json.loads(raw), ("type",), "cn.gov.tongyuan.publication.renamed.v9")).encode())
     if choice == "wrong type":
-        path = draw(st.sampled_from([("id",), ("type",), ("data",), ("data", "version"), ("data", "publication_id"), ("data", "placements" if event.type.endswith("published.v1") else "withdrawal_type")]))
+        path = draw(
+            st.sampled_from(
+                [
+                    ("id",),
+                    ("type",),
+                    ("data",),
+                    ("data", "version"),
+                    ("data", "publication_id"),
+                    ("data", "placements" if event.type.endswith("published.v1") else "withdrawal_type"),
+                ]
+            )
+        )
         return ("poison", pid, version, json.dumps(with_field(json.loads(raw), path, draw(st.sampled_from(WRONG)))).encode())
     if choice == "json":
         return ("poison", pid, version, json.dumps(draw(json_values)).encode())
@@ -247,7 +260,9 @@ def cms_message(draw):
     if choice == "valid":
         return ("valid", ref, raw)
     if choice == "wrong type":
-        path = draw(st.sampled_from([("type",), ("specversion",), ("data",), ("data", "title"), ("data", "placements"), ("data", "source_ref"), ("data", "actor")]))
+        path = draw(
+            st.sampled_from([("type",), ("specversion",), ("data",), ("data", "title"), ("data", "placements"), ("data", "source_ref"), ("data", "actor")])
+        )
         return ("poison", ref, json.dumps(with_field(cms_event(ref), path, draw(st.sampled_from(WRONG)))).encode())
     if choice == "json":
         return ("poison", ref, json.dumps(draw(json_values)).encode())

@@ -81,8 +81,14 @@ def test_every_answer_carries_a_request_id_fresh_when_the_client_sent_none(clien
         ({"placements": []}, ["body", "placements"]),
         ({"attachments": [{"name": "x", "url": "javascript:alert(1)"}]}, ["body", "attachments", 0, "url"]),
         ({"unexpected": 1}, ["body", "unexpected"]),
-        ({"placements": [{"region_code": "999999", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}]}, ["body", "placements", 0, "region_code"]),
-        ({"placements": [{"region_code": "430102", "domain_code": "D28", "level1_id": "D28-01", "level2_id": "D28-01-99"}]}, ["body", "placements", 0, "level2_id"]),
+        (
+            {"placements": [{"region_code": "999999", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}]},
+            ["body", "placements", 0, "region_code"],
+        ),
+        (
+            {"placements": [{"region_code": "430102", "domain_code": "D28", "level1_id": "D28-01", "level2_id": "D28-01-99"}]},
+            ["body", "placements", 0, "level2_id"],
+        ),
     ],
 )
 def test_bad_drafts_get_field_level_422_and_write_nothing(client, overrides, loc):
@@ -121,7 +127,7 @@ def test_column_pages_render_what_the_column_store_holds(client, settings):
     store.apply_catalogs([catalog_changed()])
     store.apply(
         [
-            published("a", title="街道低保公告", body='<p>正文</p>'),
+            published("a", title="街道低保公告", body="<p>正文</p>"),
             published("b", title="区级政策文件", placements=[place("430102", "芙蓉区", "D14-02-01", "政策法规文件")]),
             published("c", title="已撤销的公告"),
         ]

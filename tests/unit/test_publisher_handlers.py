@@ -74,7 +74,16 @@ def test_revision_needs_the_current_version(publisher, directory):
 
 def test_withdrawal_is_a_new_version(publisher, directory):
     first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
-    gone = handlers.withdraw(first.publication_id, principal=ADMIN, directory=directory, withdrawal_type="gone", explanation="信息有误", redirect_to=None, expected_version=None, publisher=publisher)
+    gone = handlers.withdraw(
+        first.publication_id,
+        principal=ADMIN,
+        directory=directory,
+        withdrawal_type="gone",
+        explanation="信息有误",
+        redirect_to=None,
+        expected_version=None,
+        publisher=publisher,
+    )
     assert (gone.version, gone.status) == (2, "withdrawn")
     last = outbox_events(publisher)[-1]
     assert last["type"] == WITHDRAWN and last["data"]["withdrawal_type"] == "gone" and last["data"]["version"] == 2
@@ -99,7 +108,9 @@ def test_cms_same_source_ref_updates_the_same_publication(publisher, directory):
     changed = handlers.accept_cms_request("ev-3", "/cms/furong", cms_request(title="新标题"), publisher=publisher, directory=directory)
     assert unchanged.version == 1 and unchanged.event_id is None
     assert changed.publication_id == first.publication_id and changed.version == 2
-    withdrawn = handlers.accept_cms_request("ev-4", "/cms/furong", cms_request(withdraw="withdrawn", explanation="已过期"), publisher=publisher, directory=directory)
+    withdrawn = handlers.accept_cms_request(
+        "ev-4", "/cms/furong", cms_request(withdraw="withdrawn", explanation="已过期"), publisher=publisher, directory=directory
+    )
     assert (withdrawn.version, withdrawn.status) == (3, "withdrawn")
     assert rows(publisher, publications) == 1
 
@@ -113,7 +124,16 @@ def test_another_cms_with_the_same_ref_is_another_publication(publisher, directo
 def test_republish_re_emits_current_state_with_unchanged_versions(publisher, directory):
     kept = handlers.publish(principal=ADMIN, draft=draft(title="保留"), publisher=publisher, directory=directory)
     gone = handlers.publish(principal=ADMIN, draft=draft(title="撤销"), publisher=publisher, directory=directory)
-    handlers.withdraw(gone.publication_id, principal=ADMIN, directory=directory, withdrawal_type="withdrawn", explanation="废止", redirect_to=None, expected_version=1, publisher=publisher)
+    handlers.withdraw(
+        gone.publication_id,
+        principal=ADMIN,
+        directory=directory,
+        withdrawal_type="withdrawn",
+        explanation="废止",
+        redirect_to=None,
+        expected_version=1,
+        publisher=publisher,
+    )
     before = len(outbox_events(publisher))
     assert handlers.republish_all(publisher) == 2
     again = {e["subject"]: e for e in outbox_events(publisher)[before:]}
@@ -140,7 +160,12 @@ def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, 
     assert a1.publication_id == a2.publication_id == again.publication_id
     assert (b1.version, b2.version, b2.status) == (1, 2, "withdrawn")
     events = outbox_events(publisher)
-    assert [(e["subject"], e["data"]["version"]) for e in events] == [(a1.publication_id, 1), (a1.publication_id, 2), (b1.publication_id, 1), (b1.publication_id, 2)]
+    assert [(e["subject"], e["data"]["version"]) for e in events] == [
+        (a1.publication_id, 1),
+        (a1.publication_id, 2),
+        (b1.publication_id, 1),
+        (b1.publication_id, 2),
+    ]
     assert events[1]["data"]["title"] == "第二版"
     # New publications got consecutive index numbers; the revision kept its number.
     assert events[0]["data"]["index_number"] == events[1]["data"]["index_number"]
@@ -163,7 +188,16 @@ def test_editors_publish_only_for_their_county_and_its_townships(publisher, dire
     assert [e.loc for e in caught.value.errors] == [("placements", 1, "region_code")]
     theirs = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY)]), publisher=publisher, directory=directory)
     with pytest.raises(Forbidden):
-        handlers.withdraw(theirs.publication_id, principal=EDITOR, directory=directory, withdrawal_type="gone", explanation="x", redirect_to=None, expected_version=None, publisher=publisher)
+        handlers.withdraw(
+            theirs.publication_id,
+            principal=EDITOR,
+            directory=directory,
+            withdrawal_type="gone",
+            explanation="x",
+            redirect_to=None,
+            expected_version=None,
+            publisher=publisher,
+        )
     # Nor can an editor move another unit's publication into their own column.
     with pytest.raises(Forbidden):
         handlers.revise(theirs.publication_id, principal=EDITOR, draft=draft(), expected_version=1, publisher=publisher, directory=directory)
@@ -187,7 +221,10 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
 
     publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'p.db'}"))
     publisher.create_tables()
-    requests = [handlers.InboundRequest(f"e{n}", "/cms/t", PublishRequestData(**draft(title=f"公告{n}").model_dump(), source_ref=f"r{n}", actor=ADMIN)) for n in range(3)]
+    requests = [
+        handlers.InboundRequest(f"e{n}", "/cms/t", PublishRequestData(**draft(title=f"公告{n}").model_dump(), source_ref=f"r{n}", actor=ADMIN))
+        for n in range(3)
+    ]
     handlers.accept_cms_batch(requests, publisher=publisher, directory=directory)
     with publisher.engine.connect() as connection:
         payloads = connection.execute(select(outbox.c.payload).order_by(outbox.c.id)).scalars().all()
@@ -220,6 +257,8 @@ def test_index_numbers_count_up_per_region_and_year_and_a_revision_keeps_its_own
     elsewhere = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY)]), publisher=any_publisher, directory=directory)
     assert [index_number(a) for a in (first, second)] == ["430102001/2026-00001", "430102001/2026-00002"]
     assert index_number(elsewhere) == f"{OTHER_COUNTY}/2026-00001"
-    revised = handlers.revise(first.publication_id, draft(title="改过的标题"), principal=ADMIN, expected_version=1, publisher=any_publisher, directory=directory)
+    revised = handlers.revise(
+        first.publication_id, draft(title="改过的标题"), principal=ADMIN, expected_version=1, publisher=any_publisher, directory=directory
+    )
     assert revised.version == 2 and index_number(revised) == "430102001/2026-00001"
     assert stored(revised).title == "改过的标题"  # the update reached the row

@@ -125,7 +125,13 @@ def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, d
 
     samples = Path(__file__).resolve().parents[1] / "data" / "migration"
     before = publisher.outbox_backlog()
-    migrate(load_config(samples / "changsha-county.toml", directory), samples / "changsha-county.csv", publisher=publisher, directory=lambda: directory, rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"))
+    migrate(
+        load_config(samples / "changsha-county.toml", directory),
+        samples / "changsha-county.csv",
+        publisher=publisher,
+        directory=lambda: directory,
+        rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"),
+    )
     bulk = publisher.outbox_backlog() - before
     producer = FakeProducer(fail_at={5})  # the five clerk publications go first, then the bulk batch
     assert OutboxRelay(publisher, lambda: producer).relay_once() == 5
@@ -146,7 +152,13 @@ def test_the_official_cloudevents_sdk_reads_every_event_of_a_bulk_lane_record_an
     from services.publisher.migration import migrate
 
     samples = Path(__file__).resolve().parents[1] / "data" / "migration"
-    migrate(load_config(samples / "changsha-county.toml", directory), samples / "changsha-county.csv", publisher=publisher, directory=lambda: directory, rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"))
+    migrate(
+        load_config(samples / "changsha-county.toml", directory),
+        samples / "changsha-county.csv",
+        publisher=publisher,
+        directory=lambda: directory,
+        rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"),
+    )
     batches = [m for m in messages_of(publisher.unsent(10_000)) if m.topic == "tongyuan.publications.bulk.v1"]
     assert batches and all(len(m.row_ids) > 1 for m in batches)
     for batch in batches:

@@ -135,7 +135,12 @@ class SearchIndexContract:
     # --- matching -------------------------------------------------------------------------
 
     def test_two_character_word_finds_it_inside_a_longer_text(self, index):
-        index.apply([published("dibao", title="救助政策", body="<p>城乡最低生活保障（以下简称低保）对象认定办法</p>"), published("other", title="道路养护", body="<p>养护计划</p>")])
+        index.apply(
+            [
+                published("dibao", title="救助政策", body="<p>城乡最低生活保障（以下简称低保）对象认定办法</p>"),
+                published("other", title="道路养护", body="<p>养护计划</p>"),
+            ]
+        )
         assert ids(index, "低保") == ["dibao"]
 
     def test_a_phrase_must_appear_in_order(self, index):
@@ -179,7 +184,9 @@ class SearchIndexContract:
         assert ids(index, "低保对象名单") == ["a"]
 
     def test_title_match_ranks_above_body_match(self, index):
-        index.apply([published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5), published("in-title", title="临时救助办法", body="<p>正文</p>")])
+        index.apply(
+            [published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5), published("in-title", title="临时救助办法", body="<p>正文</p>")]
+        )
         assert ids(index, "临时救助") == ["in-title", "in-body"]
 
     def test_equal_matches_list_newest_first(self, index):
@@ -187,7 +194,9 @@ class SearchIndexContract:
         assert ids(index, "低保") == ["new", "mid", "old"]
 
     def test_sort_by_date_ignores_relevance(self, index):
-        index.apply([published("in-title", title="临时救助办法", body="<p>正文</p>"), published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5)])
+        index.apply(
+            [published("in-title", title="临时救助办法", body="<p>正文</p>"), published("in-body", title="通知", body="<p>关于临时救助的说明</p>", days=5)]
+        )
         assert ids(index, "临时救助", sort="date") == ["in-body", "in-title"]
 
     def test_empty_query_lists_newest_documents(self, index):
@@ -202,7 +211,14 @@ class SearchIndexContract:
         assert hit.published_at == BASE_TIME
         assert hit.index_number.startswith("430102001/2024-")
         assert hit.placements == [
-            {"region_code": FURONG_TOWNSHIP, "region_name": f"区划{FURONG_TOWNSHIP}", "domain_code": "D14", "domain_name": "领域D14", "level1_name": "一级事项", "level2_name": "二级事项"}
+            {
+                "region_code": FURONG_TOWNSHIP,
+                "region_name": f"区划{FURONG_TOWNSHIP}",
+                "domain_code": "D14",
+                "domain_name": "领域D14",
+                "level1_name": "一级事项",
+                "level2_name": "二级事项",
+            }
         ]
         assert hit.title_html == "<mark>低保</mark>&lt;名单&gt;"
         assert hit.snippet == "本月<mark>低保</mark>名单"
@@ -384,8 +400,29 @@ class SearchIndexContract:
 
     @pytest.mark.parametrize(
         "q",
-        ['"', '"低保', 'AND OR NOT', "'; DROP TABLE x; --", "title:*", "😀", "a" * 500, "低保 OR", "NEAR(a b)", "(", "-低保", "^a", "低" * 500, "\x00", "{title}: x",
-         "低保~2", "title:(低保) AND body:[* TO *]", "/.*/", "\\", "*?", " ".join(f"词{i}" for i in range(250))],
+        [
+            '"',
+            '"低保',
+            "AND OR NOT",
+            "'; DROP TABLE x; --",
+            "title:*",
+            "😀",
+            "a" * 500,
+            "低保 OR",
+            "NEAR(a b)",
+            "(",
+            "-低保",
+            "^a",
+            "低" * 500,
+            "\x00",
+            "{title}: x",
+            "低保~2",
+            "title:(低保) AND body:[* TO *]",
+            "/.*/",
+            "\\",
+            "*?",
+            " ".join(f"词{i}" for i in range(250)),
+        ],
     )
     def test_hostile_queries_never_raise(self, index, q):
         index.apply([published("a", title="低保 and or not drop table")])
@@ -547,7 +584,7 @@ class TestEmbeddedSearchIndex:
             import asyncio, sys
             from services.indexer.embedded import EmbeddedSearchIndex
             from tests.unit.test_search_index_contract import published
-            index = EmbeddedSearchIndex("sqlite:///{tmp_path / 'search.db'}")
+            index = EmbeddedSearchIndex("sqlite:///{tmp_path / "search.db"}")
             asyncio.run(index.create())
             asyncio.run(index.apply([published(f"first{{i}}", title="低保") for i in range(100)]))
             print("ready", flush=True)
@@ -577,7 +614,9 @@ class TestEmbeddedSearchIndex:
         import sqlite3
 
         db = sqlite3.connect(tmp_path / "search.db")
-        db.execute("CREATE TABLE search_documents (id INTEGER PRIMARY KEY, publication_id TEXT UNIQUE, version INT, status TEXT, published_at TEXT, document TEXT)")
+        db.execute(
+            "CREATE TABLE search_documents (id INTEGER PRIMARY KEY, publication_id TEXT UNIQUE, version INT, status TEXT, published_at TEXT, document TEXT)"
+        )
         db.execute("INSERT INTO search_documents VALUES (1, 'old', 7, 'published', NULL, '{}')")
         db.execute("CREATE VIRTUAL TABLE search_fts USING fts5(title, body)")
         db.commit()

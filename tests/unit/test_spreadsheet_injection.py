@@ -144,7 +144,9 @@ def test_the_catalog_export_keeps_hostile_names_as_text_and_imports_back_the_sam
 def test_the_bridge_mapping_keeps_hostile_notes_as_text_and_imports_back_the_same():
     defaults = MappingTable.defaults()
     rule = Rule(Target("D14-02-02"), basic_code="000*", note=HOSTILE[0])
-    table = MappingTable(rules=(rule, *defaults.rules), overrides=(Override("1143010000000000000000000000000", exclude=True, note=HOSTILE[1]),), areas=defaults.areas)
+    table = MappingTable(
+        rules=(rule, *defaults.rules), overrides=(Override("1143010000000000000000000000000", exclude=True, note=HOSTILE[1]),), areas=defaults.areas
+    )
     data = to_xlsx(table, standard_catalog())
     assert_no_formulas(data)
     assert {HOSTILE[0], HOSTILE[1]} <= texts(data)

@@ -35,7 +35,9 @@ def _search(tmp_path):
     index.create_now()
 
     def versions():
-        return {pid: index._version_of(pid) for pid in ("p1", "p2", "p3", "p4")} | {"titles": [hit.title for hit in index.search_now(SearchQuery(q="公告")).hits]}
+        return {pid: index._version_of(pid) for pid in ("p1", "p2", "p3", "p4")} | {
+            "titles": [hit.title for hit in index.search_now(SearchQuery(q="公告")).hits]
+        }
 
     return index.apply_now, versions
 

@@ -88,10 +88,14 @@ def test_nothing_searchable_gives_no_parts(q):
     assert query_parts(q) == []
 
 
-@pytest.mark.parametrize("q", ['"', "AND OR NOT", "'; DROP TABLE x; --", "title:*", "😀", "a" * 500, "NEAR(低保 救助)", "{title body}: x", "-x ^y", "低保*", "\\"])
+@pytest.mark.parametrize(
+    "q", ['"', "AND OR NOT", "'; DROP TABLE x; --", "title:*", "😀", "a" * 500, "NEAR(低保 救助)", "{title body}: x", "-x ^y", "低保*", "\\"]
+)
 def test_operators_and_syntax_only_separate_parts(q):
     for part in query_parts(q):
-        assert part.replace("-", "").replace("/", "").replace(".", "").replace("'", "").replace(";", "").isalnum() or all("\u4e00" <= c <= "\u9fff" for c in part)
+        assert part.replace("-", "").replace("/", "").replace(".", "").replace("'", "").replace(";", "").isalnum() or all(
+            "\u4e00" <= c <= "\u9fff" for c in part
+        )
 
 
 def test_a_long_query_is_bounded():

@@ -51,7 +51,9 @@ def test_new_keys_are_inserted_and_conflicting_ones_combined_by_the_expressions(
     with writing(engine) as connection:
         connection.execute(ADD(connection), [row("a", 2, date(2026, 3, 5), date(2026, 3, 9), T1), row("b", 1, date(2026, 3, 1), date(2026, 3, 1), T1)])
     with writing(engine) as connection:
-        connection.execute(ADD(connection), [row("a", 3, date(2026, 3, 2), date(2026, 3, 7), T2), row("a", 1, date(2026, 3, 8), date(2026, 3, 8), T2, month=202604)])
+        connection.execute(
+            ADD(connection), [row("a", 3, date(2026, 3, 2), date(2026, 3, 7), T2), row("a", 1, date(2026, 3, 8), date(2026, 3, 8), T2, month=202604)]
+        )
     with engine.connect() as connection:
         stored = {(r.unit, r.month): r for r in connection.execute(select(tally))}
     a = stored[("a", 202603)]

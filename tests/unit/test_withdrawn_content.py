@@ -104,7 +104,12 @@ def test_a_bad_token_is_refused_not_read_as_the_public(portal, settings):
 def test_an_unchanged_live_record_revalidates_with_304(portal, settings):
     pid = portal.post(
         "/v1/publications",
-        json={"placements": [{"region_code": "430102001", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}], "title": TITLE, "body_html": BODY, "formed_at": "2026-03-02"},
+        json={
+            "placements": [{"region_code": "430102001", "domain_code": "D14", "level1_id": "D14-02", "level2_id": "D14-02-02"}],
+            "title": TITLE,
+            "body_html": BODY,
+            "formed_at": "2026-03-02",
+        },
         headers=bearer(settings, EDITOR),
     ).json()["publication_id"]
     first = portal.get(f"/v1/publications/{pid}")
@@ -147,7 +152,17 @@ def embed(tmp_path):
     return store, TestClient(app)
 
 
-@pytest.mark.parametrize("path", ["/embed/430102001/fragment", "/embed/430102001", "/embed/430102/fragment", "/embed/430102001/atom.xml", "/embed/430102001/feed.json", "/embed/430102/D14/feed.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/embed/430102001/fragment",
+        "/embed/430102001",
+        "/embed/430102/fragment",
+        "/embed/430102001/atom.xml",
+        "/embed/430102001/feed.json",
+        "/embed/430102/D14/feed.json",
+    ],
+)
 def test_embeds_and_feeds_drop_a_withdrawn_item_and_its_old_etag(embed, path):
     store, client = embed
     store.apply([published("list", title=TITLE, body=BODY)])
@@ -166,7 +181,9 @@ def test_embeds_and_feeds_drop_a_withdrawn_item_and_its_old_etag(embed, path):
 def test_search_no_longer_finds_a_withdrawn_item_nor_shows_its_snippet():
     index = InMemorySearchIndex()
     asyncio.run(index.apply([published("list", title=TITLE, body=BODY)]))
-    loader = jinja2.ChoiceLoader([jinja2.PackageLoader("services.indexer", "templates"), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})])
+    loader = jinja2.ChoiceLoader(
+        [jinja2.PackageLoader("services.indexer", "templates"), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})]
+    )
     app = FastAPI()
     app.include_router(search_router(index, Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))))
     client = TestClient(app)
@@ -190,10 +207,19 @@ def test_who_may_read_a_withdrawn_record(directory):
     from tests.factories import place
 
     document = PublicationData(
-        publication_id="p", version=1, placements=(place("430102", "芙蓉区"),), title=TITLE, body_html=BODY, index_number="x", formed_at=date(2026, 3, 1),
-        published_at=datetime(2026, 3, 2, tzinfo=timezone.utc), source_ref=SourceRef(source="/http"),
+        publication_id="p",
+        version=1,
+        placements=(place("430102", "芙蓉区"),),
+        title=TITLE,
+        body_html=BODY,
+        index_number="x",
+        formed_at=date(2026, 3, 1),
+        published_at=datetime(2026, 3, 2, tzinfo=timezone.utc),
+        source_ref=SourceRef(source="/http"),
     )
-    withdrawal = WithdrawalData(publication_id="p", version=2, withdrawal_type="withdrawn", explanation=EXPLANATION, withdrawn_at=datetime(2026, 3, 3, tzinfo=timezone.utc), title=TITLE)
+    withdrawal = WithdrawalData(
+        publication_id="p", version=2, withdrawal_type="withdrawn", explanation=EXPLANATION, withdrawn_at=datetime(2026, 3, 3, tzinfo=timezone.utc), title=TITLE
+    )
     stored = StoredPublication("p", 2, "withdrawn", "/http", None, None, document, withdrawal)
     regions = directory.regions
     township_editor = Principal(user="t", roles=("editor",), regions=("430102001",))

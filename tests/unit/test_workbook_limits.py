@@ -53,7 +53,11 @@ def workbook(**parts: bytes) -> bytes:
 
 
 def sheet_of(rows: bytes, dimension: str = "A1") -> bytes:
-    return f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><dimension ref="{dimension}"/><sheetData>'.encode() + rows + b"</sheetData></worksheet>"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><dimension ref="{dimension}"/><sheetData>'.encode()
+        + rows
+        + b"</sheetData></worksheet>"
+    )
 
 
 @cache
@@ -98,7 +102,11 @@ def test_each_limit_is_found_by_the_inspection_and_named():
     # The messages are for the clerk: Chinese, naming the sheet and the limit.
     with pytest.raises(WorkbookRefused) as refused:
         inspect(million_rows(), WorkbookLimits(max_uncompressed_bytes=10**10, max_ratio=10**6))
-    assert refused.value.problems[0]["msg"] == "工作表“映射规则”的范围 A1:A1000000 超过 20000 行的上限" and refused.value.problems[0]["loc"] == ["body", "映射规则", "max_rows"]
+    assert refused.value.problems[0]["msg"] == "工作表“映射规则”的范围 A1:A1000000 超过 20000 行的上限" and refused.value.problems[0]["loc"] == [
+        "body",
+        "映射规则",
+        "max_rows",
+    ]
 
 
 def test_a_real_workbook_passes_the_inspection():
@@ -125,7 +133,14 @@ def state(client, settings) -> tuple:
 
 
 @pytest.mark.parametrize("path", [MAPPING, CATALOG_IMPORT])
-@pytest.mark.parametrize("attack, limits", [(million_rows, {"max_rows", "max_ratio", "max_uncompressed_bytes"}), (strings_bomb, {"max_ratio", "max_shared_strings", "max_shared_strings_bytes"}), (zip_bomb, {"max_uncompressed_bytes"})])
+@pytest.mark.parametrize(
+    "attack, limits",
+    [
+        (million_rows, {"max_rows", "max_ratio", "max_uncompressed_bytes"}),
+        (strings_bomb, {"max_ratio", "max_shared_strings", "max_shared_strings_bytes"}),
+        (zip_bomb, {"max_uncompressed_bytes"}),
+    ],
+)
 def test_hostile_workbooks_are_refused_with_the_limit_named_and_change_nothing(client, settings, path, attack, limits):
     data = attack()
     assert len(data) < 150_000  # well under the byte cap: the inspection must catch it

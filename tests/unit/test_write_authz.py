@@ -26,7 +26,10 @@ WEBHOOK_SECRET = "webhook-secret-for-tests"
 
 # Writes that carry no bearer token, and how they are authenticated instead.
 SIGNED = {
-    ("post", "/bridge/webhooks/{platform}"): "the service platform signs each notice with HMAC-SHA256 over timestamp, nonce and body (bridge.webhooks.verify); it holds no token of ours",
+    (
+        "post",
+        "/bridge/webhooks/{platform}",
+    ): "the service platform signs each notice with HMAC-SHA256 over timestamp, nonce and body (bridge.webhooks.verify); it holds no token of ours",
 }
 
 # A valid value for each path parameter a write route takes (a new name fails the walk until

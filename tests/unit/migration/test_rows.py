@@ -41,7 +41,7 @@ def config(tmp_path: Path, *, with_id: bool = False, base_url: str | None = None
         'level1 = "D14-02"',
         'level2 = "D14-02-04"',
         # A second old column for the same kind of article (审核 as well as 审批).
-        *(['[[rules]]', 'prefix = "部门/民政/审核"', 'domain = "D14"', 'level1 = "D14-02"', 'level2 = "D14-02-03"'] if audit_column else []),
+        *(["[[rules]]", 'prefix = "部门/民政/审核"', 'domain = "D14"', 'level1 = "D14-02"', 'level2 = "D14-02-03"'] if audit_column else []),
     ]
     return parse_config("\n".join(lines), base_dir=tmp_path)
 
@@ -198,7 +198,12 @@ def test_a_request_carries_what_the_gate_needs(tmp_path, directory):
 
 
 def test_a_body_keeps_pointing_at_the_old_sites_files(tmp_path, directory):
-    [item] = read(tmp_path, ['A1,低保公示,"<p><a href=""/up/名单.xls"">名单</a><img src=""img/1.png""></p>",2021-3-5,,公开/低保/审批,,,'], directory, base_url="http://www.csx.gov.cn/zwgk/")
+    [item] = read(
+        tmp_path,
+        ['A1,低保公示,"<p><a href=""/up/名单.xls"">名单</a><img src=""img/1.png""></p>",2021-3-5,,公开/低保/审批,,,'],
+        directory,
+        base_url="http://www.csx.gov.cn/zwgk/",
+    )
     assert item.request.body_html == '<p><a href="http://www.csx.gov.cn/up/名单.xls">名单</a><img src="http://www.csx.gov.cn/zwgk/img/1.png"></p>'
 
 

@@ -145,7 +145,13 @@ def test_relative_links_in_a_body_point_at_the_old_site(body, expected):
 
 @pytest.mark.parametrize(
     "body",
-    ['<a href="https://www.gov.cn/a.html">国务院</a>', '<a href="#top">回到顶部</a>', '<a href="mailto:x@csx.gov.cn">信箱</a>', "<p>href=/x 是正文</p>", '<a href="">空</a>'],
+    [
+        '<a href="https://www.gov.cn/a.html">国务院</a>',
+        '<a href="#top">回到顶部</a>',
+        '<a href="mailto:x@csx.gov.cn">信箱</a>',
+        "<p>href=/x 是正文</p>",
+        '<a href="">空</a>',
+    ],
 )
 def test_absolute_links_fragments_and_text_are_left_alone(body):
     assert absolute_links(body, "http://www.csx.gov.cn/") == body
