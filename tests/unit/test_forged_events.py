@@ -23,16 +23,15 @@ from services.column.store import documents
 from services.common.db import create_store_engine
 from services.common.sanitise import is_safe_link, safe_body, safe_link, safe_links, safe_marked, sanitise_html
 from services.common.settings import Settings
-from services.embed.pages import build_router as embed_router
-from services.embed.store import EmbedStore
 from services.indexer.api import build_router as search_router
 from services.indexer.index import SearchHit, SearchIndex, SearchQuery, SearchResults
 from services.indexer.memory import InMemorySearchIndex
-from services.portal.app import create_app, templates
+from services.portal.app import create_app
 from services.publisher import handlers
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, place, published
+from tests.unit.embed_client import embed_store_and_client
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 TOWNSHIP = "430102001"
@@ -187,14 +186,7 @@ def test_a_forged_redirect_goes_nowhere_but_this_site_or_the_web(portal, column)
 # --- embeds and feeds --------------------------------------------------------------------
 @pytest.fixture
 def embed(tmp_path):
-    from contracts.catalog import regions_of_city
-
-    store = EmbedStore(create_store_engine(f"sqlite:///{tmp_path / 'embed.db'}"))
-    store.create()
-    regions = {r.code: r for r in regions_of_city("4301")}
-    app = FastAPI()
-    app.include_router(embed_router(store, templates(), lambda: regions))
-    return store, TestClient(app)
+    return embed_store_and_client(tmp_path)
 
 
 def test_a_forged_event_puts_no_markup_in_fragments_pages_or_feeds(embed):

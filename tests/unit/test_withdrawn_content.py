@@ -13,19 +13,16 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 
-from contracts.catalog import regions_of_city
 from contracts.identity import Principal
 from services.column.app import build_store
 from services.common.auth import build_verifier
-from services.common.db import create_store_engine
 from services.common.settings import Settings
-from services.embed.pages import build_router as embed_router
-from services.embed.store import EmbedStore
 from services.indexer.api import build_router as search_router
 from services.indexer.memory import InMemorySearchIndex
-from services.portal.app import create_app, templates
+from services.portal.app import create_app
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY
 from tests.factories import catalog_changed, published, withdrawn
+from tests.unit.embed_client import embed_store_and_client
 
 TITLE = "2026年3月城乡低保对象名单"
 PERSONAL = "张某某 身份证号430102199001011234"
@@ -144,12 +141,7 @@ def test_the_detail_page_shows_the_notice_never_the_body_and_old_etags_do_not_re
 # --- embeds and feeds --------------------------------------------------------------------
 @pytest.fixture
 def embed(tmp_path):
-    store = EmbedStore(create_store_engine(f"sqlite:///{tmp_path / 'embed.db'}"))
-    store.create()
-    regions = {r.code: r for r in regions_of_city("4301")}
-    app = FastAPI()
-    app.include_router(embed_router(store, templates(), lambda: regions))
-    return store, TestClient(app)
+    return embed_store_and_client(tmp_path)
 
 
 @pytest.mark.parametrize(
