@@ -8,10 +8,13 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.identity import Principal
 
@@ -87,16 +90,13 @@ class TokenVerifier:
             raise InvalidToken(str(exc)) from exc
 
 
+_SCHEME = HTTPBearer(auto_error=False, description="a token from the portal's identity provider (or `tongyuan token`)")
+
+
 def bearer_principal(verifier: TokenVerifier):
     """A FastAPI dependency: the verified principal, or 401 with the reason."""
-    from typing import Annotated
 
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-    scheme = HTTPBearer(auto_error=False, description="a token from the portal's identity provider (or `tongyuan token`)")
-
-    def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]) -> Principal:
+    def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCHEME)]) -> Principal:
         if credentials is None:
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         try:
@@ -113,12 +113,23 @@ ROLE_EXTENSION = "x-tongyuan-role"
 REGION_EXTENSION = "x-tongyuan-region"
 
 
-def requires_role(authenticate, role: str):
-    """A FastAPI dependency: the verified principal if it holds `role` (an admin holds every
-    role), else 403. Anonymous or forged: 401, from `authenticate`, before any body is read."""
-    from typing import Annotated
+def current_principal(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCHEME)]) -> Principal:
+    """A FastAPI dependency: the principal verified by the verifier the composition root put on
+    `app.state.verifier` (module-level routers authenticate without being handed a closure)."""
+    if credentials is None:
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return request.app.state.verifier.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
-    from fastapi import Depends, HTTPException
+
+def requires_role(authenticate, role: str | None = None):
+    """A FastAPI dependency: the verified principal if it holds `role` (an admin holds every
+    role), else 403. Anonymous or forged: 401, from `authenticate`, before any body is read.
+    `requires_role("editor")` authenticates with `current_principal` (app.state.verifier)."""
+    if role is None:
+        authenticate, role = current_principal, authenticate
 
     def authorise(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.has(role):  # type: ignore[arg-type]

@@ -69,6 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     verifier, local_key = build_verifier(settings)
+    app.state.verifier = verifier
+    app.state.templates = pages
     authenticate = bearer_principal(verifier)
     app.include_router(publish_router(publisher, directory, authenticate))
     workbook_limits = WorkbookLimits.from_settings(settings)
