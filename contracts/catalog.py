@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -152,15 +153,16 @@ def _index(catalog: Catalog) -> tuple:
     # Built once per catalog object on first lookup; model_copy(update=…) copies private
     # attributes too, so the cache remembers which domains tuple it was built from. Read
     # from __pydantic_private__ directly: the gate looks items up several times per
-    # publication, and pydantic's __getattr__ for a private attribute costs ~1 µs a read.
+    # publication, and pydantic's __getattr__ for a private attribute is slow on that path.
     domains = catalog.__dict__["domains"]
-    cached = catalog.__pydantic_private__["_indexes"]
+    private = cast(dict[str, Any], catalog.__pydantic_private__)  # a model with private attributes has it
+    cached = private["_indexes"]
     if cached is None or cached[0] is not domains:
         by_code = {d.code: d for d in domains}
         by_name = {name: d for d in domains for name in (d.name, *d.aliases)}
         l1 = {i.id: i for d in domains for i in d.level1}
         l2 = {j.id: j for d in domains for i in d.level1 for j in i.items}
-        cached = catalog.__pydantic_private__["_indexes"] = (domains, (by_code, by_name, l1, l2))
+        cached = private["_indexes"] = (domains, (by_code, by_name, l1, l2))
     return cached[1]
 
 
@@ -196,7 +198,7 @@ def _as_tuple(value: object) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(v) for v in value)  # type: ignore[union-attr]
+    return tuple(str(v) for v in cast(Iterable[object], value))
 
 
 def _reference(name: str) -> dict:

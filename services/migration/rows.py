@@ -71,7 +71,7 @@ class LegacyRow:
 
 def is_blank(values: Mapping[str, object]) -> bool:
     for value in values.values():
-        if value is not None and (value.__class__ is not str or value.strip()):  # type: ignore[union-attr]
+        if value is not None and (value.__class__ is not str or value.strip()):
             return False
     return True
 
