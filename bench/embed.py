@@ -55,7 +55,7 @@ def bench_app():
     from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
     from services.common.db import create_store_engine
-    from services.embed.pages import build_router
+    from services.embed.routes import build_router
     from services.embed.store import EmbedStore
 
     store = EmbedStore(create_store_engine(os.environ[DB_ENV]))

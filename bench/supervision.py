@@ -51,8 +51,8 @@ from contracts.events import (
 from services.common.db import create_store_engine
 from services.supervision.board import Query, build_board
 from services.supervision.domain import LATE, ON_TIME, applies_to, assess, parse_time_limit
-from services.supervision.pages import build_router
 from services.supervision.reports import xlsx_report
+from services.supervision.routes import build_router
 from services.supervision.store import SupervisionStore, filings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,10 +27,10 @@ from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits
 
-from .api import build_router
 from .client import PlatformClient
 from .rejections import RejectionListener, group_for, start_listener
 from .relay import BridgeRelay, start_relay
+from .routes import build_router
 from .store import BridgeStore
 from .sync import Bridge
 

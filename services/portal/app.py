@@ -19,22 +19,22 @@ from sqlalchemy.exc import DBAPIError
 
 from services.bridge.app import portal_router as bridge_router
 from services.column import app as column_app
-from services.column.pages import build_router as column_router
+from services.column.routes import build_router as column_router
 from services.common.auth import InvalidToken, bearer_principal, build_verifier
 from services.common.consuming import is_transient
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits
 from services.embed import app as embed_app
-from services.embed.pages import build_router as embed_router
 from services.embed.registry import portal_links
+from services.embed.routes import build_router as embed_router
 from services.indexer import app as indexer_app
-from services.indexer.api import build_router as search_router
+from services.indexer.routes import build_router as search_router
 from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
 from services.publisher.catalog_api import build_router as catalog_router
 from services.publisher.store import heartbeats as publisher_heartbeats
 from services.supervision import app as supervision_app
-from services.supervision.pages import build_router as supervision_router
+from services.supervision.routes import build_router as supervision_router
 
 from . import health
 from .limits import BoundedBodies, RateLimits

@@ -16,7 +16,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 
 from contracts.catalog import regions_of_city
 from services.embed.app import build_store
-from services.embed.pages import build_router
+from services.embed.routes import build_router
 from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_pipeline import body, unique
 

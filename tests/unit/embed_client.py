@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
-from services.embed.pages import build_router
+from services.embed.routes import build_router
 from services.embed.store import EmbedStore
 from services.portal.app import templates
 

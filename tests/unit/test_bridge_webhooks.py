@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.bridge.api import build_router
 from services.bridge.app import templates
+from services.bridge.routes import build_router
 from services.bridge.store import BridgeStore
 from services.bridge.sync import SyncReport
 from services.bridge.webhooks import WebhookRefused, sign, verify

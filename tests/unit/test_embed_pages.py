@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
-from services.embed.pages import build_router, settled
+from services.embed.routes import build_router, settled
 from services.embed.store import EmbedStore, scopes
 from tests.factories import place, published, withdrawn
 

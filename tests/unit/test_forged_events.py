@@ -23,9 +23,9 @@ from services.column.store import documents
 from services.common.db import create_store_engine
 from services.common.sanitise import is_safe_link, safe_body, safe_link, safe_links, safe_marked, sanitise_html
 from services.common.settings import Settings
-from services.indexer.api import build_router as search_router
 from services.indexer.index import SearchHit, SearchIndex, SearchQuery, SearchResults
 from services.indexer.memory import InMemorySearchIndex
+from services.indexer.routes import build_router as search_router
 from services.portal.app import create_app
 from services.publisher import handlers
 from services.publisher.store import Publisher

@@ -10,9 +10,9 @@ from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 
 import services.indexer
-from services.indexer.api import DAY, build_router
 from services.indexer.embedded import EmbeddedSearchIndex
 from services.indexer.memory import InMemorySearchIndex
+from services.indexer.routes import DAY, build_router
 from tests.unit.test_search_index_contract import (
     FURONG_TOWNSHIP,
     YUELU_TOWNSHIP,

@@ -28,7 +28,7 @@ from services.embed.store import EmbedStore
 from services.migration import Planned, Reject, RejectWriter, load_config, read_legacy, read_rejects
 from services.publisher.catalog_xlsx import export_catalog, import_catalog
 from services.supervision.app import supervision_store_url
-from services.supervision.pages import build_router as supervision_router
+from services.supervision.routes import build_router as supervision_router
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
 

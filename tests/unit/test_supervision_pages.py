@@ -21,7 +21,7 @@ from services.supervision.app import supervision_store_url
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.cli import report_command
 from services.supervision.domain import applies_to
-from services.supervision.pages import build_router
+from services.supervision.routes import build_router
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
 

@@ -17,8 +17,8 @@ from contracts.identity import Principal
 from services.column.app import build_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
-from services.indexer.api import build_router as search_router
 from services.indexer.memory import InMemorySearchIndex
+from services.indexer.routes import build_router as search_router
 from services.portal.app import create_app
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY
 from tests.factories import catalog_changed, published, withdrawn
