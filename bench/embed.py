@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
@@ -55,7 +56,8 @@ def bench_app():
     from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
     from services.common.db import create_store_engine
-    from services.embed.pages import build_router
+    from services.embed import routes
+    from services.embed.caching import Renders
     from services.embed.store import EmbedStore
 
     store = EmbedStore(create_store_engine(os.environ[DB_ENV]))
@@ -69,7 +71,10 @@ def bench_app():
         return Response(b"ok", media_type="text/plain")
 
     app.mount("/static", StaticFiles(directory=str(ROOT / "services/portal/static")), name="static")
-    app.include_router(build_router(store, templates, lambda: regions, cache_size=int(os.environ.get(CACHE_ENV, "1024"))))
+    directory = SimpleNamespace(regions=regions)
+    app.state.embed_store, app.state.templates, app.state.directory = store, templates, lambda: directory
+    app.state.embed_renders, app.state.public_base_url = Renders(int(os.environ.get(CACHE_ENV, "1024"))), None
+    app.include_router(routes.router)
     return app
 
 

@@ -29,6 +29,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
@@ -49,9 +50,9 @@ from contracts.events import (
     WithdrawnEvent,
 )
 from services.common.db import create_store_engine
+from services.supervision import routes
 from services.supervision.board import Query, build_board
 from services.supervision.domain import LATE, ON_TIME, applies_to, assess, parse_time_limit
-from services.supervision.pages import build_router
 from services.supervision.reports import xlsx_report
 from services.supervision.store import SupervisionStore, filings
 
@@ -184,7 +185,9 @@ def client_for(store: SupervisionStore, regions: dict) -> TestClient:
     loader = ChoiceLoader([FileSystemLoader(str(ROOT / "services/portal/templates")), FileSystemLoader(str(ROOT / "services/supervision/templates"))])
     templates = Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
     app = FastAPI()
-    app.include_router(build_router(store, templates, lambda: regions, today=lambda: TODAY))
+    directory = SimpleNamespace(regions=regions)
+    app.state.supervision_store, app.state.templates, app.state.directory, app.state.today = store, templates, lambda: directory, lambda: TODAY
+    app.include_router(routes.router)
     return TestClient(app)
 
 

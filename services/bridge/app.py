@@ -3,8 +3,8 @@ the gate's refusals, and the loop that polls every `poll_interval` seconds and r
 `reconcile_interval` seconds.
 
 The bridge runs as `tongyuan bridge poll` (poller + reconciler + relay + refusals listener,
-optionally serving the webhook endpoint itself); the portal can mount the same router for
-webhooks and the unmapped page.
+optionally serving the webhook endpoint itself); the portal mounts the same routers (webhooks,
+the unmapped page, the mapping workbook) over a Runtime it does not start.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.catalog import Region, regions_of_city, regions_of_province
+from services.common.auth import TokenVerifier
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits
 
-from .api import build_router
+from . import routes
 from .client import PlatformClient
 from .rejections import RejectionListener, group_for, start_listener
 from .relay import BridgeRelay, start_relay
@@ -185,37 +186,15 @@ def create_runtime(
     return Runtime(bridge=bridge, store=store, settings=bridge_settings, relay=relay, listener=listener)
 
 
-def portal_router(settings: Settings, templates: Jinja2Templates, bridge_settings: BridgeSettings | None = None, *, authenticate=None):
-    """The router the portal mounts: webhooks (fetch, decide, write the outbox; the relay of
-    `tongyuan bridge poll` ships the events), the unmapped page and the mapping workbook
-    (uploads only with `authenticate`, the portal's bearer-token dependency)."""
-    bridge_settings = bridge_settings or BridgeSettings()
-    store = build_store(settings, bridge_settings)
-    bridge = build_bridge(store, bridge_settings)
-    return build_router(
-        store,
-        templates,
-        bridge=bridge,
-        secrets=bridge_settings.secrets,
-        window=bridge_settings.webhook_window,
-        authenticate=authenticate,
-        workbook_limits=WorkbookLimits.from_settings(settings),
-    )
-
-
-def create_app(runtime: Runtime, *, authenticate=None, workbook_limits: WorkbookLimits = WorkbookLimits()) -> FastAPI:
+def create_app(runtime: Runtime, *, verifier: TokenVerifier | None = None, workbook_limits: WorkbookLimits = WorkbookLimits()) -> FastAPI:
     """The bridge's own small HTTP app: the webhook endpoint and its status/unmapped pages (and
-    the mapping upload, given `authenticate`)."""
+    the mapping upload, given the `verifier` of bearer tokens)."""
     app = FastAPI(title="Tongyuan bridge", docs_url=None, redoc_url=None)
-    app.include_router(
-        build_router(
-            runtime.store,
-            templates(),
-            bridge=runtime.bridge,
-            secrets=runtime.settings.secrets,
-            window=runtime.settings.webhook_window,
-            authenticate=authenticate,
-            workbook_limits=workbook_limits,
-        )
-    )
+    app.state.bridge_runtime = runtime
+    app.state.templates = templates()
+    app.state.workbook_limits = workbook_limits
+    app.include_router(routes.router)
+    if verifier is not None:
+        app.state.verifier = verifier
+        app.include_router(routes.mapping_router)
     return app

@@ -94,11 +94,10 @@ def poll(
     if webhook_port:
         import uvicorn
 
-        from services.common.auth import bearer_principal, build_verifier
+        from services.common.auth import build_verifier
         from services.common.workbooks import WorkbookLimits
 
-        authenticate = bearer_principal(build_verifier(settings)[0])
-        app = create_app(runtime, authenticate=authenticate, workbook_limits=WorkbookLimits.from_settings(settings))
+        app = create_app(runtime, verifier=build_verifier(settings)[0], workbook_limits=WorkbookLimits.from_settings(settings))
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=webhook_port, log_level="warning"))
         threading.Thread(target=server.run, name="bridge-webhooks", daemon=True).start()
         typer.echo(f"webhooks: http://{settings.host}:{webhook_port}/bridge/webhooks/{bridge_settings.platform}")

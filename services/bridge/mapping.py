@@ -210,19 +210,6 @@ def to_xlsx(table: MappingTable, catalog: Catalog | None = None) -> bytes:
     """Three sheets (rules, overrides, area codes), a header row each; catalog names beside ids
     when a catalog is given, so offices can read the file without looking codes up."""
     workbook = Workbook()
-    bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
-
-    def sheet(title: str, header: tuple[str, ...], rows: Iterable[tuple], first: bool = False):
-        ws = workbook.active if first else workbook.create_sheet()
-        ws.title = title
-        ws.append(list(header) + (["事项名称（参考）"] if catalog and title != AREAS_SHEET else []))
-        for cell in ws[1]:
-            cell.font, cell.fill = bold, fill
-        for row in rows:
-            ws.append(xlsx_row(ws, row))
-        for column, width in zip("ABCDEFGH", (26, 10, 12, 8, 10, 12, 30, 40), strict=True):
-            ws.column_dimensions[column].width = width
-        ws.freeze_panes = "A2"
 
     def name(level2_id: str | None) -> list[str]:
         if not catalog or not level2_id:
@@ -230,45 +217,36 @@ def to_xlsx(table: MappingTable, catalog: Catalog | None = None) -> bytes:
         item = catalog.level2(level2_id)
         return [item.name if item else "（目录中无此事项）"]
 
-    sheet(
-        RULES_SHEET,
-        RULE_HEADER,
-        (
-            (
-                r.basic_code or "",
-                r.item_type or "",
-                r.region or "",
-                r.target.domain_code,
-                r.target.level1_id,
-                r.target.level2_id,
-                r.note,
-                *name(r.target.level2_id),
-            )
-            for r in table.rules
-        ),
-        first=True,
+    rules = ((r.basic_code or "", r.item_type or "", r.region or "", *_target_cells(r.target), r.note, *name(r.target.level2_id)) for r in table.rules)
+    overrides = (
+        (o.implementation_code, o.region or "", *_target_cells(o.target), "是" if o.exclude else "", o.note, *name(o.target.level2_id if o.target else None))
+        for o in table.overrides
     )
-    sheet(
-        OVERRIDES_SHEET,
-        OVERRIDE_HEADER,
-        (
-            (
-                o.implementation_code,
-                o.region or "",
-                o.target.domain_code if o.target else "",
-                o.target.level1_id if o.target else "",
-                o.target.level2_id if o.target else "",
-                "是" if o.exclude else "",
-                o.note,
-                *name(o.target.level2_id if o.target else None),
-            )
-            for o in table.overrides
-        ),
-    )
-    sheet(AREAS_SHEET, AREA_HEADER, ((area, region, "") for area, region in sorted(table.areas.items())))
+    named = catalog is not None
+    _sheet(workbook.active, RULES_SHEET, RULE_HEADER, rules, named=named)
+    _sheet(workbook.create_sheet(), OVERRIDES_SHEET, OVERRIDE_HEADER, overrides, named=named)
+    _sheet(workbook.create_sheet(), AREAS_SHEET, AREA_HEADER, ((area, region, "") for area, region in sorted(table.areas.items())), named=False)
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
+
+
+def _target_cells(target: Target | None) -> tuple[str, str, str]:
+    return (target.domain_code, target.level1_id, target.level2_id) if target else ("", "", "")
+
+
+def _sheet(ws, title: str, header: tuple[str, ...], rows: Iterable[tuple], *, named: bool) -> None:
+    """One sheet: a bold header (with the reference-name column when `named`), the rows, widths."""
+    bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
+    ws.title = title
+    ws.append(list(header) + (["事项名称（参考）"] if named else []))
+    for cell in ws[1]:
+        cell.font, cell.fill = bold, fill
+    for row in rows:
+        ws.append(xlsx_row(ws, row))
+    for column, width in zip("ABCDEFGH", (26, 10, 12, 8, 10, 12, 30, 40), strict=True):
+        ws.column_dimensions[column].width = width
+    ws.freeze_panes = "A2"
 
 
 def _text(value) -> str:

@@ -92,13 +92,14 @@ class RejectionListener:
 
     async def _apply(self, rejections: list[RejectionData]) -> None:
         try:
-            await apply_with_retry(self._counted, rejections, max_backoff=self.max_backoff, what=self.group)
+            # apply_with_retry's Apply names the publication events; it runs any batch write.
+            await apply_with_retry(self._counted, rejections, max_backoff=self.max_backoff, what=self.group)  # type: ignore[arg-type]
         except Exception:
             # Refused for good (not a store outage): one at a time, so one bad record does not
             # hold the others; what still fails is logged and passed, never retried in a loop.
             for rejection in rejections:
                 try:
-                    await apply_with_retry(self._counted, [rejection], max_backoff=self.max_backoff, what=self.group)
+                    await apply_with_retry(self._counted, [rejection], max_backoff=self.max_backoff, what=self.group)  # type: ignore[arg-type]
                 except Exception as exc:
                     log.error("bridge.rejection_unapplied", event_id=rejection.original_id, implementation_code=rejection.source_ref, error=repr(exc)[:300])
 

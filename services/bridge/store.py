@@ -2,6 +2,8 @@
 outbox, the change cursor, the mapping data, problems (unreadable records, refused items) and
 webhook nonces.
 
+Over 400 lines: its tables and the transaction writing items, outbox and cursor together stay one module.
+
 Item records, outbox rows and the cursor are written in one transaction, so the cursor never
 passes a change whose event is not safely in the outbox.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -220,7 +223,7 @@ class BridgeTransaction:
         fresh = [_row(self.platform, r, now) for r in records if r.implementation_code not in existing]
         changed = [_row(self.platform, r, now) for r in records if r.implementation_code in existing]
         if changed:
-            columns = {k: bindparam(k) for k in changed[0] if k not in ("platform", "implementation_code")}
+            columns: dict[str, Any] = {k: bindparam(k) for k in changed[0] if k not in ("platform", "implementation_code")}
             self.connection.execute(
                 update(items).where(items.c.platform == bindparam("p_platform"), items.c.implementation_code == bindparam("p_code")).values(**columns),
                 [dict(row, p_platform=row["platform"], p_code=row["implementation_code"]) for row in changed],
@@ -309,14 +312,16 @@ class BridgeStore:
     def status(self) -> dict:
         with self.engine.connect() as connection:
             row = connection.execute(select(cursors).where(cursors.c.platform == self.platform)).mappings().first()
-            counts = dict(
+            counts: dict[str, int] = dict(
                 connection.execute(
                     select(items.c.mapping, func.count()).where(items.c.platform == self.platform, items.c.state == "active").group_by(items.c.mapping)
-                ).all()
+                )
+                .tuples()
+                .all()
             )
             live = connection.execute(select(func.count()).select_from(items).where(items.c.platform == self.platform, items.c.live.is_(True))).scalar_one()
-            by_kind = dict(
-                connection.execute(select(problems.c.kind, func.count()).where(problems.c.platform == self.platform).group_by(problems.c.kind)).all()
+            by_kind: dict[str, int] = dict(
+                connection.execute(select(problems.c.kind, func.count()).where(problems.c.platform == self.platform).group_by(problems.c.kind)).tuples().all()
             )
         return {
             "platform": self.platform,
@@ -405,7 +410,7 @@ class BridgeStore:
             rows = connection.execute(
                 select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
             ).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         with writing(self.engine) as connection:

@@ -152,6 +152,7 @@ class Bridge:
         report = SyncReport("webhook")
         found = self.client.details([notice.implementation_code])[notice.implementation_code]
         report.fetched = 1
+        observations: list[Seen | Gone]
         if found is None:
             observations = [Gone(notice.implementation_code)]
         elif isinstance(found, Detail):
@@ -175,22 +176,23 @@ class Bridge:
         """The gate refused events: each item whose latest event it refused is put back as it was
         before that event, with its hash forgotten and the reasons recorded, in one transaction."""
         outcomes: Counter = Counter()
-        mine = [r for r in rejections if concerns(r, self.source)]
+        # concerns() holds only for a rejection that names the item (its source_ref).
+        mine = [(r.source_ref, r) for r in rejections if concerns(r, self.source) and r.source_ref]
         outcomes["not_ours"] += len(rejections) - len(mine)
         if not mine:
             return outcomes
         with self.store.transaction() as tx:
-            known = tx.known([r.source_ref for r in mine])
+            known = tx.known([code for code, _ in mine])
             changed: dict[str, Known] = {}
             reasons: dict[str, str] = {}
-            for rejection in mine:
-                code = rejection.source_ref
+            for code, rejection in mine:
                 refusal = refuse(known.get(code), rejection, source=self.source)
                 outcomes[refusal.kind] += 1
                 if refusal.record is not None:
+                    detail = refusal.detail or ""  # a refusal that changes the record carries the gate's reasons
                     known[code] = changed[code] = refusal.record
-                    reasons[code] = refusal.detail
-                    log.warning("bridge.refused", implementation_code=code, event_id=rejection.original_id, reasons=refusal.detail[:300])
+                    reasons[code] = detail
+                    log.warning("bridge.refused", implementation_code=code, event_id=rejection.original_id, reasons=detail[:300])
             tx.save(list(changed.values()), set(changed))
             tx.record_refusals(reasons)
         return outcomes
@@ -239,7 +241,7 @@ class Bridge:
                 out.append(Seen(item, "active", record.version, record.updated_at))
         return out
 
-    def _apply(self, observations: list[Seen | Gone], report: SyncReport, *, cursor: datetime | None, cleared: list[str], reconciled: bool = False) -> None:
+    def _apply(self, observations: Sequence[Seen | Gone], report: SyncReport, *, cursor: datetime | None, cleared: list[str], reconciled: bool = False) -> None:
         table = self.store.mapping()
         now = self.clock()
         # Oldest first, so a batch holding two states of one item ends on the newer.
@@ -256,6 +258,7 @@ class Bridge:
                 report.outcomes[outcome.kind] += 1
                 record = outcome.record
                 if outcome.event is not None:
+                    assert record is not None, "an event always comes with the record it changes"
                     event = ServiceItemChangedEvent(id=new_event_id(), source=self.source, subject=code, time=now, data=outcome.event)
                     rows.append(dict(event_id=event.id, topic=TOPIC_SERVICE_ITEMS, key=code, payload=event.model_dump_json(exclude_none=True)))
                     record = replace(record, last_event_id=event.id)  # so a refusal of an older event is told apart

@@ -8,9 +8,12 @@ module-level functions: a test mounts `routes.router` on an app whose state hold
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
+
+from contracts.catalog import Region
 
 
 def provided(name: str) -> Any:
@@ -25,3 +28,16 @@ def provided(name: str) -> Any:
 
     dependency.__name__ = f"provided_{name}"
     return Depends(dependency)
+
+
+class _Directory(Protocol):
+    regions: dict[str, Region]
+
+
+def directory_regions(directory: Annotated[Callable[[], _Directory], provided("directory")]) -> dict[str, Region]:
+    """The regions of the directory in force (one read per request: a request sees one directory)."""
+    return directory().regions
+
+
+# The regions as a route's parameter: `def page(regions: Regions)`.
+Regions = Annotated[dict[str, Region], Depends(directory_regions)]

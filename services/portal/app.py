@@ -17,24 +17,26 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import DBAPIError
 
-from services.bridge.app import portal_router as bridge_router
+from services.bridge import routes as bridge_routes
+from services.bridge.app import BridgeSettings, create_runtime
 from services.column import app as column_app
-from services.column.pages import build_router as column_router
+from services.column import routes as column_routes
 from services.common.auth import InvalidToken, bearer_principal, build_verifier
 from services.common.consuming import is_transient
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits
 from services.embed import app as embed_app
-from services.embed.pages import build_router as embed_router
+from services.embed import routes as embed_routes
+from services.embed.caching import Renders
 from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
-from services.indexer.api import build_router as search_router
+from services.indexer import routes as search_routes
 from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
 from services.publisher.catalog_api import build_router as catalog_router
 from services.publisher.store import heartbeats as publisher_heartbeats
 from services.supervision import app as supervision_app
-from services.supervision.pages import build_router as supervision_router
+from services.supervision import routes as supervision_routes
 
 from . import health
 from .limits import BoundedBodies, RateLimits
@@ -81,31 +83,41 @@ def create_app(settings: Settings) -> FastAPI:
         def jwks():
             return local_key.jwks()
 
-    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
-    app.include_router(search_router(index, pages))
-    app.include_router(bridge_router(settings, pages, authenticate=authenticate))
-    app.include_router(supervision_router(supervision_store, pages, regions=lambda: directory().regions))
-    app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
+    app.state.directory = directory
+    app.state.workbook_limits = workbook_limits
+    app.state.column_store = column_store
+    app.state.portal_links = lambda: portal_links(embed_store)
+    app.state.search_index = index
+    app.state.bridge_runtime = create_runtime(settings, BridgeSettings())
+    app.state.supervision_store = supervision_store
+    app.state.embed_store = embed_store
+    app.state.embed_renders = Renders()
+    app.state.public_base_url = settings.public_base_url
+    app.include_router(column_routes.router)
+    app.include_router(search_routes.router)
+    app.include_router(bridge_routes.router)
+    app.include_router(bridge_routes.mapping_router)
+    app.include_router(supervision_routes.router)
+    app.include_router(embed_routes.router)
     within = settings.heartbeat_interval * 3 + 5
-    app.include_router(
-        health.build_router(
-            [
-                health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
-                health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
-                health.Check("store:publisher", health.store_probe(publisher.healthy)),
-                health.Check("store:column", health.store_probe(column_store.healthy)),
-                health.Check("store:search", health.store_probe(index.healthy)),
-                health.Check("store:embed", health.store_probe(embed_store.healthy)),
-                health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
-                health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
-                health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
-                health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
-                health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
-                health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
-            ],
-            max_lag=settings.ready_max_lag,
-        )
+    app.state.health_checks = health.HealthChecks(
+        [
+            health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
+            health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
+            health.Check("store:publisher", health.store_probe(publisher.healthy)),
+            health.Check("store:column", health.store_probe(column_store.healthy)),
+            health.Check("store:search", health.store_probe(index.healthy)),
+            health.Check("store:embed", health.store_probe(embed_store.healthy)),
+            health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
+            health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
+            health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
+            health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
+            health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
+            health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
+        ],
+        max_lag=settings.ready_max_lag,
     )
+    app.include_router(health.router)
 
     app.mount("/metrics", make_asgi_app())
 

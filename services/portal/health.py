@@ -7,6 +7,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from kafka import KafkaAdminClient
 from pydantic import BaseModel, ConfigDict
 
 from services.common.kafka import broker_reachable
+from services.common.wiring import provided
 
 
 @dataclass
@@ -54,7 +56,7 @@ def store_probe(healthy: Callable[[], object]) -> Callable[[], dict]:
 
     def probe() -> dict:
         result = healthy()
-        if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
             result = asyncio.run(result)
         return {"up": bool(result)}
 
@@ -93,39 +95,51 @@ class HealthReport(BaseModel):
 _REPORTED = {"model": HealthReport}
 
 
-def build_router(checks: list[Check], *, max_lag: int, timeout: float = 3.0) -> APIRouter:
-    router = APIRouter(tags=["health"])
+@dataclass(frozen=True)
+class HealthChecks:
+    """What /healthz and /readyz run (the composition root puts it on app.state.health_checks):
+    the checks, how far behind a consumer may be and still be ready, and how long a probe may take."""
 
-    async def run_one(check: Check) -> dict:
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(check.probe), timeout)
-        except TimeoutError:
-            # A store that stopped answering must not hold the whole answer (one after another,
-            # a silent PostgreSQL took ~5 s per store); the probe's thread finishes on its own.
-            return {"up": False, "error": f"no answer within {timeout:g} s"}
-        except Exception as exc:
-            return {"up": False, "error": type(exc).__name__}
+    checks: list[Check]
+    max_lag: int
+    timeout: float = 3.0
 
-    async def run_checks() -> dict[str, dict]:
-        # All at once: the slowest check, not their sum, bounds the answer.
-        results = await asyncio.gather(*(run_one(check) for check in checks))
-        return {check.name: result for check, result in zip(checks, results, strict=True)}
 
-    @router.get("/healthz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "something is down: which, in checks"}})
-    async def healthz():
-        """Broker, every consumer and every store: 200 only when all are up."""
-        results = await run_checks()
-        up = all(r.get("up") for r in results.values())
-        return JSONResponse(status_code=200 if up else 503, content={"status": "up" if up else "down", "checks": results})
+Checks = Annotated[HealthChecks, provided("health_checks")]
 
-    @router.get("/readyz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "down, or a consumer too far behind"}})
-    async def readyz():
-        """Up, and no consumer further behind than max_lag: what a load balancer should ask."""
-        results = await run_checks()
-        behind = {name: r["lag"] for name, r in results.items() if (r.get("lag") or 0) > max_lag}
-        ready = all(r.get("up") for r in results.values()) and not behind
-        return JSONResponse(
-            status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "behind": behind, "max_lag": max_lag, "checks": results}
-        )
+router = APIRouter(tags=["health"])
 
-    return router
+
+async def run_one(check: Check, timeout: float) -> dict:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(check.probe), timeout)
+    except TimeoutError:
+        # A store that stopped answering must not hold the whole answer: the probe's thread
+        # finishes on its own.
+        return {"up": False, "error": f"no answer within {timeout:g} s"}
+    except Exception as exc:
+        return {"up": False, "error": type(exc).__name__}
+
+
+async def run_checks(health: HealthChecks) -> dict[str, dict]:
+    # All at once: the slowest check, not their sum, bounds the answer.
+    results = await asyncio.gather(*(run_one(check, health.timeout) for check in health.checks))
+    return {check.name: result for check, result in zip(health.checks, results, strict=True)}
+
+
+@router.get("/healthz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "something is down: which, in checks"}})
+async def healthz(health: Checks):
+    """Broker, every consumer and every store: 200 only when all are up."""
+    results = await run_checks(health)
+    up = all(r.get("up") for r in results.values())
+    return JSONResponse(status_code=200 if up else 503, content={"status": "up" if up else "down", "checks": results})
+
+
+@router.get("/readyz", response_model=HealthReport, responses={503: {**_REPORTED, "description": "down, or a consumer too far behind"}})
+async def readyz(health: Checks):
+    """Up, and no consumer further behind than max_lag: what a load balancer should ask."""
+    results = await run_checks(health)
+    behind = {name: r["lag"] for name, r in results.items() if (r.get("lag") or 0) > health.max_lag}
+    ready = all(r.get("up") for r in results.values()) and not behind
+    content = {"status": "ready" if ready else "not ready", "behind": behind, "max_lag": health.max_lag, "checks": results}
+    return JSONResponse(status_code=200 if ready else 503, content=content)

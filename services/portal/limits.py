@@ -152,7 +152,9 @@ def head_deadline_protocol(seconds: float, base: type | None = None) -> type:
     connections, so a client that trickles header bytes (slowloris) would hold a connection,
     and with enough of them every connection, for as long as it likes."""
     if base is None:
-        from uvicorn.protocols.http.auto import AutoHTTPProtocol as base
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        base = AutoHTTPProtocol
 
     class HeadDeadline(base):  # type: ignore[misc, valid-type]
         def connection_made(self, transport) -> None:

@@ -4,8 +4,8 @@ request's state (`request.state.request_id`) so the events a request causes carr
 the client was answered with.
 
 Pure ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app
-in a task of its own and streams the response through a memory channel, which cost the
-portal ~8% of its CPU per publication."""
+in a task of its own and streams the response through a memory channel, a cost paid on every
+request."""
 
 from __future__ import annotations
 

@@ -147,11 +147,7 @@ def build_board(
     in_force = store.catalogs()
     standard = in_force.get("standard") or standard_catalog()
     catalogs = {u.code: effective_catalog(u.code, regions, in_force) or standard for u in units}
-    groups: dict[int, tuple[CatalogProfile, list[str]]] = {}
-    for unit in units:
-        profile = catalog_profile(catalogs[unit.code], unit.level, query.domain)
-        groups.setdefault(id(profile), (profile, []))[1].append(unit.code)
-    counts = store.unit_counts(list(groups.values()), query.as_of, query.start, query.end, query.domain)
+    counts = store.unit_counts(profile_groups(units, catalogs, query.domain), query.as_of, query.start, query.end, query.domain)
     timeliness = store.timeliness(codes, query.start, query.end, query.domain, by_domain=False)
     if by_domain_for:  # one unit's page breaks its timeliness down by domain
         timeliness[by_domain_for] = store.timeliness([by_domain_for], query.start, query.end, query.domain).get(by_domain_for, {})
@@ -172,6 +168,30 @@ def build_board(
             domain_code=query.domain,
             build_items=partial(details.items, unit, catalogs[unit.code]),
         )
+    return Board(
+        query=query,
+        region=region,
+        standard=standard,
+        counties=rank([measured[c.code] for c in counties], query.sort),
+        townships=rank([measured[t.code] for t in townships], query.sort),
+        rollups=roll_up(counties, townships, measured),
+        unassessed=store.unassessed(codes),
+        calendar=f"{store.calendar.source}（{store.calendar.years[0]}–{store.calendar.years[1]}年）",
+        regions=regions,
+    )
+
+
+def profile_groups(units: list[Region], catalogs: dict[str, Catalog], domain: str | None) -> list[tuple[CatalogProfile, list[str]]]:
+    """The units grouped by the catalog profile they are measured against (one count query each)."""
+    groups: dict[int, tuple[CatalogProfile, list[str]]] = {}
+    for unit in units:
+        profile = catalog_profile(catalogs[unit.code], unit.level, domain)
+        groups.setdefault(id(profile), (profile, []))[1].append(unit.code)
+    return list(groups.values())
+
+
+def roll_up(counties: list[Region], townships: list[Region], measured: dict[str, UnitMeasures]) -> dict[str, Rollup]:
+    """Each county's townships summed: how many, covered and applicable items, stale and late ones."""
     rollups: dict[str, Rollup] = {c.code: Rollup() for c in counties}
     for town in townships:
         rollup = rollups.get(town.parent_code or "")
@@ -184,17 +204,7 @@ def build_board(
         rollup.stale += m.stale_count
         rollup.late_items += m.late_count
         rollup.timeliness.merge(m.timeliness)
-    return Board(
-        query=query,
-        region=region,
-        standard=standard,
-        counties=rank([measured[c.code] for c in counties], query.sort),
-        townships=rank([measured[t.code] for t in townships], query.sort),
-        rollups=rollups,
-        unassessed=store.unassessed(codes),
-        calendar=f"{store.calendar.source}（{store.calendar.years[0]}–{store.calendar.years[1]}年）",
-        regions=regions,
-    )
+    return rollups
 
 
 class _Details:

@@ -97,7 +97,7 @@ def official_calendar() -> WorkCalendar:
     version = getattr(chinese_calendar, "__version__", "?")
 
     # chinese_calendar.is_workday's own rule on its own tables, without the year check it makes
-    # on every call (a scan of all its holidays): building took 0.4 s of each process's start.
+    # on every call (a scan of all its holidays, which would dominate each process's start).
     def is_workday(day: date) -> bool:
         return day in workdays or (day.weekday() <= 4 and day not in holidays)
 

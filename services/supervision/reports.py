@@ -62,7 +62,8 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def _scope(board: Board) -> str:
     q = board.query
-    domain = board.standard.domain(q.domain).name if q.domain and board.standard.domain(q.domain) else "全部领域"
+    chosen = board.standard.domain(q.domain) if q.domain else None
+    domain = chosen.name if chosen else "全部领域"
     return (
         f"统计截止：{q.as_of.isoformat()}；按时率统计区间：{q.start.isoformat()} 至 {q.end.isoformat()}；领域：{domain}；"
         f"标准目录：{board.standard.key}；工作日历：{board.calendar}"

@@ -9,16 +9,17 @@ import subprocess
 import sys
 
 import pytest
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from contracts.catalog import regions_of_city
+from services.embed import routes
 from services.embed.app import build_store
-from services.embed.pages import build_router
+from services.embed.caching import Renders
 from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_pipeline import body, unique
+from tests.wired import directory_of, mounted
 
 TOWNSHIP, COUNTY = "430102001", "430102"
 
@@ -32,9 +33,15 @@ def embed(stack):
         process = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "embed"], env=stack.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     store = build_store(stack.settings)
     loader = ChoiceLoader([FileSystemLoader(str(ROOT / "services/portal/templates")), FileSystemLoader(str(ROOT / "services/embed/templates"))])
-    app = FastAPI()
     regions = {r.code: r for r in regions_of_city("4301")}
-    app.include_router(build_router(store, Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True))), lambda: regions))
+    app = mounted(
+        routes.router,
+        embed_store=store,
+        templates=Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True))),
+        directory=directory_of(regions),
+        embed_renders=Renders(),
+        public_base_url=None,
+    )
     try:
         yield TestClient(app)
     finally:

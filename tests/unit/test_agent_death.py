@@ -6,7 +6,6 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from faust.types import TP
 
@@ -16,6 +15,7 @@ from services.common.faust_consumer import PublicationConsumer, beat_unless_dead
 from services.common.settings import Settings
 from services.portal import health
 from tests.factories import published
+from tests.wired import mounted
 
 
 def test_an_agent_that_dies_stops_the_heartbeat_and_takes_its_worker_down(tmp_path, monkeypatch):
@@ -82,8 +82,8 @@ def test_lag_counts_from_the_committed_offset_not_the_read_position(committed, l
 
 
 def test_a_consumer_without_a_live_worker_makes_healthz_and_readyz_say_so():
-    app = FastAPI()
-    app.include_router(health.build_router([health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: []))], max_lag=10))
+    checks = health.HealthChecks([health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: []))], max_lag=10)
+    app = mounted(health.router, health_checks=checks)
     client = TestClient(app)
     assert client.get("/healthz").status_code == 503
     ready = client.get("/readyz")

