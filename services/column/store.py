@@ -12,7 +12,6 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
@@ -35,23 +34,18 @@ from contracts.events import (
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import as_json, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply
 from services.common.sanitise import sanitise_html
-
-from .domain import to_apply
 
 metadata = MetaData()
 
-documents = Table(
+documents = publications_table(
     "column_publications",
     metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
     Column("withdrawal_type", String(16)),
     Column("published_at", DateTime(timezone=True)),
     Column("document", JSON),  # PublicationData; none once withdrawn (the notice shows the withdrawal)
     Column("withdrawal", JSON),  # WithdrawalData while withdrawn
-    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per placement of a live publication: the list pages read only this table.
@@ -103,6 +97,14 @@ class ColumnStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
+    def projection(self) -> Projection[PublicationEvent]:
+        """What the column consumer applies publications to (apply, in a thread)."""
+        return InThread(self.apply, self.healthy)
+
+    def catalog_projection(self) -> Projection[CatalogChangedEvent]:
+        """What the column consumer applies catalog editions to (apply_catalogs, in a thread)."""
+        return InThread(self.apply_catalogs, self.healthy)
+
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch, skipping versions the store already has: in one transaction, or in
         turns with a clerk's batch that is waiting (write_in_turns).
@@ -112,10 +114,9 @@ class ColumnStore:
         write_in_turns(self.engine, in_parts(events), self._apply_part)
 
     def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
-        ids = list({e.data.publication_id for e in events})
-        stored = self._versions(connection, ids)
+        stored = held_versions(connection, documents, list({e.data.publication_id for e in events}))
         inserted, updated, placement_rows = [], [], []
-        for event in to_apply(events, stored):
+        for event in publications_to_apply(events, stored):
             data = event.data
             if isinstance(event, PublishedEvent):
                 # Cleaned with the gate's policy before it is stored: the topic is not the gate.
@@ -170,14 +171,6 @@ class ColumnStore:
             insert_rows(connection, documents, [dict(row, updated_at=now) for row in inserted])
         if placement_rows:
             insert_rows(connection, placements, placement_rows)
-
-    @staticmethod
-    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(connection.execute(select(documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(chunk))).all())
-        return found
 
     def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
         """Keep each scope's newest edition (by the scope's publish version)."""

@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -170,21 +170,19 @@ class ConsumerStats:
     failure: str | None = None  # set when one of the worker's agents died
 
 
-# A blocking store write, or an async one that returns what it refused for good.
-Apply = Callable[[Sequence[PublishedEvent | WithdrawnEvent]], object]
+# A projection's apply (Projection.apply): writes a batch durably, returns what it refused
+# for good as (event, reason) pairs. A blocking store is wrapped in InThread first.
+Apply = Callable[[Sequence[Any]], Awaitable[Sequence[tuple[Any, str]]]]
 
 
-async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float, what: str) -> list:
-    """Run the store write (a blocking one in a thread); wait out store outages with backoff.
+async def apply_with_retry(apply: Apply, events: Sequence[Any], *, max_backoff: float, what: str) -> list[tuple[Any, str]]:
+    """Await the projection's write; wait out store outages with backoff.
 
-    Returns what the store refused for good, as (event, reason) pairs (async stores only)."""
+    Returns what the projection refused for good, as (event, reason) pairs."""
     delay = 0.2
     while True:
         try:
-            if inspect.iscoroutinefunction(apply):
-                return list(await apply(events) or [])
-            await asyncio.to_thread(apply, events)
-            return []
+            return list(await apply(events))
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -36,19 +36,13 @@ from sqlalchemy.sql import Select
 from contracts.events import PublishedEvent, WithdrawnEvent
 from services.common.db import Upsert, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply, record_versions
 
-from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of, to_apply
+from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of
 
 metadata = MetaData()
 
-publications = Table(
-    "embed_publications",
-    metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+publications = publications_table("embed_publications", metadata)
 
 # One row per placement of a live publication and per scope whose feeds include it (the
 # township, its county, its city): feeds read one scope by equality, in index order, instead
@@ -207,6 +201,10 @@ class EmbedStore:
             pass  # another process seeded them first
 
     # --- the consumer's side ------------------------------------------------------------
+    def projection(self) -> Projection[PublicationEvent]:
+        """What the embed consumer applies publications to (apply, in a thread)."""
+        return InThread(self.apply, self.healthy)
+
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch, skipping versions already held (in one transaction, or in turns with
         a clerk's waiting batch: write_in_turns); one statement per kind of row for each part.
@@ -214,8 +212,8 @@ class EmbedStore:
         write_in_turns(self.engine, in_parts(events), partial(self._apply_part, now=datetime.now(timezone.utc)))
 
     def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent], *, now: datetime) -> None:
-        stored = self._versions(connection, list({e.data.publication_id for e in events}))
-        chosen = to_apply(events, stored)
+        stored = held_versions(connection, publications, list({e.data.publication_id for e in events}))
+        chosen = publications_to_apply(events, stored)
         if not chosen:
             return
         current = self._rules(connection)
@@ -226,40 +224,12 @@ class EmbedStore:
         touched = self._major_regions(connection, known)
         for start in range(0, len(known), CHUNK):
             connection.execute(delete(items).where(items.c.publication_id.in_(known[start : start + CHUNK])))
-        inserted, updated, item_rows = [], [], []
-        for event in chosen:
-            data = event.data
-            status = "published" if isinstance(event, PublishedEvent) else "withdrawn"
-            row = {"version": data.version, "status": status, "updated_at": now}
-            if data.publication_id in stored:
-                updated.append({"pid": data.publication_id, **row})
-            else:
-                inserted.append({"publication_id": data.publication_id, **row})
-            if status == "published":
-                item_rows += _item_rows(event, current)
+        item_rows = [row for event in chosen if isinstance(event, PublishedEvent) for row in _item_rows(event, current)]
         touched |= {row["region_code"] for row in item_rows if row["major"]}
-        if updated:
-            connection.execute(
-                update(publications)
-                .where(publications.c.publication_id == bindparam("pid"))
-                .values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
-                updated,
-            )
-        if inserted:
-            insert_rows(connection, publications, inserted)
+        record_versions(connection, publications, chosen, stored, now)
         if item_rows:
             insert_rows(connection, items, item_rows)
         self._bump(connection, {scope for region in touched for scope in scopes_of(region)}, now)
-
-    @staticmethod
-    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            found.update(
-                connection.execute(select(publications.c.publication_id, publications.c.version).where(publications.c.publication_id.in_(chunk))).all()
-            )
-        return found
 
     @staticmethod
     def _major_regions(connection: Connection, ids: list[str]) -> set[str]:

@@ -23,10 +23,11 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from contracts.events import PublishedEvent
+from services.common.projection import newest_per_publication
 
 from .es_mapping import check_analyzer, index_template, published_document, tombstone_document
 from .es_query import results_of, search_body, words_of
-from .index import Event, SearchIndex, SearchQuery, SearchResults, newest_per_publication
+from .index import Event, SearchIndex, SearchQuery, SearchResults
 
 log = structlog.get_logger("tongyuan.indexer.elasticsearch")
 

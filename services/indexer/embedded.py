@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection, make_url
 from contracts.events import PublishedEvent
 from services.common.db import create_store_engine, in_parts, insert_rows, others_waiting, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.projection import newest_per_publication, publications_to_apply
 
 from .index import (
     Event,
@@ -63,7 +64,6 @@ from .index import (
     county_of,
     document_of,
     hit_of,
-    newest_per_publication,
     placement_keys,
     searchable_text,
 )
@@ -354,12 +354,9 @@ def _fresh_rows(connection: Connection, part: Sequence[tuple[str, Event]]) -> li
             select(documents.c.id, documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_([pid for pid, _ in part]))
         )
     }
-    fresh = [
-        (event, stored[pid].id if pid in stored else None)
-        for pid, event in part
-        # Skipped: a duplicate, a replay, or older than what we hold.
-        if pid not in stored or stored[pid].version < event.data.version
-    ]
+    # Skipped: a duplicate, a replay, or older than what we hold.
+    applied = publications_to_apply([event for _, event in part], {pid: row.version for pid, row in stored.items()})
+    fresh = [(event, stored[event.data.publication_id].id if event.data.publication_id in stored else None) for event in applied]
     return _ledger_rows(connection, fresh) if fresh else []
 
 

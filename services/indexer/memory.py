@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.events import PublishedEvent
+from services.common.projection import publications_to_apply
 
 from .index import (
     FACETS,
@@ -22,7 +23,6 @@ from .index import (
     facet_value,
     hit_of,
     key_matches,
-    newest_per_publication,
     placement_keys,
     published_within,
     searchable_text,
@@ -45,10 +45,9 @@ class InMemorySearchIndex(SearchIndex):
         pass
 
     async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
-        for publication_id, event in newest_per_publication(events).items():
-            stored = self._entries.get(publication_id)
-            if stored is not None and stored.version >= event.data.version:
-                continue
+        held = {e.data.publication_id: self._entries[e.data.publication_id].version for e in events if e.data.publication_id in self._entries}
+        for event in publications_to_apply(events, held):
+            publication_id = event.data.publication_id
             if isinstance(event, PublishedEvent):
                 document = {**document_of(event.data), "attachment_names": [a.name for a in event.data.attachments]}
                 self._entries[publication_id] = _Entry(event.data.version, document, tuple(placement_keys(event.data)))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import cached_property, lru_cache
-from typing import Literal, TypeVar
+from typing import Literal
 
 from contracts.catalog import Catalog, Domain, Level1Item, Level2Item, Region
 
@@ -722,25 +722,6 @@ def rank(units: Sequence[UnitMeasures], by: str = "coverage") -> list[UnitMeasur
         return (primary, -coverage, -on_time, u.stale_count, u.region.code)
 
     return sorted(units, key=key)
-
-
-# --- idempotent application (same rule as every consumer) ------------------------------------
-
-Event = TypeVar("Event")
-
-
-def newest_per_publication(events: Sequence[Event]) -> dict[str, Event]:
-    newest: dict[str, Event] = {}
-    for event in events:
-        data = event.data  # type: ignore[attr-defined]
-        held = newest.get(data.publication_id)
-        if held is None or data.version > held.data.version:  # type: ignore[attr-defined]
-            newest[data.publication_id] = event
-    return newest
-
-
-def to_apply(events: Sequence[Event], stored_versions: Mapping[str, int]) -> list[Event]:
-    return [e for pid, e in newest_per_publication(events).items() if e.data.version > stored_versions.get(pid, 0)]  # type: ignore[attr-defined]
 
 
 def ancestor_scopes(region_code: str) -> list[str]:

@@ -32,7 +32,6 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import (
     Column,
     Date,
-    DateTime,
     Engine,
     Index,
     Integer,
@@ -40,7 +39,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -58,6 +56,7 @@ from contracts.events import CatalogChangedEvent, PublicationData, PublishedEven
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import Upsert, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply, record_versions
 
 from .calendar import WorkCalendar, official_calendar
 from .domain import (
@@ -75,19 +74,11 @@ from .domain import (
     month_key,
     parse_time_limit,
     split_window,
-    to_apply,
 )
 
 metadata = MetaData()
 
-publications = Table(
-    "supervision_publications",
-    metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone keeps the version)
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+publications = publications_table("supervision_publications", metadata)
 
 filings = Table(
     "supervision_filings",
@@ -190,40 +181,27 @@ class SupervisionStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
+    def projection(self) -> Projection[PublicationEvent]:
+        """What the supervision consumer applies publications to (apply, in a thread)."""
+        return InThread(self.apply, self.healthy)
+
+    def catalog_projection(self) -> Projection[CatalogChangedEvent]:
+        """What the supervision consumer applies catalog editions to (apply_catalogs, in a thread)."""
+        return InThread(self.apply_catalogs, self.healthy)
+
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch in one transaction: newer versions only; roll-ups of touched keys only."""
         # Only a publication filed under several items needs the catalogs (read before writing).
         in_force = self.catalogs() if any(isinstance(e, PublishedEvent) and len(e.data.placements) > 1 for e in events) else {}
         with writing(self.engine) as connection:
-            ids = list({e.data.publication_id for e in events})
-            stored = self._versions(connection, ids)
-            chosen = to_apply(events, stored)
+            stored = held_versions(connection, publications, list({e.data.publication_id for e in events}))
+            chosen = publications_to_apply(events, stored)
             if not chosen:
                 return
             rows = [row for e in chosen if isinstance(e, PublishedEvent) for row in self.filing_rows(e.data, in_force)]
-            now = datetime.now(timezone.utc)
-            ledger = [
-                dict(
-                    publication_id=e.data.publication_id,
-                    version=e.data.version,
-                    status="published" if isinstance(e, PublishedEvent) else "withdrawn",
-                    updated_at=now,
-                )
-                for e in chosen
-            ]
             # Only a publication this store has seen has filings to replace (see EmbedStore.apply).
             self._replace(connection, [e.data.publication_id for e in chosen if e.data.publication_id in stored], rows)
-            known = [r for r in ledger if r["publication_id"] in stored]
-            if known:
-                connection.execute(
-                    update(publications)
-                    .where(publications.c.publication_id == bindparam("pid"))
-                    .values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
-                    [dict(r, pid=r["publication_id"]) for r in known],
-                )
-            fresh = [r for r in ledger if r["publication_id"] not in stored]
-            if fresh:
-                insert_rows(connection, publications, fresh)
+            record_versions(connection, publications, chosen, stored, datetime.now(timezone.utc))
 
     def filing_rows(self, data: PublicationData, in_force: dict[str, Catalog]) -> list[dict]:
         """One row per placement (a unit × item once), assessed against its item's time limit.
@@ -359,16 +337,6 @@ class SupervisionStore:
             if rows:
                 names = ["unit", "level2", "domain", "level1", "live", "first_on", "last_on", *STATUSES, "max_days_late"]
                 connection.execute(insert(items), [dict(zip(names, row, strict=True)) for row in rows])
-
-    @staticmethod
-    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(
-                connection.execute(select(publications.c.publication_id, publications.c.version).where(publications.c.publication_id.in_(chunk))).all()
-            )
-        return found
 
     def reassess(self, statuses: Iterable[str] = (NO_CALENDAR,)) -> int:
         """Assess again the filings that could not be (a newer chinese-calendar covers more
