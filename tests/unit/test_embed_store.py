@@ -123,12 +123,6 @@ def test_a_withdrawal_leaves_every_feed_and_a_late_older_publish_cannot_bring_it
     assert ids(store, COUNTY) == ["b"] and store.versions()["a"] == (2, "withdrawn")
 
 
-def test_a_withdrawal_seen_before_its_publication_still_wins(store):
-    store.apply([withdrawn("a", 2)])
-    store.apply([published("a", 1)])
-    assert ids(store, CITY) == []
-
-
 def test_moving_a_publication_takes_it_out_of_the_old_townships_feed(store):
     store.apply([published("a")])
     before = store.state(TOWNSHIP).version
