@@ -34,7 +34,7 @@ from contracts.events import (
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import as_json, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
-from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply
+from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_table, publications_to_apply
 from services.common.sanitise import sanitise_html
 
 metadata = MetaData()
@@ -88,7 +88,9 @@ class ColumnEntry:
     withdrawal: WithdrawalData | None
 
 
-class ColumnStore:
+class ColumnStore(LedgeredStore):
+    ledger = documents
+
     def __init__(self, engine: Engine, catalog_ttl: float = 2.0):
         self.engine = engine
         self._catalog_copy = CatalogCopy(engine, catalogs, ttl=catalog_ttl)
@@ -97,10 +99,6 @@ class ColumnStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
-    def projection(self) -> Projection[PublicationEvent]:
-        """What the column consumer applies publications to (apply, in a thread)."""
-        return InThread(self.apply, self.healthy)
-
     def catalog_projection(self) -> Projection[CatalogChangedEvent]:
         """What the column consumer applies catalog editions to (apply_catalogs, in a thread)."""
         return InThread(self.apply_catalogs, self.healthy)
@@ -267,22 +265,3 @@ class ColumnStore:
                 select(distinct).order_by(distinct.c.published_at.desc(), distinct.c.publication_id).limit(per_page).offset((page - 1) * per_page)
             ).all()
         return total, [ListedItem(r.publication_id, r.title, r.published_at) for r in rows]
-
-    def versions(self) -> dict[str, tuple[int, str]]:
-        with self.engine.connect() as connection:
-            return {
-                pid: (version, status)
-                for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))
-            }
-
-    def version_of(self, publication_id: str) -> int | None:
-        with self.engine.connect() as connection:
-            return connection.execute(select(documents.c.version).where(documents.c.publication_id == publication_id)).scalar()
-
-    def healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(select(1))
-            return True
-        except Exception:
-            return False

@@ -17,10 +17,10 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, literal_column, select, update
+from sqlalchemy.engine import Connection, Engine
 
 from contracts.events import PublishedEvent, WithdrawnEvent
 
@@ -154,3 +154,37 @@ def record_versions(connection: Connection, table: Table, applied: Sequence[Publ
     fresh = [row for row in rows if row["publication_id"] not in held]
     if fresh:
         insert_rows(connection, table, fresh)
+
+
+class LedgeredStore(ABC):
+    """What the SQL read models share: an engine, a ledger of versions (publications_table),
+    a blocking `apply` for the consumer (run in a thread by `projection()`) and for tests and
+    the operations' checks, and the version look-ups `tongyuan verify` compares."""
+
+    engine: Engine
+    ledger: ClassVar[Table]
+
+    @abstractmethod
+    def apply(self, events: Sequence[PublicationEvent]) -> None: ...
+
+    def projection(self) -> Projection[PublicationEvent]:
+        """What the store's consumer applies publications to."""
+        return InThread(self.apply, self.healthy)
+
+    def versions(self) -> dict[str, tuple[int, str]]:
+        ledger = self.ledger
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(ledger.c.publication_id, ledger.c.version, ledger.c.status))
+            return {publication_id: (version, status) for publication_id, version, status in rows}
+
+    def version_of(self, publication_id: str) -> int | None:
+        with self.engine.connect() as connection:
+            return held_versions(connection, self.ledger, [publication_id]).get(publication_id)
+
+    def healthy(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(literal_column("1")))
+            return True
+        except Exception:
+            return False

@@ -36,7 +36,7 @@ from sqlalchemy.sql import Select
 from contracts.events import PublishedEvent, WithdrawnEvent
 from services.common.db import Upsert, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
-from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply, record_versions
+from services.common.projection import LedgeredStore, held_versions, publications_table, publications_to_apply, record_versions
 
 from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of
 
@@ -185,7 +185,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-class EmbedStore:
+class EmbedStore(LedgeredStore):
+    ledger = publications
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -201,10 +203,6 @@ class EmbedStore:
             pass  # another process seeded them first
 
     # --- the consumer's side ------------------------------------------------------------
-    def projection(self) -> Projection[PublicationEvent]:
-        """What the embed consumer applies publications to (apply, in a thread)."""
-        return InThread(self.apply, self.healthy)
-
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch, skipping versions already held (in one transaction, or in turns with
         a clerk's waiting batch: write_in_turns); one statement per kind of row for each part.
@@ -346,24 +344,6 @@ class EmbedStore:
             for row in connection.execute(_NEWEST_PER_DOMAIN, {"scope": scope, "per_domain": per_domain}).mappings():
                 grouped.setdefault(row["domain_code"], []).append(_feed_item(row))
         return grouped
-
-    def versions(self) -> dict[str, tuple[int, str]]:
-        with self.engine.connect() as connection:
-            return {
-                pid: (v, status) for pid, v, status in connection.execute(select(publications.c.publication_id, publications.c.version, publications.c.status))
-            }
-
-    def version_of(self, publication_id: str) -> int | None:
-        with self.engine.connect() as connection:
-            return connection.execute(select(publications.c.version).where(publications.c.publication_id == publication_id)).scalar()
-
-    def healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(select(1))
-            return True
-        except Exception:
-            return False
 
 
 def _item_rows(event: PublishedEvent, current: MajorRules) -> list[dict]:

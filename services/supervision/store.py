@@ -56,7 +56,7 @@ from contracts.events import CatalogChangedEvent, PublicationData, PublishedEven
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import Upsert, insert_rows, writing
 from services.common.heartbeat import heartbeat_table
-from services.common.projection import InThread, Projection, PublicationEvent, held_versions, publications_table, publications_to_apply, record_versions
+from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_table, publications_to_apply, record_versions
 
 from .calendar import WorkCalendar, official_calendar
 from .domain import (
@@ -165,7 +165,9 @@ class LateFiling:
     time_limit: str | None
 
 
-class SupervisionStore:
+class SupervisionStore(LedgeredStore):
+    ledger = publications
+
     def __init__(self, engine: Engine, *, calendar: WorkCalendar | None = None, catalog_ttl: float = 2.0):
         self.engine = engine
         self._calendar = calendar
@@ -181,10 +183,6 @@ class SupervisionStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
-    def projection(self) -> Projection[PublicationEvent]:
-        """What the supervision consumer applies publications to (apply, in a thread)."""
-        return InThread(self.apply, self.healthy)
-
     def catalog_projection(self) -> Projection[CatalogChangedEvent]:
         """What the supervision consumer applies catalog editions to (apply_catalogs, in a thread)."""
         return InThread(self.apply_catalogs, self.healthy)
@@ -614,14 +612,6 @@ class SupervisionStore:
                 "filings": connection.execute(select(func.count()).select_from(filings)).scalar_one(),
                 "items": connection.execute(select(func.count()).select_from(items)).scalar_one(),
             }
-
-    def healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(select(literal_column("1")))
-            return True
-        except Exception:
-            return False
 
 
 # New filings add to their item's and month's roll-ups: counts up, first/last widen.

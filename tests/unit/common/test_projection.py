@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from services.column.store import ColumnStore
-from services.common.projection import held_versions, newest_per_publication, publications_to_apply
+from services.common.projection import LedgeredStore, newest_per_publication, publications_to_apply
 from services.embed.store import EmbedStore
 from services.indexer.elasticsearch import ElasticsearchIndex
 from services.indexer.embedded import EmbeddedSearchIndex
@@ -53,6 +53,13 @@ def engine(request, tmp_path) -> Iterator[Any]:
         yield engine
 
 
+def stored(store: LedgeredStore, visible: Callable[[], Awaitable[list[tuple[str, str]]]]) -> Subject:
+    async def version_of(publication_id: str) -> int | None:
+        return store.version_of(publication_id)
+
+    return Subject(store.projection(), visible, version_of)
+
+
 class TestColumnStore(ProjectionContract):
     @pytest.fixture
     def subject(self, engine) -> Subject:
@@ -62,10 +69,7 @@ class TestColumnStore(ProjectionContract):
         async def visible() -> list[tuple[str, str]]:
             return [(item.publication_id, item.title) for item in store.listing("43", per_page=1000)[1]]
 
-        async def version_of(publication_id: str) -> int | None:
-            return store.version_of(publication_id)
-
-        return Subject(store.projection(), visible, version_of)
+        return stored(store, visible)
 
 
 class TestEmbedStore(ProjectionContract):
@@ -77,10 +81,7 @@ class TestEmbedStore(ProjectionContract):
         async def visible() -> list[tuple[str, str]]:
             return [(item.publication_id, item.title) for item in store.major_items("4301", limit=1000)]
 
-        async def version_of(publication_id: str) -> int | None:
-            return store.version_of(publication_id)
-
-        return Subject(store.projection(), visible, version_of)
+        return stored(store, visible)
 
 
 class TestSupervisionStore(ProjectionContract):
@@ -93,11 +94,7 @@ class TestSupervisionStore(ProjectionContract):
             with engine.connect() as connection:
                 return [tuple(row) for row in connection.execute(select(supervision.filings.c.publication_id, supervision.filings.c.title))]
 
-        async def version_of(publication_id: str) -> int | None:
-            with engine.connect() as connection:
-                return held_versions(connection, supervision.publications, [publication_id]).get(publication_id)
-
-        return Subject(store.projection(), visible, version_of)
+        return stored(store, visible)
 
 
 # --- the search adapters -------------------------------------------------------------------------
