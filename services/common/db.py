@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, insert, text
@@ -67,9 +67,10 @@ def create_store_engine(url: str, *, pool_size: int = 5, checkpoint_pages: int |
     default when None)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        on_file = bool(parsed.database) and parsed.database != ":memory:"
+        database = parsed.database or ""
+        on_file = bool(database) and database != ":memory:"
         if on_file:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         # LIFO: a consumer's batches keep taking the connection the last one returned, and with
         # it that connection's warm page cache (a heartbeat now and then takes another). An
         # in-memory database has a connection per thread, not a queue.
@@ -79,7 +80,7 @@ def create_store_engine(url: str, *, pool_size: int = 5, checkpoint_pages: int |
         event.listen(engine, "connect", pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         if on_file:
-            _ENGINE_WRITERS[engine] = _writer_lock(parsed.database)
+            _ENGINE_WRITERS[engine] = _writer_lock(database)
         return engine
     # A server that stops answering (host gone, packets dropped) would otherwise hold each new
     # connection, and so a consumer's retry or an HTTP request, for psycopg's default of 130 s.
@@ -272,6 +273,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping]) -
         connection.execute(insert(table), list(rows))
         return
     sql, fields = plan
+    values: list[tuple[Any, ...]] | list[dict[str, Any]]
     if dialect.positional:
         values = [tuple(row[k] if p is None else p(row[k]) for k, p in fields) for row in rows]
     else:
@@ -283,7 +285,7 @@ def _insert_plan(dialect, table: Table, keys: tuple[str, ...]):
     compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
     if compiled.insert_prefetch or compiled.postfetch:
         return None
-    order = tuple(compiled.positiontup) if compiled.positional else keys
+    order = tuple(compiled.positiontup or ()) if compiled.positional else keys
     if set(order) != set(keys):
         return None
     # (key, the column type's bind processor or None), in the statement's parameter order.

@@ -120,7 +120,9 @@ def _bulk_lane(lanes: _Lanes, projection: Projection[PublicationEvent], within: 
     Not too few either: a full buffer stalls faust's one fetch loop, canonical topic included.
     Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15)."""
     app = lanes.app
-    bulk = app.conf.Topic(app, topics=(TOPIC_PUBLICATIONS_BULK,), value_type=bytes, value_serializer="raw", key_serializer="raw", maxsize=BULK_BUFFER_MESSAGES)
+    bulk = app.conf.Topic(  # type: ignore[operator]  # faust types conf.Topic as a typing form; it is the Topic class
+        app, topics=(TOPIC_PUBLICATIONS_BULK,), value_type=bytes, value_serializer="raw", key_serializer="raw", maxsize=BULK_BUFFER_MESSAGES
+    )
     messages = max(1, events // BULK_EVENTS_PER_MESSAGE)
     name = f"{lanes.group}.apply-bulk"
 
@@ -199,7 +201,8 @@ async def consumer_lag(app: faust.App, group: str) -> int | None:
             highwater = app.consumer.highwater(tp)
             if highwater is None:
                 continue
-            committed = app.consumer._committed_offset.get(tp)  # faust keeps it on every commit and seek
+            # faust keeps it on every commit and seek (on its Consumer, not on the ConsumerT protocol)
+            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
             behind = max(0, highwater - (committed or 0))
             metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(behind)
             total += behind
