@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -113,46 +114,24 @@ class ColumnStore(LedgeredStore):
 
     def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         stored = held_versions(connection, documents, list({e.data.publication_id for e in events}))
-        inserted, updated, placement_rows = [], [], []
+        inserted: list[dict[str, Any]] = []
+        updated: list[dict[str, Any]] = []
+        placement_rows: list[dict[str, Any]] = []
         for event in publications_to_apply(events, stored):
-            data = event.data
             if isinstance(event, PublishedEvent):
-                # Cleaned with the gate's policy before it is stored: the topic is not the gate.
-                data = data.model_copy(update={"body_html": sanitise_html(data.body_html)})
-                row = dict(
-                    version=data.version,
-                    status="published",
-                    withdrawal_type=None,
-                    published_at=data.published_at,
-                    document=as_json(data),
-                    withdrawal=None,
-                )
-                placement_rows += [
-                    dict(
-                        publication_id=data.publication_id,
-                        region_code=p.region_code,
-                        domain_code=p.domain_code,
-                        level1_id=p.level1_id,
-                        level2_id=p.level2_id,
-                        published_at=data.published_at,
-                        title=data.title,
-                        level1_name=p.level1_name,
-                        level2_name=p.level2_name,
-                    )
-                    for p in data.placements
-                ]
+                row, placed = _published(event.data)
+                placement_rows += placed
             else:
-                # A tombstone: withdrawn content (低保 lists hold personal data) is not kept
-                # where pages read; the publisher keeps the record.
-                row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, document=None, withdrawal=as_json(data))
-            if data.publication_id in stored:
-                updated.append({"pid": data.publication_id, **row})
+                row = _tombstone(event.data)
+            publication_id = event.data.publication_id
+            if publication_id in stored:
+                updated.append({"pid": publication_id, **row})
             else:
-                inserted.append({"publication_id": data.publication_id, "published_at": None, "document": None, **row})
+                inserted.append({"publication_id": publication_id, "published_at": None, "document": None, **row})
         self._write(connection, inserted, updated, placement_rows)
 
     @staticmethod
-    def _write(connection: Connection, inserted: list[dict], updated: list[dict], placement_rows: list[dict]) -> None:
+    def _write(connection: Connection, inserted: list[dict[str, Any]], updated: list[dict[str, Any]], placement_rows: list[dict[str, Any]]) -> None:
         now = datetime.now(timezone.utc)
         if updated:
             stale = [row["pid"] for row in updated]
@@ -161,7 +140,7 @@ class ColumnStore(LedgeredStore):
             # Published and withdrawn rows set different columns, so they go as two statements.
             for keys in {tuple(sorted(row)) for row in updated}:
                 rows = [dict(row, updated_at=now) for row in updated if tuple(sorted(row)) == keys]
-                columns = {k: bindparam(k) for k in keys if k != "pid"}
+                columns: dict[str, Any] = {k: bindparam(k) for k in keys if k != "pid"}
                 connection.execute(
                     update(documents).where(documents.c.publication_id == bindparam("pid")).values(updated_at=bindparam("updated_at"), **columns), rows
                 )
@@ -265,3 +244,31 @@ class ColumnStore(LedgeredStore):
                 select(distinct).order_by(distinct.c.published_at.desc(), distinct.c.publication_id).limit(per_page).offset((page - 1) * per_page)
             ).all()
         return total, [ListedItem(r.publication_id, r.title, r.published_at) for r in rows]
+
+
+def _published(data: PublicationData) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A publication's row and its placements' rows."""
+    # Cleaned with the gate's policy before it is stored: the topic is not the gate.
+    data = data.model_copy(update={"body_html": sanitise_html(data.body_html)})
+    row = dict(version=data.version, status="published", withdrawal_type=None, published_at=data.published_at, document=as_json(data), withdrawal=None)
+    placed = [
+        dict(
+            publication_id=data.publication_id,
+            region_code=p.region_code,
+            domain_code=p.domain_code,
+            level1_id=p.level1_id,
+            level2_id=p.level2_id,
+            published_at=data.published_at,
+            title=data.title,
+            level1_name=p.level1_name,
+            level2_name=p.level2_name,
+        )
+        for p in data.placements
+    ]
+    return row, placed
+
+
+def _tombstone(data: WithdrawalData) -> dict[str, Any]:
+    # Withdrawn content (低保 lists hold personal data) is not kept where pages read; the
+    # publisher keeps the record.
+    return dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, document=None, withdrawal=as_json(data))

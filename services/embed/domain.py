@@ -30,9 +30,12 @@ RULE_TARGET = re.compile(r"^D\d{2}(-\d{2}(-\d{2})?)?$")
 class Filed(Protocol):
     """Where something is filed: a Placement, or a placement row read back from a store."""
 
-    domain_code: str
-    level1_id: str
-    level2_id: str
+    @property
+    def domain_code(self) -> str: ...
+    @property
+    def level1_id(self) -> str: ...
+    @property
+    def level2_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,8 @@ def validate_portals(
             problems.append(Problem(where, "region code is empty"))
         elif code not in known:
             problems.append(Problem(where, f"region {code} is not a known region"))
-        elif known[code] is not None and known[code].level != "township":
-            problems.append(Problem(where, f"region {code} ({known[code].name}) is a {known[code].level}, not a township (乡镇/街道)"))
+        elif (region := known[code]) is not None and region.level != "township":
+            problems.append(Problem(where, f"region {code} ({region.name}) is a {region.level}, not a township (乡镇/街道)"))
         elif code in seen_codes:
             problems.append(Problem(where, f"region {code} appears twice (also {seen_codes[code]})"))
         elif code in registered and code not in replacing:

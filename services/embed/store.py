@@ -241,7 +241,7 @@ class EmbedStore(LedgeredStore):
 
     @staticmethod
     def _rules(connection: Connection) -> MajorRules:
-        return MajorRules(dict(connection.execute(select(rules.c.target, rules.c.major)).all()))
+        return MajorRules(dict(connection.execute(select(rules.c.target, rules.c.major)).tuples().all()))
 
     def _bump(self, connection: Connection, touched: set[str], now: datetime) -> None:
         if not touched:

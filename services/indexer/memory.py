@@ -71,16 +71,16 @@ class InMemorySearchIndex(SearchIndex):
             title, body = searchable_text(document)
             if phrases and not matches(phrases, title, body):
                 continue
-            candidates.append((publication_id, entry, title, published_at))
+            candidates.append((publication_id, entry, title, published_at, document))
         found = []
-        for publication_id, entry, title, published_at in candidates:
+        for publication_id, entry, title, published_at, document in candidates:
             if not any(key_matches(key, query) for key in entry.keys):
                 continue
             if not phrases or query.sort == "date":
                 rank: tuple = ()
             else:
                 # An exact 索引号 first, then title matches (as bm25 with a heavy title weight does).
-                rank = (normalise(entry.document["index_number"]) != exact, not matches(phrases, title))
+                rank = (normalise(document["index_number"]) != exact, not matches(phrases, title))
             found.append((*rank, -published_at.timestamp(), publication_id, entry))
         found.sort(key=lambda row: row[:-1])
         page = found[query.offset : query.offset + query.per_page]
@@ -103,7 +103,7 @@ class InMemorySearchIndex(SearchIndex):
 
 def _counts(candidates: list, query: SearchQuery, facet: str) -> dict[str, int]:
     counts: Counter[str] = Counter()
-    for _, entry, _, _ in candidates:
+    for _, entry, _, _, _ in candidates:
         values = {facet_value(key, facet) for key in entry.keys if key_matches(key, query, ignoring=facet)}
         counts.update(value for value in values if value is not None)
     return dict(counts.most_common())
