@@ -493,7 +493,7 @@ class TestEmbeddedSearchIndex:
 
         index = opened()
         index.apply([published("kept", title="低保")])
-        made = embedded._text_document
+        made = embedded.text_document
         calls = count()
 
         class Unwritable:
@@ -505,13 +505,13 @@ class TestEmbeddedSearchIndex:
         def failing(event):
             return (Unwritable(), 0) if next(calls) == 2 else made(event)
 
-        monkeypatch.setattr(embedded, "_text_document", failing)
+        monkeypatch.setattr(embedded, "text_document", failing)
         batch = [published(f"n{i}", title="低保") for i in range(5)] + [published("kept", version=2, title="养老")]
         with pytest.raises(RuntimeError):
             index.apply(batch)
         assert ids(index, "低保") == ["kept"] and index.count() == 1
         assert [index.version_of(e.data.publication_id) for e in batch] == [None] * 5 + [1]
-        monkeypatch.setattr(embedded, "_text_document", made)
+        monkeypatch.setattr(embedded, "text_document", made)
         index.apply(batch)  # the consumer's retry
         assert sorted(ids(index, "低保")) == [f"n{i}" for i in range(5)]
         assert ids(index, "养老") == ["kept"] and index.count() == 6
