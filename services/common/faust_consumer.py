@@ -29,7 +29,7 @@ from .settings import Settings
 
 log = structlog.get_logger("tongyuan.consumer")
 
-# ≤ 200 bulk messages buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
+# ≤ 200 bulk messages buffered: ≤ 20,000 events, tens of MB of typical migrated rows.
 BULK_BUFFER_MESSAGES = 200
 
 
@@ -116,7 +116,7 @@ def _bulk_lane(lanes: _Lanes, projection: Projection[PublicationEvent], within: 
     the canonical topic instead of ahead of it; the store's versions order the two.
 
     Its messages are batches (BULK_EVENTS_PER_MESSAGE events each), so its buffer is counted in
-    batches: the canonical topic's buffer size in batches held ~600 MB in a lagging consumer.
+    batches: the canonical topic's buffer size in batches would hold hundreds of MB in a lagging consumer.
     Not too few either: a full buffer stalls faust's one fetch loop, canonical topic included.
     Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15)."""
     app = lanes.app
@@ -224,12 +224,12 @@ def worker_for(app: faust.App, loglevel: str = "warn"):
     from faust.worker import Worker
 
     # mode would otherwise swap sys.stderr for a proxy that re-logs every structlog line
-    # through colorlog: ~40 µs a line, and a line per publication in the gate.
+    # through colorlog, at a line per publication in the gate.
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # faust's progress spinner sets the root logger to DEBUG so that every record can turn
     # it: kafka-python, aiokafka and faust then build a LogRecord for each debug line (one
-    # per message sent, per fetch, …) only for the handlers to drop it (~20 µs a message
-    # in a consumer). Our logs are lines, not a spinner.
+    # per message sent, per fetch, …) only for the handlers to drop it. Our logs are lines,
+    # not a spinner.
     worker.spinner = None
     return worker
 

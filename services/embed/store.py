@@ -313,7 +313,7 @@ class EmbedStore(LedgeredStore):
         """One primary-key read: enough to answer a conditional GET without rendering.
 
         Straight on the driver: this is the read every poll makes, and SQLAlchemy's statement
-        and transaction handling cost ten times the read itself (~200 µs against ~20 µs)."""
+        and transaction handling cost ten times the read itself."""
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()

@@ -171,8 +171,8 @@ class EmbeddedSearchIndex(SearchIndex):
                         writer.rollback()
                     raise
         # This process reads its own commit only when it next searches (the portal, which
-        # serves the searches, follows meta.json): a searcher reload per batch took ~9 ms of
-        # each batch's wall time on the benchmark VM.
+        # serves the searches, follows meta.json): a searcher reload per batch would be a
+        # large share of each batch's wall time.
         self._stale = True
         return []
 
