@@ -63,19 +63,24 @@ def relay(bootstrap: str, rows, pack) -> tuple[float, float]:
 def run_consumer(total: int, out: str, events_per_record: int) -> None:
     """The child: the consuming loop with a store that only counts; writes its figures to `out`."""
     from contracts.events import BULK_EVENTS_PER_MESSAGE
-    from services.common.faust_consumer import PublicationConsumer, build_consumer_app, run_worker, use_fast_event_loop
+    from services.common.faust_consumer import create_consumer, run_worker, use_fast_event_loop
     from services.common.logging import configure_logging
+    from services.common.projection import InThread
     from services.common.settings import Settings
 
     use_fast_event_loop()
     configure_logging("warning", json=True)
     # The agent takes bulk_batch_size // BULK_EVENTS_PER_MESSAGE records: 2,000 events either way.
     records = TAKE_EVENTS // events_per_record
-    consumer = PublicationConsumer(
-        group=f"bench-bulk-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None, bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE
+    app = create_consumer(
+        f"bench-bulk-{os.getpid()}",
+        InThread(counting_store(total, out)),
+        Settings(),
+        heartbeat=lambda stats: None,
+        bulk_batch_size=records * BULK_EVENTS_PER_MESSAGE,
     )
     sys.argv = [sys.argv[0]]
-    run_worker(build_consumer_app(consumer, Settings()))
+    run_worker(app)
 
 
 def _consume(bootstrap: str, total: int, events_per_record: int) -> tuple[int, float, float] | None:

@@ -56,7 +56,8 @@ def run_faust_consumer(total: int, out: str, loop: str) -> None:
     """The child: a real consumer app whose store only counts; writes its figures to `out`.
     `loop`: "faust" puts back faust's own fetch loop (a guard per message), "ours" is the
     loop without uvloop, "ours+uvloop" what `tongyuan run` runs."""
-    from services.common.faust_consumer import PublicationConsumer, build_consumer_app, run_worker
+    from services.common.faust_consumer import create_consumer, run_worker
+    from services.common.projection import InThread
 
     if loop == "faust":
         from faust.transport.consumer import Consumer
@@ -72,9 +73,9 @@ def run_faust_consumer(total: int, out: str, loop: str) -> None:
     from services.common.settings import Settings
 
     configure_logging("warning", json=True)
-    consumer = PublicationConsumer(group=f"bench-consumer-{os.getpid()}", apply=counting_store(total, out), heartbeat=lambda stats: None)
+    app = create_consumer(f"bench-consumer-{os.getpid()}", InThread(counting_store(total, out)), Settings(), heartbeat=lambda stats: None)
     sys.argv = [sys.argv[0]]
-    run_worker(build_consumer_app(consumer, Settings()))
+    run_worker(app)
 
 
 def _run_child(bootstrap: str, total: int, loop: str) -> tuple[int, float, float] | None:

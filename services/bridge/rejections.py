@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts.events import TOPIC_REJECTIONS, RejectionData
 from services.common.consuming import apply_with_retry
+from services.common.projection import InThread
 
 from .refusals import parse_rejection
 
@@ -92,14 +93,13 @@ class RejectionListener:
 
     async def _apply(self, rejections: list[RejectionData]) -> None:
         try:
-            # apply_with_retry's Apply names the publication events; it runs any batch write.
-            await apply_with_retry(self._counted, rejections, max_backoff=self.max_backoff, what=self.group)  # type: ignore[arg-type]
+            await apply_with_retry(InThread(self._counted).apply, rejections, max_backoff=self.max_backoff, what=self.group)
         except Exception:
             # Refused for good (not a store outage): one at a time, so one bad record does not
             # hold the others; what still fails is logged and passed, never retried in a loop.
             for rejection in rejections:
                 try:
-                    await apply_with_retry(self._counted, [rejection], max_backoff=self.max_backoff, what=self.group)  # type: ignore[arg-type]
+                    await apply_with_retry(InThread(self._counted).apply, [rejection], max_backoff=self.max_backoff, what=self.group)
                 except Exception as exc:
                     log.error("bridge.rejection_unapplied", event_id=rejection.original_id, implementation_code=rejection.source_ref, error=repr(exc)[:300])
 

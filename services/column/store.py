@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -12,7 +13,6 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
@@ -35,23 +35,18 @@ from contracts.events import (
 from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
 from services.common.db import as_json, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
+from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_table, publications_to_apply
 from services.common.sanitise import sanitise_html
-
-from .domain import to_apply
 
 metadata = MetaData()
 
-documents = Table(
+documents = publications_table(
     "column_publications",
     metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone)
     Column("withdrawal_type", String(16)),
     Column("published_at", DateTime(timezone=True)),
     Column("document", JSON),  # PublicationData; none once withdrawn (the notice shows the withdrawal)
     Column("withdrawal", JSON),  # WithdrawalData while withdrawn
-    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per placement of a live publication: the list pages read only this table.
@@ -94,7 +89,9 @@ class ColumnEntry:
     withdrawal: WithdrawalData | None
 
 
-class ColumnStore:
+class ColumnStore(LedgeredStore):
+    ledger = documents
+
     def __init__(self, engine: Engine, catalog_ttl: float = 2.0):
         self.engine = engine
         self._catalog_copy = CatalogCopy(engine, catalogs, ttl=catalog_ttl)
@@ -103,6 +100,10 @@ class ColumnStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
+    def catalog_projection(self) -> Projection[CatalogChangedEvent]:
+        """What the column consumer applies catalog editions to (apply_catalogs, in a thread)."""
+        return InThread(self.apply_catalogs, self.healthy)
+
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch, skipping versions the store already has: in one transaction, or in
         turns with a clerk's batch that is waiting (write_in_turns).
@@ -112,48 +113,25 @@ class ColumnStore:
         write_in_turns(self.engine, in_parts(events), self._apply_part)
 
     def _apply_part(self, connection: Connection, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
-        ids = list({e.data.publication_id for e in events})
-        stored = self._versions(connection, ids)
-        inserted, updated, placement_rows = [], [], []
-        for event in to_apply(events, stored):
-            data = event.data
+        stored = held_versions(connection, documents, list({e.data.publication_id for e in events}))
+        inserted: list[dict[str, Any]] = []
+        updated: list[dict[str, Any]] = []
+        placement_rows: list[dict[str, Any]] = []
+        for event in publications_to_apply(events, stored):
             if isinstance(event, PublishedEvent):
-                # Cleaned with the gate's policy before it is stored: the topic is not the gate.
-                data = data.model_copy(update={"body_html": sanitise_html(data.body_html)})
-                row = dict(
-                    version=data.version,
-                    status="published",
-                    withdrawal_type=None,
-                    published_at=data.published_at,
-                    document=as_json(data),
-                    withdrawal=None,
-                )
-                placement_rows += [
-                    dict(
-                        publication_id=data.publication_id,
-                        region_code=p.region_code,
-                        domain_code=p.domain_code,
-                        level1_id=p.level1_id,
-                        level2_id=p.level2_id,
-                        published_at=data.published_at,
-                        title=data.title,
-                        level1_name=p.level1_name,
-                        level2_name=p.level2_name,
-                    )
-                    for p in data.placements
-                ]
+                row, placed = _published(event.data)
+                placement_rows += placed
             else:
-                # A tombstone: withdrawn content (低保 lists hold personal data) is not kept
-                # where pages read; the publisher keeps the record.
-                row = dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, document=None, withdrawal=as_json(data))
-            if data.publication_id in stored:
-                updated.append({"pid": data.publication_id, **row})
+                row = _tombstone(event.data)
+            publication_id = event.data.publication_id
+            if publication_id in stored:
+                updated.append({"pid": publication_id, **row})
             else:
-                inserted.append({"publication_id": data.publication_id, "published_at": None, "document": None, **row})
+                inserted.append({"publication_id": publication_id, "published_at": None, "document": None, **row})
         self._write(connection, inserted, updated, placement_rows)
 
     @staticmethod
-    def _write(connection: Connection, inserted: list[dict], updated: list[dict], placement_rows: list[dict]) -> None:
+    def _write(connection: Connection, inserted: list[dict[str, Any]], updated: list[dict[str, Any]], placement_rows: list[dict[str, Any]]) -> None:
         now = datetime.now(timezone.utc)
         if updated:
             stale = [row["pid"] for row in updated]
@@ -162,7 +140,7 @@ class ColumnStore:
             # Published and withdrawn rows set different columns, so they go as two statements.
             for keys in {tuple(sorted(row)) for row in updated}:
                 rows = [dict(row, updated_at=now) for row in updated if tuple(sorted(row)) == keys]
-                columns = {k: bindparam(k) for k in keys if k != "pid"}
+                columns: dict[str, Any] = {k: bindparam(k) for k in keys if k != "pid"}
                 connection.execute(
                     update(documents).where(documents.c.publication_id == bindparam("pid")).values(updated_at=bindparam("updated_at"), **columns), rows
                 )
@@ -170,14 +148,6 @@ class ColumnStore:
             insert_rows(connection, documents, [dict(row, updated_at=now) for row in inserted])
         if placement_rows:
             insert_rows(connection, placements, placement_rows)
-
-    @staticmethod
-    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(connection.execute(select(documents.c.publication_id, documents.c.version).where(documents.c.publication_id.in_(chunk))).all())
-        return found
 
     def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
         """Keep each scope's newest edition (by the scope's publish version)."""
@@ -275,21 +245,30 @@ class ColumnStore:
             ).all()
         return total, [ListedItem(r.publication_id, r.title, r.published_at) for r in rows]
 
-    def versions(self) -> dict[str, tuple[int, str]]:
-        with self.engine.connect() as connection:
-            return {
-                pid: (version, status)
-                for pid, version, status in connection.execute(select(documents.c.publication_id, documents.c.version, documents.c.status))
-            }
 
-    def version_of(self, publication_id: str) -> int | None:
-        with self.engine.connect() as connection:
-            return connection.execute(select(documents.c.version).where(documents.c.publication_id == publication_id)).scalar()
+def _published(data: PublicationData) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A publication's row and its placements' rows."""
+    # Cleaned with the gate's policy before it is stored: the topic is not the gate.
+    data = data.model_copy(update={"body_html": sanitise_html(data.body_html)})
+    row = dict(version=data.version, status="published", withdrawal_type=None, published_at=data.published_at, document=as_json(data), withdrawal=None)
+    placed = [
+        dict(
+            publication_id=data.publication_id,
+            region_code=p.region_code,
+            domain_code=p.domain_code,
+            level1_id=p.level1_id,
+            level2_id=p.level2_id,
+            published_at=data.published_at,
+            title=data.title,
+            level1_name=p.level1_name,
+            level2_name=p.level2_name,
+        )
+        for p in data.placements
+    ]
+    return row, placed
 
-    def healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(select(1))
-            return True
-        except Exception:
-            return False
+
+def _tombstone(data: WithdrawalData) -> dict[str, Any]:
+    # Withdrawn content (低保 lists hold personal data) is not kept where pages read; the
+    # publisher keeps the record.
+    return dict(version=data.version, status="withdrawn", withdrawal_type=data.withdrawal_type, document=None, withdrawal=as_json(data))

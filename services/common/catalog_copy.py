@@ -16,6 +16,8 @@ from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, Stri
 from contracts.catalog import Catalog
 from contracts.events import CatalogChangedEvent
 
+from .projection import newest, to_apply
+
 _CHUNK = 500
 
 
@@ -30,27 +32,26 @@ def catalog_copy_table(metadata: MetaData, store: str) -> Table:
     )
 
 
+def scope_of(event: CatalogChangedEvent) -> str:
+    return event.data.scope
+
+
 def newest_by_scope(events: Sequence[CatalogChangedEvent]) -> dict[str, CatalogChangedEvent]:
     """Each scope's event with the highest publish version in the batch."""
-    newest: dict[str, CatalogChangedEvent] = {}
-    for event in events:
-        held = newest.get(event.data.scope)
-        if held is None or event.data.version > held.data.version:
-            newest[event.data.scope] = event
-    return newest
+    return newest(events, scope_of)
 
 
 def keep_newest(connection: Connection, table: Table, events: Sequence[CatalogChangedEvent]) -> None:
     """Store each scope's newest edition unless the copy already holds a later one (a replay
-    or a late delivery never moves a scope back)."""
-    newest = newest_by_scope(events)
-    stored = dict(connection.execute(select(table.c.scope, table.c.version).where(table.c.scope.in_(list(newest)))).tuples().all())
-    for scope, event in newest.items():
+    or a late delivery never moves a scope back): the projections' version rule, per scope."""
+    scopes = list({scope_of(event) for event in events})
+    stored = dict(connection.execute(select(table.c.scope, table.c.version).where(table.c.scope.in_(scopes))).tuples().all())
+    for event in to_apply(events, stored, scope_of):
         values = dict(edition=event.data.edition, version=event.data.version, document=json.loads(event.data.catalog.model_dump_json()))
-        if scope not in stored:
-            connection.execute(insert(table).values(scope=scope, **values))
-        elif event.data.version > stored[scope]:
-            connection.execute(update(table).where(table.c.scope == scope).values(**values))
+        if event.data.scope in stored:
+            connection.execute(update(table).where(table.c.scope == event.data.scope).values(**values))
+        else:
+            connection.execute(insert(table).values(scope=event.data.scope, **values))
 
 
 class CatalogCopy:

@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -170,21 +170,19 @@ class ConsumerStats:
     failure: str | None = None  # set when one of the worker's agents died
 
 
-# A blocking store write, or an async one that returns what it refused for good.
-Apply = Callable[[Sequence[PublishedEvent | WithdrawnEvent]], object]
+# A projection's apply (Projection.apply): writes a batch durably, returns what it refused
+# for good as (event, reason) pairs. A blocking store is wrapped in InThread first.
+Apply = Callable[[Sequence[Any]], Awaitable[Sequence[tuple[Any, str]]]]
 
 
-async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float, what: str) -> list:
-    """Run the store write (a blocking one in a thread); wait out store outages with backoff.
+async def apply_with_retry(apply: Apply, events: Sequence[Any], *, max_backoff: float, what: str) -> list[tuple[Any, str]]:
+    """Await the projection's write; wait out store outages with backoff.
 
-    Returns what the store refused for good, as (event, reason) pairs (async stores only)."""
+    Returns what the projection refused for good, as (event, reason) pairs."""
     delay = 0.2
     while True:
         try:
-            if inspect.iscoroutinefunction(apply):
-                return list(await apply(events) or [])
-            await asyncio.to_thread(apply, events)
-            return []
+            return list(await apply(events))
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -196,10 +194,10 @@ async def apply_with_retry(apply: Apply, events: Sequence, *, max_backoff: float
 
 @dataclass
 class _Decoded:
-    record: object  # the faust event it came in
+    record: Any  # the faust event it came in
     raw: bytes | None  # the event's own JSON, when it came in a batch
     origin: str  # topic/partition/offset, and #index within a batch
-    event: object
+    event: Any  # a parsed event, None for a type this consumer skips, or PoisonEvent
 
 
 def _decode(record, parse: Callable[[bytes], object]) -> list[tuple[bytes | None, str, object]]:
@@ -216,11 +214,33 @@ def _decode(record, parse: Callable[[bytes], object]) -> list[tuple[bytes | None
         return [(None, origin, PoisonEvent(f"{type(exc).__name__}: {exc}"))]
 
 
+@dataclass
+class _Lane:
+    """Where one batch's refused events go, and what it counts."""
+
+    dead_letter: Callable[[DeadLetter], Awaitable[object]]
+    stats: ConsumerStats
+    max_backoff: float
+    what: str
+
+    async def refuse(self, item: _Decoded, error: str) -> None:
+        message = item.record.message
+        raw = item.raw
+        if raw is None:
+            # An event of a batch read in one pass goes to the DLQ on its own, re-serialised.
+            in_batch = isinstance(item.event, BaseModel) and "#" in item.origin
+            raw = item.event.model_dump_json(exclude_none=True).encode() if in_batch else _raw(item.record.value)
+        letter = DeadLetter(raw=raw, error=error, key=message.key, origin=item.origin)
+        await _until_sent(self.dead_letter, letter, max_backoff=self.max_backoff, what=self.what)
+        self.stats.dead_lettered += 1
+        metrics.EVENTS_FAILED.labels(self.what, message.topic).inc()
+
+
 async def process_batch(
-    records: Sequence,
+    records: Sequence[Any],
     *,
     apply: Apply,
-    dead_letter: Callable[[DeadLetter], "asyncio.Future | object"],
+    dead_letter: Callable[[DeadLetter], Awaitable[object]],
     stats: ConsumerStats,
     max_backoff: float,
     what: str,
@@ -228,28 +248,30 @@ async def process_batch(
 ) -> None:
     """Decode, dead-letter the poison, apply the rest durably. Records: faust events, each one
     event or (on the bulk lane) a CloudEvents batch of them; acked by the caller afterwards."""
+    lane = _Lane(dead_letter, stats, max_backoff, what)
+    good = await _decoded(records, parse, lane)
+    if not good:
+        return
+    applied = await _applied(good, apply, lane)
+    stats.applied += applied
+    stats.last_event_at = time.time()
+    topic = records[0].message.topic if records else "?"
+    metrics.EVENTS_CONSUMED.labels(what, topic).inc(applied)
+    _observe([item.event for item in good], stats.last_event_at, what)
 
-    async def refuse(item: _Decoded, error: str) -> None:
-        message = item.record.message
-        raw = item.raw
-        if raw is None:
-            # An event of a batch read in one pass goes to the DLQ on its own, re-serialised.
-            in_batch = isinstance(item.event, BaseModel) and "#" in item.origin
-            raw = item.event.model_dump_json(exclude_none=True).encode() if in_batch else _raw(item.record.value)
-        await _until_sent(dead_letter, DeadLetter(raw=raw, error=error, key=message.key, origin=item.origin), max_backoff=max_backoff, what=what)
-        stats.dead_lettered += 1
-        metrics.EVENTS_FAILED.labels(what, message.topic).inc()
 
+async def _decoded(records: Sequence[Any], parse: Callable[[bytes], object], lane: _Lane) -> list[_Decoded]:
+    """The records' events that parsed; the poison dead-lettered, unknown types skipped."""
     good: list[_Decoded] = []
     for record in records:
         for raw, origin, outcome in _decode(record, parse):
             item = _Decoded(record, raw, origin, outcome)
             if isinstance(outcome, PoisonEvent):
-                await refuse(item, str(outcome))
-                log.warning("event.dead_lettered", consumer=what, origin=origin, error=str(outcome)[:300])
+                await lane.refuse(item, str(outcome))
+                log.warning("event.dead_lettered", consumer=lane.what, origin=origin, error=str(outcome)[:300])
             elif outcome is None:
-                stats.skipped += 1
-                metrics.EVENTS_SKIPPED.labels(what, record.message.topic).inc()
+                lane.stats.skipped += 1
+                metrics.EVENTS_SKIPPED.labels(lane.what, record.message.topic).inc()
             else:
                 good.append(item)
         if record.message.topic == TOPIC_PUBLICATIONS_BULK:
@@ -257,31 +279,35 @@ async def process_batch(
             # two of them the loop runs the other lane's agent (a clerk's event), which would
             # otherwise wait for the whole batch's decoding.
             await asyncio.sleep(0)
-    if not good:
-        return
+    return good
+
+
+async def _applied(good: list[_Decoded], apply: Apply, lane: _Lane) -> int:
+    """Apply the batch durably; returns how many events were applied, the rest dead-lettered."""
     events = [item.event for item in good]
     applied = len(events)
     try:
-        refused = await apply_with_retry(apply, events, max_backoff=max_backoff, what=what)
+        refused = await apply_with_retry(apply, events, max_backoff=lane.max_backoff, what=lane.what)
         item_of = {id(item.event): item for item in good}
         for event, reason in refused:
-            await refuse(item_of[id(event)], reason)
+            await lane.refuse(item_of[id(event)], reason)
             applied -= 1
-            log.error("event.refused", consumer=what, event_id=event.id, publication_id=event.subject, error=reason[:300])
+            log.error("event.refused", consumer=lane.what, event_id=event.id, publication_id=event.subject, error=reason[:300])
     except Exception:
         # Something in the batch is refused for good: find it by applying one at a time.
         for item in good:
             try:
-                await apply_with_retry(apply, [item.event], max_backoff=max_backoff, what=what)
+                await apply_with_retry(apply, [item.event], max_backoff=lane.max_backoff, what=lane.what)
             except Exception as exc:
-                await refuse(item, f"{type(exc).__name__}: {exc}")
+                await lane.refuse(item, f"{type(exc).__name__}: {exc}")
                 applied -= 1
-                log.error("event.refused", consumer=what, event_id=item.event.id, publication_id=item.event.subject, error=repr(exc)[:300])
-    stats.applied += applied
-    stats.last_event_at = time.time()
-    topic = records[0].message.topic if records else "?"
-    metrics.EVENTS_CONSUMED.labels(what, topic).inc(applied)
-    latency, applied_at = metrics.VISIBLE_LATENCY.labels(what), stats.last_event_at  # one label lookup a batch
+                failed: Any = item.event
+                log.error("event.refused", consumer=lane.what, event_id=failed.id, publication_id=failed.subject, error=repr(exc)[:300])
+    return applied
+
+
+def _observe(events: list[Any], applied_at: float, what: str) -> None:
+    latency = metrics.VISIBLE_LATENCY.labels(what)  # one label lookup a batch
     debugging = log.is_enabled_for(logging.DEBUG)
     for event in events:
         if event.time is not None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, insert, text
@@ -40,24 +40,22 @@ def _serialise_json(value) -> str:
 
 # Pages the WAL may hold before a commit copies them back into the database file. A
 # consumer's batch dirties pages all over its indexes (publication ids are random), and each
-# checkpoint writes and fsyncs them: at SQLite's default of 1,000 pages (4 MB) the migration's
-# consumers spent a third of their CPU in pwrite, pread and fdatasync. At 10,000 (40 MB of WAL
-# a file) a page written by many batches is copied back once: bench-migration, 200,000 rows,
-# 1,522 → 1,700 rows/s (CPU per row 1.22 → 1.11 ms) with every store at 10,000; 1,489–1,633
-# with the publisher's store at 1,000 (below).
+# checkpoint writes and fsyncs them: at SQLite's default of 1,000 pages (4 MB) a migration's
+# consumers spend much of their CPU in pwrite, pread and fdatasync. At 10,000 (40 MB of WAL a
+# file) a page written by many batches is copied back once (`make bench-migration`).
 SQLITE_CHECKPOINT_PAGES = 10_000
 # The checkpoint runs inside whichever commit crosses the mark, holding the write lock. Where
 # that commit is an HTTP request's (the publisher's store), SQLite's small default keeps each
-# one short: 40 MB at once made a clerk's publish wait up to a second.
+# one short: 40 MB at once would hold a clerk's publish for as long as it takes to write.
 SQLITE_REQUEST_PATH_CHECKPOINT_PAGES = 1_000
 
 
 # Page cache of each connection of a process that writes a store in bulk: a consumer, or
 # `tongyuan migrate` (SQLite's default is 2 MB). Every store keys its rows by publication id,
 # which is random: at a migration's hundreds of thousands of rows the id indexes outgrow 2 MB,
-# and each insert read its index pages back from the file. In-process, 400,000 events into
-# the column store: 106 → 84 µs each at 16 MB (86 at 32 MB). The portal keeps the default: it
-# holds a pool of connections per store, where the cache would be multiplied.
+# and each insert would read its index pages back from the file; 16 MB keeps them (more gains
+# little). The portal keeps the default: it holds a pool of connections per store, where the
+# cache would be multiplied.
 BULK_WRITER_CACHE_MB = 16
 
 
@@ -67,9 +65,10 @@ def create_store_engine(url: str, *, pool_size: int = 5, checkpoint_pages: int |
     default when None)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        on_file = bool(parsed.database) and parsed.database != ":memory:"
+        database = parsed.database or ""
+        on_file = bool(database) and database != ":memory:"
         if on_file:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         # LIFO: a consumer's batches keep taking the connection the last one returned, and with
         # it that connection's warm page cache (a heartbeat now and then takes another). An
         # in-memory database has a connection per thread, not a queue.
@@ -79,7 +78,7 @@ def create_store_engine(url: str, *, pool_size: int = 5, checkpoint_pages: int |
         event.listen(engine, "connect", pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         if on_file:
-            _ENGINE_WRITERS[engine] = _writer_lock(parsed.database)
+            _ENGINE_WRITERS[engine] = _writer_lock(database)
         return engine
     # A server that stops answering (host gone, packets dropped) would otherwise hold each new
     # connection, and so a consumer's retry or an HTTP request, for psycopg's default of 130 s.
@@ -157,8 +156,8 @@ def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction: committed on exit, rolled back on error.
 
     On SQLite, threads of one process queue for the file's write lock here, where the one
-    after a commit starts at once, instead of in SQLite's busy handler (see _begin_immediate):
-    eight threads of the portal writing at once had a p99 wait of ~700 ms there, ~75 ms here."""
+    after a commit starts at once, instead of in SQLite's busy handler (see _begin_immediate),
+    where threads of the portal writing at once wait far longer."""
     writers = _ENGINE_WRITERS.get(engine)
     # Bounded like SQLite's own wait, so two stores written in opposite orders by two threads
     # fail as "database is locked" did instead of hanging.
@@ -182,10 +181,8 @@ def others_waiting(engine: Engine) -> bool:
 
 
 # Events per part of a long batch (see write_in_turns). A clerk's batch that arrives while a
-# migration's batch is written waits for at most one part: a whole batch of 2,000 held the
-# column's file ~0.6 s on the test VM, and twice that on a slow one. `make bench-turns`: parts
-# of 250 and of 500 both halved a clerk's p95 wait in the column and embed stores; 250 cost
-# the embed store's bulk writes 1.11× the CPU, 500 1.04×.
+# migration's batch is written waits for at most one part instead of a whole batch of 2,000.
+# Smaller parts cost the bulk writes more CPU for little less waiting (`make bench-turns`).
 TURN_EVENTS = 500
 P = TypeVar("P")
 
@@ -217,8 +214,7 @@ class Upsert:
     """INSERT … ON CONFLICT (…) DO UPDATE SET …, as text built once per dialect.
 
     SQLAlchemy 2.0 does not cache its dialects' ON CONFLICT constructs: it compiled them again
-    on every execution, ~1.5 ms on the benchmark VM, paid per batch by every consumer that
-    keeps roll-ups. Text is cached like any statement. `set_` maps a column to an SQL expression
+    on every execution, paid per batch by every consumer that keeps roll-ups. Text is cached like any statement. `set_` maps a column to an SQL expression
     over {table} and {excluded}; {least} and {greatest} are the dialect's two-argument min/max.
     Parameters are bound with the columns' own types, as an insert() would bind them."""
 
@@ -257,8 +253,8 @@ _INSERT_PLANS: dict[tuple, tuple[str, tuple] | None] = {}
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping]) -> None:
     """INSERT many rows (executemany), each bound by its column's own type, as
     `connection.execute(insert(table), rows)` would, without SQLAlchemy's per-row parameter
-    building: the embed store, four feed rows per publication, went from 179 to 161 µs an
-    event in-process. Every row has the keys of the first. A table whose columns have Python-side
+    building, which the embed store (four feed rows per publication) pays per row. Every row
+    has the keys of the first. A table whose columns have Python-side
     defaults for missing keys goes through SQLAlchemy as usual."""
     if not rows:
         return
@@ -272,6 +268,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping]) -
         connection.execute(insert(table), list(rows))
         return
     sql, fields = plan
+    values: list[tuple[Any, ...]] | list[dict[str, Any]]
     if dialect.positional:
         values = [tuple(row[k] if p is None else p(row[k]) for k, p in fields) for row in rows]
     else:
@@ -283,7 +280,7 @@ def _insert_plan(dialect, table: Table, keys: tuple[str, ...]):
     compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
     if compiled.insert_prefetch or compiled.postfetch:
         return None
-    order = tuple(compiled.positiontup) if compiled.positional else keys
+    order = tuple(compiled.positiontup or ()) if compiled.positional else keys
     if set(order) != set(keys):
         return None
     # (key, the column type's bind processor or None), in the statement's parameter order.

@@ -11,118 +11,137 @@ a worker beats again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 import structlog
 from aiokafka.errors import MessageSizeTooLargeError
 
-from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, dlq_topic
+from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, CatalogChangedEvent, dlq_topic
 
 from . import metrics
-from .consuming import Apply, ConsumerStats, DeadLetter, parse_catalog_event, process_batch
+from .consuming import ConsumerStats, DeadLetter, parse_catalog_event, parse_publication_event, process_batch
 from .kafka import faust_app
+from .projection import Projection, PublicationEvent
 from .settings import Settings
 
 log = structlog.get_logger("tongyuan.consumer")
 
-# ≤ 200 bulk messages buffered: ≤ 20,000 events, ~66 MB of typical migrated rows.
+# ≤ 200 bulk messages buffered: ≤ 20,000 events, tens of MB of typical migrated rows.
 BULK_BUFFER_MESSAGES = 200
 
 
-@dataclass
-class PublicationConsumer:
-    group: str  # also the faust app id
-    apply: Apply
-    heartbeat: Callable[[ConsumerStats], None]
-    # Consumers that render catalogs (the column) also keep the catalog editions in force.
-    apply_catalog: Callable[[Sequence], None] | None = None
-    # How long a batch may wait to fill (settings.consumer_batch_within when None).
-    batch_within: float | None = None
-    # Events per bulk-lane batch (settings.consumer_bulk_batch_size when None).
-    bulk_batch_size: int | None = None
+@dataclass(frozen=True)
+class _Lanes:
+    """What the agents of one consumer share."""
+
+    app: faust.App
+    group: str
+    stats: ConsumerStats
+    dead_letter: Callable[[DeadLetter], Awaitable[None]]
+    max_backoff: float
 
 
-def build_consumer_app(consumer: PublicationConsumer, settings: Settings) -> faust.App:
-    app = faust_app(consumer.group, settings)
+def create_consumer(
+    group: str,
+    projection: Projection[PublicationEvent],
+    settings: Settings,
+    *,
+    heartbeat: Callable[[ConsumerStats], None],
+    catalogs: Projection[CatalogChangedEvent] | None = None,
+    batch_within: float | None = None,
+    bulk_batch_size: int | None = None,
+) -> faust.App:
+    """The faust app of one consumer group (`group` is also the app id): an agent per lane
+    applying to `projection`, the catalog lane when `catalogs` keeps the editions in force
+    (consumers that render catalogs), the lag and the heartbeat. `batch_within`: how long a
+    batch may wait to fill, `bulk_batch_size`: events per bulk-lane batch (the settings' when None)."""
+    app = faust_app(group, settings)
     # Raw bytes: decoding is ours, so a malformed event is dead-lettered instead of crashing faust.
-    publications = app.topic(TOPIC_PUBLICATIONS, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    dead_letters = app.topic(dlq_topic(consumer.group), value_type=bytes, value_serializer="raw", key_serializer="raw")
+    dead_letters = app.topic(dlq_topic(group), value_type=bytes, value_serializer="raw", key_serializer="raw")
     stats = ConsumerStats()
-
-    send_to_dlq = dead_letter_sender(dead_letters, consumer.group)
-
-    async def apply_stream(stream, within: float, size: int) -> None:
-        async for records in stream.noack_take(size, within=within):
-            await process_batch(
-                records, apply=consumer.apply, dead_letter=send_to_dlq, stats=stats, max_backoff=settings.store_retry_max_seconds, what=consumer.group
-            )
-            for record in records:
-                await stream.ack(record)
-
-    @app.agent(publications, concurrency=1, name=f"{consumer.group}.apply")
-    async def apply_publications(stream):
-        await until_it_dies(
-            app, stats, f"{consumer.group}.apply", apply_stream(stream, consumer.batch_within or settings.consumer_batch_within, settings.consumer_batch_size)
-        )
-
-    # The bulk lane has an agent of its own, so a migration's backlog is worked through beside
-    # the canonical topic instead of ahead of it; the store's versions order the two.
-    # Its messages are batches, so its buffer is counted in batches: 2,000 of them (the canonical
-    # topic's size) held ~600 MB in a lagging consumer. Not too few either: a full buffer stalls
-    # faust's one fetch loop, canonical topic included (20 batches held a clerk's event 2 s).
-    # Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15).
-    bulk = app.conf.Topic(
-        app,
-        topics=(TOPIC_PUBLICATIONS_BULK,),
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        maxsize=BULK_BUFFER_MESSAGES,
-    )
-
-    @app.agent(bulk, concurrency=1, name=f"{consumer.group}.apply-bulk")
-    async def apply_bulk_publications(stream):
-        # Nobody waits on a migrated row, so its batches may take longer to fill, and hold more
-        # (settings.consumer_bulk_batch_size). The relay packs the bulk lane
-        # BULK_EVENTS_PER_MESSAGE to a message.
-        messages = max(1, (consumer.bulk_batch_size or settings.consumer_bulk_batch_size) // BULK_EVENTS_PER_MESSAGE)
-        within = max(settings.indexer_batch_within, consumer.batch_within or settings.consumer_batch_within)
-        await until_it_dies(app, stats, f"{consumer.group}.apply-bulk", apply_stream(stream, within, messages))
-
-    if consumer.apply_catalog is not None:
-        catalog_changes = app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
-        catalog_stats = ConsumerStats()
-
-        async def apply_catalog_stream(stream) -> None:
-            async for records in stream.noack_take(50, within=settings.consumer_batch_within):
-                await process_batch(
-                    records,
-                    apply=consumer.apply_catalog,
-                    dead_letter=send_to_dlq,
-                    stats=catalog_stats,
-                    max_backoff=settings.store_retry_max_seconds,
-                    what=f"{consumer.group}.catalog",
-                    parse=parse_catalog_event,
-                )
-                for record in records:
-                    await stream.ack(record)
-
-        @app.agent(catalog_changes, concurrency=1, name=f"{consumer.group}.catalog")
-        async def apply_catalog_changes(stream):
-            await until_it_dies(app, stats, f"{consumer.group}.catalog", apply_catalog_stream(stream))
+    lanes = _Lanes(app, group, stats, dead_letter_sender(dead_letters, group), settings.store_retry_max_seconds)
+    within = batch_within or settings.consumer_batch_within
+    _publication_lane(lanes, projection, within, settings.consumer_batch_size)
+    # Nobody waits on a migrated row, so bulk batches may take longer to fill, and hold more.
+    bulk_within = max(settings.indexer_batch_within, within)
+    _bulk_lane(lanes, projection, bulk_within, bulk_batch_size or settings.consumer_bulk_batch_size)
+    if catalogs is not None:
+        _catalog_lane(lanes, catalogs, settings.consumer_batch_within)
 
     @app.timer(settings.heartbeat_interval)
-    async def measure_lag():
-        stats.lag = await consumer_lag(app, consumer.group)
+    async def measure_lag() -> None:
+        stats.lag = await consumer_lag(app, group)
 
     @app.timer(settings.heartbeat_interval)
-    async def heartbeat():
-        await beat_unless_dead(consumer.heartbeat, stats)
+    async def beat() -> None:
+        await beat_unless_dead(heartbeat, stats)
 
-    app.tongyuan_stats = stats  # type: ignore[attr-defined]
+    app.tongyuan_stats = stats  # type: ignore[attr-defined]  # read by tests and the bench
     return app
+
+
+async def _apply_stream(
+    lanes: _Lanes,
+    stream: Any,
+    projection: Projection[Any],
+    *,
+    size: int,
+    within: float,
+    stats: ConsumerStats,
+    what: str,
+    parse: Callable[[bytes], object] = parse_publication_event,
+) -> None:
+    """Batches of records, each applied durably (or dead-lettered) before it is acked."""
+    async for records in stream.noack_take(size, within=within):
+        await process_batch(records, apply=projection.apply, dead_letter=lanes.dead_letter, stats=stats, max_backoff=lanes.max_backoff, what=what, parse=parse)
+        for record in records:
+            await stream.ack(record)
+
+
+def _publication_lane(lanes: _Lanes, projection: Projection[PublicationEvent], within: float, size: int) -> None:
+    publications = lanes.app.topic(TOPIC_PUBLICATIONS, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    name = f"{lanes.group}.apply"
+
+    @lanes.app.agent(publications, concurrency=1, name=name)
+    async def apply_publications(stream: Any) -> None:
+        work = _apply_stream(lanes, stream, projection, size=size, within=within, stats=lanes.stats, what=lanes.group)
+        await until_it_dies(lanes.app, lanes.stats, name, work)
+
+
+def _bulk_lane(lanes: _Lanes, projection: Projection[PublicationEvent], within: float, events: int) -> None:
+    """The bulk lane has an agent of its own, so a migration's backlog is worked through beside
+    the canonical topic instead of ahead of it; the store's versions order the two.
+
+    Its messages are batches (BULK_EVENTS_PER_MESSAGE events each), so its buffer is counted in
+    batches: the canonical topic's buffer size in batches would hold hundreds of MB in a lagging consumer.
+    Not too few either: a full buffer stalls faust's one fetch loop, canonical topic included.
+    Built as a Topic directly: app.topic() accepts maxsize but drops it (faust-streaming 0.15)."""
+    app = lanes.app
+    bulk = app.conf.Topic(  # type: ignore[operator]  # faust types conf.Topic as a typing form; it is the Topic class
+        app, topics=(TOPIC_PUBLICATIONS_BULK,), value_type=bytes, value_serializer="raw", key_serializer="raw", maxsize=BULK_BUFFER_MESSAGES
+    )
+    messages = max(1, events // BULK_EVENTS_PER_MESSAGE)
+    name = f"{lanes.group}.apply-bulk"
+
+    @app.agent(bulk, concurrency=1, name=name)
+    async def apply_bulk_publications(stream: Any) -> None:
+        work = _apply_stream(lanes, stream, projection, size=messages, within=within, stats=lanes.stats, what=lanes.group)
+        await until_it_dies(app, lanes.stats, name, work)
+
+
+def _catalog_lane(lanes: _Lanes, catalogs: Projection[CatalogChangedEvent], within: float) -> None:
+    """Catalog editions in force, for consumers that render catalogs (the column, supervision)."""
+    changes = lanes.app.topic(TOPIC_CATALOG, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    catalog_stats = ConsumerStats()
+    name = f"{lanes.group}.catalog"
+
+    @lanes.app.agent(changes, concurrency=1, name=name)
+    async def apply_catalog_changes(stream: Any) -> None:
+        work = _apply_stream(lanes, stream, catalogs, size=50, within=within, stats=catalog_stats, what=name, parse=parse_catalog_event)
+        await until_it_dies(lanes.app, lanes.stats, name, work)
 
 
 # What of a letter's value is kept when the whole does not fit in a DLQ record.
@@ -182,7 +201,8 @@ async def consumer_lag(app: faust.App, group: str) -> int | None:
             highwater = app.consumer.highwater(tp)
             if highwater is None:
                 continue
-            committed = app.consumer._committed_offset.get(tp)  # faust keeps it on every commit and seek
+            # faust keeps it on every commit and seek (on its Consumer, not on the ConsumerT protocol)
+            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
             behind = max(0, highwater - (committed or 0))
             metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(behind)
             total += behind
@@ -204,12 +224,12 @@ def worker_for(app: faust.App, loglevel: str = "warn"):
     from faust.worker import Worker
 
     # mode would otherwise swap sys.stderr for a proxy that re-logs every structlog line
-    # through colorlog: ~40 µs a line, and a line per publication in the gate.
+    # through colorlog, at a line per publication in the gate.
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # faust's progress spinner sets the root logger to DEBUG so that every record can turn
     # it: kafka-python, aiokafka and faust then build a LogRecord for each debug line (one
-    # per message sent, per fetch, …) only for the handlers to drop it (~20 µs a message
-    # in a consumer). Our logs are lines, not a spinner.
+    # per message sent, per fetch, …) only for the handlers to drop it. Our logs are lines,
+    # not a spinner.
     worker.spinner = None
     return worker
 

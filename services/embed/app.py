@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
-from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
 
@@ -35,12 +35,12 @@ def build_store(settings: Settings, *, cache_mb: int | None = None) -> EmbedStor
 
 def create_consumer(settings: Settings) -> faust.App:
     store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
-    consumer = PublicationConsumer(
-        group=GROUP,
-        apply=store.apply,
+    return consumer_app(
+        GROUP,
+        store.projection(),
+        settings,
         heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
     )
-    return build_consumer_app(consumer, settings)
 
 
 def heartbeat_status(store: EmbedStore, within: float) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Township embedding rules, pure: which events apply, what counts as 重大民生信息 (major
+"""Township embedding rules, pure (which events apply: services/common/projection.py): what counts as 重大民生信息 (major
 livelihood information), which feeds a placement belongs to, and the portal registry's checks.
 """
 
@@ -8,15 +8,13 @@ import html
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import nh3
 
 from contracts.catalog import DOMAIN_NAMES, Region
-from contracts.events import PublicationData, PublishedEvent, WithdrawnEvent
-
-Event = TypeVar("Event", PublishedEvent, WithdrawnEvent)
+from contracts.events import PublicationData
 
 # The livelihood domains the reform names (社会救助, 养老服务, 就业, 社会保险, 义务教育, 医疗卫生,
 # 保障性住房, 涉农补贴, 救灾), by canonical name so the codes follow contracts.catalog.
@@ -28,29 +26,16 @@ DEFAULT_MAJOR_DOMAINS = tuple(sorted(DOMAIN_CODES[name] for name in DEFAULT_MAJO
 RULE_TARGET = re.compile(r"^D\d{2}(-\d{2}(-\d{2})?)?$")
 
 
-# --- versions: the same reasoning as every consumer ----------------------------------------
-def newest_per_publication(events: Sequence[Event]) -> dict[str, Event]:
-    """Within one batch, only the highest version of each publication matters."""
-    newest: dict[str, Event] = {}
-    for event in events:
-        held = newest.get(event.data.publication_id)
-        if held is None or event.data.version > held.data.version:
-            newest[event.data.publication_id] = event
-    return newest
-
-
-def to_apply(events: Sequence[Event], stored_versions: Mapping[str, int]) -> list[Event]:
-    """Duplicates and replays carry a version the store already has, so they change nothing."""
-    return [e for pid, e in newest_per_publication(events).items() if e.data.version > stored_versions.get(pid, 0)]
-
-
 # --- what counts as 重大民生信息 ---------------------------------------------------------------
 class Filed(Protocol):
     """Where something is filed: a Placement, or a placement row read back from a store."""
 
-    domain_code: str
-    level1_id: str
-    level2_id: str
+    @property
+    def domain_code(self) -> str: ...
+    @property
+    def level1_id(self) -> str: ...
+    @property
+    def level2_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -195,8 +180,8 @@ def validate_portals(
             problems.append(Problem(where, "region code is empty"))
         elif code not in known:
             problems.append(Problem(where, f"region {code} is not a known region"))
-        elif known[code] is not None and known[code].level != "township":
-            problems.append(Problem(where, f"region {code} ({known[code].name}) is a {known[code].level}, not a township (乡镇/街道)"))
+        elif (region := known[code]) is not None and region.level != "township":
+            problems.append(Problem(where, f"region {code} ({region.name}) is a {region.level}, not a township (乡镇/街道)"))
         elif code in seen_codes:
             problems.append(Problem(where, f"region {code} appears twice (also {seen_codes[code]})"))
         elif code in registered and code not in replacing:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.exc import OperationalError
 
 from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
-from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, heartbeat_table, live_workers
 from services.common.settings import Settings
 
@@ -66,14 +66,14 @@ def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchInd
 def create_consumer(settings: Settings) -> faust.App:
     index = build_index(settings, cache_mb=BULK_WRITER_CACHE_MB)
     engine, table = _heartbeats(settings, cache_mb=BULK_WRITER_CACHE_MB)
-    consumer = PublicationConsumer(
-        group=GROUP,
-        apply=index.apply,
+    return consumer_app(
+        GROUP,
+        index,
+        settings,
         heartbeat=lambda stats: beat(engine, table, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
         batch_within=settings.indexer_batch_within,
         bulk_batch_size=settings.indexer_bulk_batch_size,
     )
-    return build_consumer_app(consumer, settings)
 
 
 def heartbeat_status(settings: Settings, within: float) -> list[dict]:

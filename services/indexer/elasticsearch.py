@@ -23,10 +23,11 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from contracts.events import PublishedEvent
+from services.common.projection import newest_per_publication
 
 from .es_mapping import check_analyzer, index_template, published_document, tombstone_document
 from .es_query import results_of, search_body, words_of
-from .index import Event, SearchIndex, SearchQuery, SearchResults, newest_per_publication
+from .index import Event, SearchIndex, SearchQuery, SearchResults
 
 log = structlog.get_logger("tongyuan.indexer.elasticsearch")
 
@@ -129,13 +130,13 @@ class ElasticsearchIndex(SearchIndex):
     def _action(self, event: Event) -> dict[str, Any]:
         data = event.data
         if isinstance(event, PublishedEvent):
-            source = published_document(data)
+            source = published_document(event.data)
         else:
             # A withdrawal is indexed as a small tombstone carrying its version, not sent as
             # a delete: Elasticsearch forgets a deleted document's version after
             # index.gc_deletes (60 s by default), and a late older publish would then be
             # accepted and bring the withdrawn document back. Queries filter status=published.
-            source = tombstone_document(data)
+            source = tombstone_document(event.data)
         return {
             "_op_type": "index",
             "_index": self.alias,

@@ -1,23 +1,25 @@
 """The search port: what the search page and the indexer consumer need from a search backend.
 
-Every adapter (embedded SQLite FTS5, in-memory fake, later Elasticsearch) passes the same
-contract tests (tests/unit/test_search_index_contract.py). The helpers below are shared by
+Every adapter (embedded tantivy, in-memory fake, Elasticsearch) passes the same contract
+tests (tests/unit/test_search_index_contract.py, and the projection contract in
+tests/unit/common/). The helpers below are shared by
 the adapters so they keep, rank and render documents the same way.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from contracts.events import PublicationData, PublishedEvent, WithdrawnEvent
+from contracts.events import PublicationData
+from services.common.projection import Projection, PublicationEvent
 
 from .tokenize import highlight, plain_text, snippet
 
-Event = PublishedEvent | WithdrawnEvent
+Event = PublicationEvent
 
 
 SORTS = ("relevance", "date")
@@ -75,9 +77,9 @@ class SearchResults:
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-class SearchIndex(ABC):
-    """Idempotent by version: an event applies only if its version is greater than the stored
-    one; a withdrawal leaves a tombstone version, so a late older publish cannot revive it.
+class SearchIndex(Projection[Event]):
+    """A Projection (services/common/projection.py): idempotent by version, a withdrawal
+    leaves a tombstone version, so a late older publish cannot revive it.
 
     Async, because the production adapter (Elasticsearch) is; blocking adapters run their
     work in a thread."""
@@ -108,15 +110,6 @@ class SearchIndex(ABC):
 
     async def close(self) -> None:  # noqa: B027 — optional: most adapters hold nothing to release
         """Release connections."""
-
-
-def newest_per_publication(events: Sequence[Event]) -> dict[str, Event]:
-    newest: dict[str, Event] = {}
-    for event in events:
-        current = newest.get(event.data.publication_id)
-        if current is None or event.data.version > current.data.version:
-            newest[event.data.publication_id] = event
-    return newest
 
 
 def document_of(data: PublicationData) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.events import PublishedEvent
+from services.common.projection import publications_to_apply
 
 from .index import (
     FACETS,
@@ -22,7 +23,6 @@ from .index import (
     facet_value,
     hit_of,
     key_matches,
-    newest_per_publication,
     placement_keys,
     published_within,
     searchable_text,
@@ -45,10 +45,9 @@ class InMemorySearchIndex(SearchIndex):
         pass
 
     async def apply(self, events: Sequence[Event]) -> list[tuple[Event, str]]:
-        for publication_id, event in newest_per_publication(events).items():
-            stored = self._entries.get(publication_id)
-            if stored is not None and stored.version >= event.data.version:
-                continue
+        held = {e.data.publication_id: self._entries[e.data.publication_id].version for e in events if e.data.publication_id in self._entries}
+        for event in publications_to_apply(events, held):
+            publication_id = event.data.publication_id
             if isinstance(event, PublishedEvent):
                 document = {**document_of(event.data), "attachment_names": [a.name for a in event.data.attachments]}
                 self._entries[publication_id] = _Entry(event.data.version, document, tuple(placement_keys(event.data)))
@@ -72,16 +71,16 @@ class InMemorySearchIndex(SearchIndex):
             title, body = searchable_text(document)
             if phrases and not matches(phrases, title, body):
                 continue
-            candidates.append((publication_id, entry, title, published_at))
+            candidates.append((publication_id, entry, title, published_at, document))
         found = []
-        for publication_id, entry, title, published_at in candidates:
+        for publication_id, entry, title, published_at, document in candidates:
             if not any(key_matches(key, query) for key in entry.keys):
                 continue
             if not phrases or query.sort == "date":
                 rank: tuple = ()
             else:
                 # An exact 索引号 first, then title matches (as bm25 with a heavy title weight does).
-                rank = (normalise(entry.document["index_number"]) != exact, not matches(phrases, title))
+                rank = (normalise(document["index_number"]) != exact, not matches(phrases, title))
             found.append((*rank, -published_at.timestamp(), publication_id, entry))
         found.sort(key=lambda row: row[:-1])
         page = found[query.offset : query.offset + query.per_page]
@@ -104,7 +103,7 @@ class InMemorySearchIndex(SearchIndex):
 
 def _counts(candidates: list, query: SearchQuery, facet: str) -> dict[str, int]:
     counts: Counter[str] = Counter()
-    for _, entry, _, _ in candidates:
+    for _, entry, _, _, _ in candidates:
         values = {facet_value(key, facet) for key in entry.keys if key_matches(key, query, ignoring=facet)}
         counts.update(value for value in values if value is not None)
     return dict(counts.most_common())

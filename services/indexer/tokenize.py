@@ -154,7 +154,8 @@ def query_phrases(user_query: str) -> list[tuple[str, ...]]:
                     phrases.append(words)
             if n + 1 < len(chunk):
                 following = chunk[n + 1][1]
-                phrases.append((text[-1] + _WORD.match(following).group(0),) if cjk else (_WORD.findall(text)[-1] + following[0],))
+                head = _WORD.match(following)
+                phrases.append((text[-1] + (head.group(0) if head else ""),) if cjk else (_WORD.findall(text)[-1] + following[0],))
     unique: list[tuple[str, ...]] = []
     for phrase in phrases:
         if phrase not in unique:

@@ -14,7 +14,7 @@ import structlog
 
 from services.common.consuming import ConsumerStats
 from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
-from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
 
@@ -45,13 +45,7 @@ def create_consumer(settings: Settings) -> faust.App:
     reassessed = store.reassess()
     if reassessed:
         log.info("supervision.reassessed", filings=reassessed, calendar=store.calendar.source)
-    consumer = PublicationConsumer(
-        group=GROUP,
-        apply=store.apply,
-        apply_catalog=store.apply_catalogs,
-        heartbeat=heartbeat_writer(store),
-    )
-    return build_consumer_app(consumer, settings)
+    return consumer_app(GROUP, store.projection(), settings, catalogs=store.catalog_projection(), heartbeat=heartbeat_writer(store))
 
 
 def heartbeat_writer(store: SupervisionStore) -> Callable[[ConsumerStats], None]:

@@ -24,41 +24,30 @@ the partial months of the window.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
-    Column,
-    Date,
-    DateTime,
     Engine,
-    Index,
-    Integer,
-    MetaData,
     String,
-    Table,
     and_,
-    bindparam,
     case,
-    delete,
     func,
     insert,
     literal_column,
     select,
-    tuple_,
     type_coerce,
-    update,
 )
-from sqlalchemy.engine import Connection
 
 from contracts.catalog import Catalog
 from contracts.events import CatalogChangedEvent, PublicationData, PublishedEvent, WithdrawnEvent
-from services.common.catalog_copy import CatalogCopy, catalog_copy_table, keep_newest
-from services.common.db import Upsert, insert_rows, writing
-from services.common.heartbeat import heartbeat_table
+from services.common.catalog_copy import CatalogCopy, keep_newest
+from services.common.db import writing
+from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_to_apply, record_versions
 
+from . import ranking, rollups
 from .calendar import WorkCalendar, official_calendar
 from .domain import (
     LATE,
@@ -72,87 +61,13 @@ from .domain import (
     ancestor_scopes,
     assess,
     beijing_date,
-    month_key,
     parse_time_limit,
     split_window,
-    to_apply,
 )
+from .ranking import as_date as _as_date
+from .tables import catalogs, editions, filings, items, metadata, months, publications
+from .tables import heartbeats as heartbeats  # the worker's heartbeats, which app.py writes
 
-metadata = MetaData()
-
-publications = Table(
-    "supervision_publications",
-    metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn (a tombstone keeps the version)
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-filings = Table(
-    "supervision_filings",
-    metadata,
-    Column("publication_id", String(80), nullable=False),
-    Column("unit", String(20), nullable=False),
-    Column("domain", String(8), nullable=False),
-    Column("level1", String(16), nullable=False),
-    Column("level2", String(16), nullable=False),
-    Column("title", String(200), nullable=False),
-    Column("formed_on", Date, nullable=False),
-    Column("published_on", Date, nullable=False),  # Beijing date
-    Column("time_limit", String(500)),
-    Column("status", String(12), nullable=False),  # on_time | late | exempt | unparsed | no_calendar
-    Column("deadline", Date),
-    Column("working_days", Integer),
-    Column("days_late", Integer),
-    Index("ix_supervision_filings_item", "unit", "level2", "published_on"),
-    Index("ix_supervision_filings_day", "published_on", "unit", "domain", "status"),
-    Index("ix_supervision_filings_status", "status", "published_on", "unit", "level2", "days_late"),
-    Index("ix_supervision_filings_publication", "publication_id"),
-)
-
-items = Table(
-    "supervision_items",
-    metadata,
-    Column("unit", String(20), primary_key=True),
-    Column("level2", String(16), primary_key=True),
-    Column("domain", String(8), nullable=False),
-    Column("level1", String(16), nullable=False),
-    Column("live", Integer, nullable=False),
-    Column("first_on", Date, nullable=False),
-    Column("last_on", Date, nullable=False),
-    *(Column(status, Integer, nullable=False) for status in STATUSES),
-    Column("max_days_late", Integer, nullable=False),
-    sqlite_with_rowid=False,  # rows clustered by (unit, level2): a unit's items are one range
-)
-
-months = Table(
-    "supervision_months",
-    metadata,
-    # Key order (unit, month, domain): a window reads a range of months of each unit.
-    Column("unit", String(20), primary_key=True),
-    Column("month", Integer, primary_key=True),  # yyyymm
-    Column("domain", String(8), primary_key=True),
-    Column("filings", Integer, nullable=False),
-    *(Column(status, Integer, nullable=False) for status in STATUSES),
-    sqlite_with_rowid=False,
-)
-
-# The edition in force per scope (like the column's copy) and when each edition was published,
-# for the "catalog published by 07-31" milestone.
-catalogs = catalog_copy_table(metadata, "supervision")
-editions = Table(
-    "supervision_catalog_editions",
-    metadata,
-    Column("scope", String(20), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("edition", String(40), nullable=False),
-    Column("published_on", Date, nullable=False),
-)
-
-heartbeats = heartbeat_table(metadata, "supervision")
-
-_CHUNK = 400
 # Up to this many units the partial months of a window are read by the (unit, item, date) index;
 # for more (a county with its townships, a city) by the date range, dropping other units' rows.
 FEW_UNITS = 5
@@ -174,7 +89,9 @@ class LateFiling:
     time_limit: str | None
 
 
-class SupervisionStore:
+class SupervisionStore(LedgeredStore):
+    ledger = publications
+
     def __init__(self, engine: Engine, *, calendar: WorkCalendar | None = None, catalog_ttl: float = 2.0):
         self.engine = engine
         self._calendar = calendar
@@ -190,40 +107,23 @@ class SupervisionStore:
         metadata.create_all(self.engine)
 
     # --- the consumer's side ------------------------------------------------------------
+    def catalog_projection(self) -> Projection[CatalogChangedEvent]:
+        """What the supervision consumer applies catalog editions to (apply_catalogs, in a thread)."""
+        return InThread(self.apply_catalogs, self.healthy)
+
     def apply(self, events: Sequence[PublishedEvent | WithdrawnEvent]) -> None:
         """Apply a batch in one transaction: newer versions only; roll-ups of touched keys only."""
         # Only a publication filed under several items needs the catalogs (read before writing).
         in_force = self.catalogs() if any(isinstance(e, PublishedEvent) and len(e.data.placements) > 1 for e in events) else {}
         with writing(self.engine) as connection:
-            ids = list({e.data.publication_id for e in events})
-            stored = self._versions(connection, ids)
-            chosen = to_apply(events, stored)
+            stored = held_versions(connection, publications, list({e.data.publication_id for e in events}))
+            chosen = publications_to_apply(events, stored)
             if not chosen:
                 return
             rows = [row for e in chosen if isinstance(e, PublishedEvent) for row in self.filing_rows(e.data, in_force)]
-            now = datetime.now(timezone.utc)
-            ledger = [
-                dict(
-                    publication_id=e.data.publication_id,
-                    version=e.data.version,
-                    status="published" if isinstance(e, PublishedEvent) else "withdrawn",
-                    updated_at=now,
-                )
-                for e in chosen
-            ]
             # Only a publication this store has seen has filings to replace (see EmbedStore.apply).
-            self._replace(connection, [e.data.publication_id for e in chosen if e.data.publication_id in stored], rows)
-            known = [r for r in ledger if r["publication_id"] in stored]
-            if known:
-                connection.execute(
-                    update(publications)
-                    .where(publications.c.publication_id == bindparam("pid"))
-                    .values(version=bindparam("version"), status=bindparam("status"), updated_at=bindparam("updated_at")),
-                    [dict(r, pid=r["publication_id"]) for r in known],
-                )
-            fresh = [r for r in ledger if r["publication_id"] not in stored]
-            if fresh:
-                insert_rows(connection, publications, fresh)
+            rollups.replace_filings(connection, [e.data.publication_id for e in chosen if e.data.publication_id in stored], rows)
+            record_versions(connection, publications, chosen, stored, datetime.now(timezone.utc))
 
     def filing_rows(self, data: PublicationData, in_force: dict[str, Catalog]) -> list[dict]:
         """One row per placement (a unit × item once), assessed against its item's time limit.
@@ -271,132 +171,11 @@ class SupervisionStore:
                 return item.time_limit if item is not None else fallback
         return fallback
 
-    def _replace(self, connection: Connection, publication_ids: list[str], rows: list[dict]) -> None:
-        """Remove the filings of `publication_ids` (publications this store held) and add `rows`
-        (the filings of every publication applied), keeping the roll-ups exact."""
-        old: list = []
-        for start in range(0, len(publication_ids), _CHUNK):
-            chunk = publication_ids[start : start + _CHUNK]
-            found = connection.execute(
-                select(filings.c.unit, filings.c.domain, filings.c.level2, filings.c.published_on, filings.c.status).where(filings.c.publication_id.in_(chunk))
-            ).all()
-            if found:
-                connection.execute(delete(filings).where(filings.c.publication_id.in_(chunk)))
-                old += found
-        if rows:
-            insert_rows(connection, filings, rows)
-        deltas: Counter = Counter()
-        for unit, domain, _, published_on, status in old:
-            deltas[(unit, domain, month_key(published_on), status)] -= 1
-        for row in rows:
-            deltas[(row["unit"], row["domain"], month_key(row["published_on"]), row["status"])] += 1
-        self._add_to_months(connection, deltas)
-        # New filings only add to their items (counts up, first/last widen); an item that lost a
-        # filing (revision, withdrawal) is recomputed from its filings, so min/max stay exact.
-        shrunk = {(unit, level2) for unit, _, level2, _, _ in old}
-        self._add_to_items(connection, [r for r in rows if (r["unit"], r["level2"]) not in shrunk])
-        self._recompute_items(connection, shrunk)
-
-    def _add_to_items(self, connection: Connection, rows: list[dict]) -> None:
-        per_item: dict[tuple[str, str], dict] = {}
-        for row in rows:
-            key = (row["unit"], row["level2"])
-            held = per_item.get(key)
-            if held is None:
-                held = per_item[key] = dict(
-                    unit=key[0],
-                    level2=key[1],
-                    domain=row["domain"],
-                    level1=row["level1"],
-                    live=0,
-                    first_on=row["published_on"],
-                    last_on=row["published_on"],
-                    max_days_late=0,
-                )
-                held.update({status: 0 for status in STATUSES})
-            held["live"] += 1
-            held[row["status"]] += 1
-            held["first_on"] = min(held["first_on"], row["published_on"])
-            held["last_on"] = max(held["last_on"], row["published_on"])
-            held["max_days_late"] = max(held["max_days_late"], row["days_late"] or 0)
-        if not per_item:
-            return
-        connection.execute(_ADD_TO_ITEMS(connection), list(per_item.values()))
-
-    def _add_to_months(self, connection: Connection, deltas: Counter) -> None:
-        per_month: dict[tuple, dict[str, int]] = defaultdict(lambda: {s: 0 for s in ("filings", *STATUSES)})
-        for (unit, domain, month, status), count in deltas.items():
-            if count:
-                per_month[(unit, domain, month)][status] += count
-                per_month[(unit, domain, month)]["filings"] += count
-        if not per_month:
-            return
-        values = [dict(unit=u, domain=d, month=m, **counts) for (u, d, m), counts in per_month.items()]
-        connection.execute(_ADD_TO_MONTHS(connection), values)
-        connection.execute(delete(months).where(months.c.filings <= 0))
-
-    def _recompute_items(self, connection: Connection, keys: set[tuple[str, str]]) -> None:
-        keys_list = sorted(keys)
-        for start in range(0, len(keys_list), _CHUNK):
-            chunk = keys_list[start : start + _CHUNK]
-            where = tuple_(filings.c.unit, filings.c.level2).in_(chunk)
-            rows = connection.execute(
-                select(
-                    filings.c.unit,
-                    filings.c.level2,
-                    func.min(filings.c.domain),
-                    func.min(filings.c.level1),
-                    func.count(),
-                    func.min(filings.c.published_on),
-                    func.max(filings.c.published_on),
-                    *(func.sum(case((filings.c.status == status, 1), else_=0)) for status in STATUSES),
-                    func.coalesce(func.max(filings.c.days_late), 0),
-                )
-                .where(where)
-                .group_by(filings.c.unit, filings.c.level2)
-            ).all()
-            connection.execute(delete(items).where(tuple_(items.c.unit, items.c.level2).in_(chunk)))
-            if rows:
-                names = ["unit", "level2", "domain", "level1", "live", "first_on", "last_on", *STATUSES, "max_days_late"]
-                connection.execute(insert(items), [dict(zip(names, row, strict=True)) for row in rows])
-
-    @staticmethod
-    def _versions(connection: Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(
-                connection.execute(select(publications.c.publication_id, publications.c.version).where(publications.c.publication_id.in_(chunk))).all()
-            )
-        return found
-
     def reassess(self, statuses: Iterable[str] = (NO_CALENDAR,)) -> int:
         """Assess again the filings that could not be (a newer chinese-calendar covers more
         years); run at consumer start-up. Returns how many filings changed status."""
-        wanted = list(statuses)
         with writing(self.engine) as connection:
-            rows = connection.execute(select(filings).where(filings.c.status.in_(wanted))).mappings().all()
-            changed = []
-            for row in rows:
-                verdict = assess(parse_time_limit(row["time_limit"]), row["formed_on"], row["published_on"], self.calendar)
-                if verdict.status != row["status"]:
-                    changed.append((row, verdict))
-            if not changed:
-                return 0
-            deltas: Counter = Counter()
-            for row, verdict in changed:
-                connection.execute(
-                    update(filings)
-                    .where(filings.c.publication_id == row["publication_id"], filings.c.unit == row["unit"], filings.c.level2 == row["level2"])
-                    .values(status=verdict.status, deadline=verdict.deadline, working_days=verdict.working_days, days_late=verdict.days_late)
-                )
-                key = (row["unit"], row["domain"], month_key(row["published_on"]))
-                deltas[(*key, row["status"])] -= 1
-                deltas[(*key, verdict.status)] += 1
-            # −1 and +1 on the same month row: its filing count stays, the status columns move.
-            self._add_to_months(connection, deltas)
-            self._recompute_items(connection, {(row["unit"], row["level2"]) for row, _ in changed})
-            return len(changed)
+            return rollups.reassess(connection, self.calendar, statuses)
 
     def apply_catalogs(self, events: Sequence[CatalogChangedEvent]) -> None:
         """Keep each scope's newest edition, and remember when every edition was published."""
@@ -505,70 +284,10 @@ class SupervisionStore:
     def unit_counts(
         self, groups: Sequence[tuple[CatalogProfile, Sequence[str]]], as_of: date, start: date, end: date, domain: str | None = None
     ) -> dict[str, UnitCounts]:
-        """The ranking's counts for many units in two statements, counted by the database.
-
-        `groups`: units sharing a catalog profile. The profiles go in as a VALUES table (item,
-        applies, the date before which its newest content is stale, 2022 domain), so coverage,
-        staleness and the milestones' progress are sums over the roll-up joined to it — the
-        same counts domain.count_unit takes item by item."""
-        cat_rows, unit_rows = [], []
-        for number, (profile, units) in enumerate(groups):
-            cat_rows += [(number, item, int(applies), as_of - timedelta(days=cycle), int(new)) for item, applies, cycle, new in profile.items]
-            unit_rows += [(unit, number) for unit in units]
-        if not cat_rows or not unit_rows:
-            return {}
-        # Plain SQL (the same on SQLite and PostgreSQL) sent as it is: through SQLAlchemy's
-        # expression compiler, ~1,000 VALUES parameters cost more than running the query.
-        # Keys are typed again after VALUES (which has no column types in SQLite): with typed
-        # keys the planner seeks the roll-up by (unit, item) instead of scanning the catalog.
-        sqlite = self.engine.dialect.name == "sqlite"
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-
-        def day(value: date):
-            return value.isoformat() if sqlite else value  # SQLite keeps dates as ISO text
-
-        cat_values = ", ".join([f"({mark}, {mark}, {mark}, {mark}, {mark})"] * len(cat_rows))
-        unit_values = ", ".join([f"({mark}, {mark})"] * len(unit_rows))
-        statement = f"""
-            WITH raw_cat(grp, level2, applies, stale_before, fresh) AS (VALUES {cat_values}),
-                 raw_unit(unit, grp) AS (VALUES {unit_values}),
-                 cat AS (SELECT CAST(grp AS INTEGER) AS grp, CAST(level2 AS VARCHAR(16)) AS level2, applies, stale_before, fresh FROM raw_cat),
-                 unit_group AS (SELECT CAST(unit AS VARCHAR(20)) AS unit, CAST(grp AS INTEGER) AS grp FROM raw_unit)
-            SELECT i.unit,
-                   SUM(c.applies),
-                   SUM(CASE WHEN c.applies = 1 AND (CASE WHEN i.last_on > {mark}
-                           THEN (SELECT f.published_on FROM {filings.name} f
-                                 WHERE f.unit = i.unit AND f.level2 = i.level2 AND f.published_on <= {mark}
-                                 ORDER BY f.published_on DESC LIMIT 1)
-                           ELSE i.last_on END) < c.stale_before THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN c.applies = 1 AND c.fresh = 1 THEN 1 ELSE 0 END),
-                   MAX(CASE WHEN c.applies = 1 THEN i.first_on END),
-                   MAX(CASE WHEN c.applies = 1 AND c.fresh = 1 THEN i.first_on END)
-            FROM unit_group u
-            JOIN {items.name} i ON i.unit = u.unit
-            JOIN cat c ON c.grp = u.grp AND c.level2 = i.level2
-            WHERE i.first_on <= {mark}
-            GROUP BY i.unit"""
-        parameters = (
-            *(value for grp, item, applies, stale_before, fresh in cat_rows for value in (grp, item, applies, day(stale_before), fresh)),
-            *(value for row in unit_rows for value in row),
-            day(as_of),
-            day(as_of),
-            day(as_of),
-        )
-        late = select(filings.c.unit, func.count(func.distinct(filings.c.level2))).where(filings.c.status == LATE, filings.c.published_on.between(start, end))
-        late = late.where(filings.c.unit.in_([unit for unit, _ in unit_rows]))  # scanned by the (status, date) index all the same
-        if domain:
-            late = late.where(filings.c.domain == domain)
+        """The ranking's counts for many units in two statements, counted by the database
+        (see ranking.py: the same counts domain.count_unit takes item by item)."""
         with self.engine.connect() as connection:
-            counted = connection.exec_driver_sql(statement, parameters).all()
-            late_by_unit = dict(connection.execute(late.group_by(filings.c.unit)).tuples().all())
-        found = {unit: UnitCounts(late_items=late_by_unit.get(unit, 0)) for unit, _ in unit_rows}
-        for unit, covered, stale, covered_new, last, last_new in counted:
-            found[unit] = UnitCounts(
-                int(covered or 0), int(stale or 0), late_by_unit.get(unit, 0), int(covered_new or 0), _maybe_date(last), _maybe_date(last_new)
-            )
-        return found
+            return ranking.unit_counts(connection, groups, as_of, start, end, domain)
 
     def late_items(self, units: Sequence[str], start: date, end: date, domain: str | None = None) -> dict[str, dict[str, LateItem]]:
         """Per unit, the items with late filings published in [start, end]: count, worst lateness.
@@ -646,42 +365,3 @@ class SupervisionStore:
                 "filings": connection.execute(select(func.count()).select_from(filings)).scalar_one(),
                 "items": connection.execute(select(func.count()).select_from(items)).scalar_one(),
             }
-
-    def healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(select(literal_column("1")))
-            return True
-        except Exception:
-            return False
-
-
-# New filings add to their item's and month's roll-ups: counts up, first/last widen.
-_ADD_TO_ITEMS = Upsert(
-    items,
-    conflict=("unit", "level2"),
-    set_={
-        "live": "{table}.live + {excluded}.live",
-        "first_on": "{least}({table}.first_on, {excluded}.first_on)",
-        "last_on": "{greatest}({table}.last_on, {excluded}.last_on)",
-        "max_days_late": "{greatest}({table}.max_days_late, {excluded}.max_days_late)",
-        **{status: f"{{table}}.{status} + {{excluded}}.{status}" for status in STATUSES},
-    },
-)
-_ADD_TO_MONTHS = Upsert(
-    months,
-    conflict=("unit", "month", "domain"),
-    set_={column: f"{{table}}.{column} + {{excluded}}.{column}" for column in ("filings", *STATUSES)},
-)
-
-
-def _maybe_date(value) -> date | None:
-    return None if value is None else _as_date(value)
-
-
-def _as_date(value) -> date:
-    if value.__class__ is str:
-        return date.fromisoformat(value[:10])
-    if isinstance(value, datetime):
-        return value.date()
-    return value

@@ -11,7 +11,8 @@ from faust.types import TP
 
 from services.common import faust_consumer
 from services.common.consuming import ConsumerStats
-from services.common.faust_consumer import PublicationConsumer, beat_unless_dead, build_consumer_app, consumer_lag
+from services.common.faust_consumer import beat_unless_dead, consumer_lag, create_consumer
+from services.common.projection import InThread
 from services.common.settings import Settings
 from services.portal import health
 from tests.factories import published
@@ -25,7 +26,7 @@ def test_an_agent_that_dies_stops_the_heartbeat_and_takes_its_worker_down(tmp_pa
     monkeypatch.setattr(faust_consumer, "process_batch", broken)
     beats: list = []
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
-    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=beats.append), settings)
+    app = create_consumer("tongyuan-column", InThread(lambda events: None), settings, heartbeat=beats.append)
     crashed: list = []
 
     async def crash(exc):

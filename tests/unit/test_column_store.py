@@ -1,4 +1,4 @@
-"""The column store applies a version only if it is newer than the one it holds."""
+"""The column store: listings and tombstones (versions: the projection contract, tests/unit/common/)."""
 
 import pytest
 
@@ -18,39 +18,12 @@ def titles(store, region="4301", **filters):
     return [item.title for item in store.listing(region, **filters)[1]]
 
 
-def test_duplicates_change_nothing(store):
-    event = published(title="第一版")
-    store.apply([event])
-    store.apply([event, event])
-    assert store.entry("p1").version == 1 and titles(store) == ["第一版"]
-
-
-def test_an_older_version_after_a_newer_is_ignored(store):
-    store.apply([published(version=2, title="第二版")])
-    store.apply([published(version=1, title="第一版")])
-    assert titles(store) == ["第二版"]
-
-
-def test_within_a_batch_the_highest_version_wins(store):
-    store.apply([published(version=3, title="第三版"), published(version=1, title="第一版"), published(version=2, title="第二版")])
-    assert store.entry("p1").version == 3 and titles(store) == ["第三版"]
-
-
-def test_a_withdrawal_is_a_tombstone_a_late_publish_cannot_undo(store):
+def test_a_tombstone_keeps_the_withdrawal_notice_a_late_publish_cannot_undo(store):
     store.apply([published(version=1)])
     store.apply([withdrawn(version=2)])
-    assert titles(store) == []
     store.apply([published(version=1, title="迟到的旧版本")])
     entry = store.entry("p1")
-    assert entry.status == "withdrawn" and entry.withdrawal.explanation == "内容已过期"
-    store.apply([published(version=3, title="重新发布")])
-    assert titles(store) == ["重新发布"]
-
-
-def test_a_withdrawal_seen_before_its_publication_still_wins(store):
-    store.apply([withdrawn(version=2)])
-    store.apply([published(version=1)])
-    assert titles(store) == [] and store.entry("p1").status == "withdrawn"
+    assert entry.status == "withdrawn" and entry.withdrawal.explanation == "内容已过期" and entry.document is None
 
 
 def test_listing_by_region_prefix_and_item(store):

@@ -5,7 +5,8 @@ import asyncio
 
 from services.column.store import ColumnStore
 from services.common.db import create_store_engine
-from services.common.faust_consumer import PublicationConsumer, build_consumer_app
+from services.common.faust_consumer import create_consumer
+from services.common.projection import InThread
 from services.common.settings import Settings
 from tests.factories import published, withdrawn
 
@@ -14,7 +15,7 @@ def run_agent(tmp_path, events: list[bytes]) -> ColumnStore:
     store = ColumnStore(create_store_engine(f"sqlite:///{tmp_path / 'column.db'}"))
     store.create()
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
-    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=store.apply, heartbeat=lambda stats: None), settings)
+    app = create_consumer("tongyuan-column", store.projection(), settings, heartbeat=lambda stats: None)
     agent = app.agents["tongyuan-column.apply"]
 
     async def feed():
@@ -51,7 +52,7 @@ def test_the_bulk_lanes_buffer_is_counted_in_batches(tmp_path):
     from contracts.events import BULK_BYTES_PER_MESSAGE, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
-    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
+    app = create_consumer("tongyuan-column", InThread(lambda events: None), settings, heartbeat=lambda stats: None)
     buffers = {agent.channel.get_topic_name(): agent.channel.queue.maxsize for agent in app.agents.values()}
     assert buffers[TOPIC_PUBLICATIONS] == settings.consumer_batch_size * 4
     assert buffers[TOPIC_PUBLICATIONS_BULK] < buffers[TOPIC_PUBLICATIONS] // 4, "not as many batches as single events"
@@ -60,7 +61,7 @@ def test_the_bulk_lanes_buffer_is_counted_in_batches(tmp_path):
 
 def test_consumers_run_without_fausts_per_event_monitor(tmp_path):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
-    app = build_consumer_app(PublicationConsumer(group="tongyuan-column", apply=lambda events: None, heartbeat=lambda stats: None), settings)
+    app = create_consumer("tongyuan-column", InThread(lambda events: None), settings, heartbeat=lambda stats: None)
     app.on_init_dependencies()  # where faust adds its Monitor to the sensors
     assert app.monitor not in list(app.sensors)
 
@@ -88,8 +89,7 @@ def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_siz
 
     sizes: list[int] = []
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_size=100, indexer_batch_within=0.5, **settings_overrides)
-    consumer = PublicationConsumer(group=group, apply=lambda events: sizes.append(len(events)), heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
-    app = build_consumer_app(consumer, settings)
+    app = create_consumer(group, InThread(lambda events: sizes.append(len(events))), settings, heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
     agent = app.agents[f"{group}.apply-bulk"]
     messages = [("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)]
 

@@ -13,6 +13,7 @@ from services.common.consuming import (
     parse_publication_event,
     process_batch,
 )
+from services.common.projection import InThread
 from tests.factories import published
 
 
@@ -57,7 +58,7 @@ def test_unknown_tongyuan_types_are_skipped_not_dead_lettered():
 def test_poison_goes_to_the_dlq_and_the_next_good_event_is_applied():
     applied = []
     good = published()
-    letters, stats = run([record(b"garbage", 0), record(good.model_dump_json().encode(), 1)], applied.extend)
+    letters, stats = run([record(b"garbage", 0), record(good.model_dump_json().encode(), 1)], InThread(applied.extend).apply)
     assert [letter.origin for letter in letters] == ["tongyuan.publications.v1/0/0"]
     assert letters[0].raw == b"garbage" and "not JSON" in letters[0].error
     assert [e.id for e in applied] == [good.id]
@@ -72,7 +73,7 @@ def test_a_store_outage_is_retried_until_it_returns():
         if len(calls) < 3:
             raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    letters, stats = run([record(published().model_dump_json().encode())], flaky)
+    letters, stats = run([record(published().model_dump_json().encode())], InThread(flaky).apply)
     assert calls == [1, 1, 1] and letters == [] and stats.applied == 1
 
 
@@ -85,7 +86,7 @@ def test_an_event_the_store_refuses_is_isolated_and_dead_lettered():
             raise ValueError("refused")
         applied.extend(events)
 
-    letters, stats = run([record(bad.model_dump_json().encode(), 0), record(good.model_dump_json().encode(), 1)], picky)
+    letters, stats = run([record(bad.model_dump_json().encode(), 0), record(good.model_dump_json().encode(), 1)], InThread(picky).apply)
     assert [e.data.publication_id for e in applied] == ["good"]
     assert (stats.applied, stats.dead_lettered) == (1, 1)
     assert len(letters) == 1 and "refused" in letters[0].error
@@ -108,7 +109,9 @@ def test_an_async_store_reports_refusals_which_go_to_the_dlq():
 def test_a_bulk_batch_is_applied_as_its_events():
     events = [published(f"p{n}") for n in range(3)]
     applied = []
-    letters, stats = run([bulk(*(e.model_dump_json().encode() for e in events)), bulk(published("p3").model_dump_json().encode(), offset=1)], applied.extend)
+    letters, stats = run(
+        [bulk(*(e.model_dump_json().encode() for e in events)), bulk(published("p3").model_dump_json().encode(), offset=1)], InThread(applied.extend).apply
+    )
     assert [e.data.publication_id for e in applied] == ["p0", "p1", "p2", "p3"] and letters == []
     assert stats.applied == 4
 
@@ -154,7 +157,7 @@ def test_a_bad_event_in_a_batch_spoils_only_itself():
                 other.model_dump_json().encode(),
             )
         ],
-        applied.extend,
+        InThread(applied.extend).apply,
     )
     assert [e.data.publication_id for e in applied] == ["good", "other"]
     assert [letter.origin for letter in letters] == ["tongyuan.publications.bulk.v1/0/0#1"]
@@ -175,10 +178,10 @@ def test_an_event_of_a_batch_the_store_refuses_goes_to_the_dlq_alone():
 
 @pytest.mark.parametrize("raw", [b"[not json", b'["not an event"]'])
 def test_a_broken_batch_is_poison(raw):
-    letters, stats = run([record(raw, topic="tongyuan.publications.bulk.v1")], lambda events: None)
+    letters, stats = run([record(raw, topic="tongyuan.publications.bulk.v1")], InThread(lambda events: None).apply)
     assert stats.dead_lettered == 1 and stats.applied == 0
 
 
 def test_the_canonical_topic_takes_single_events_only():
-    letters, stats = run([record(b"[" + published().model_dump_json().encode() + b"]")], lambda events: None)
+    letters, stats = run([record(b"[" + published().model_dump_json().encode() + b"]")], InThread(lambda events: None).apply)
     assert stats.dead_lettered == 1 and letters[0].raw.startswith(b"[")

@@ -1,4 +1,4 @@
-"""The embed consumer's pure rules: versions, what counts as 重大民生信息, scopes, and portal checks."""
+"""The embed consumer's pure rules (versions: tests/unit/common/test_projection.py): what counts as 重大民生信息, scopes, and portal checks."""
 
 import pytest
 
@@ -12,10 +12,9 @@ from services.embed.domain import (
     excerpt,
     normalise_https_url,
     scopes_of,
-    to_apply,
     validate_portals,
 )
-from tests.factories import place, published, withdrawn
+from tests.factories import place
 
 KNOWN = {r.code: r for r in regions_of_city("4301")}
 
@@ -46,13 +45,6 @@ def test_rule_targets_must_be_catalog_ids(target):
 
 def test_rule_targets_are_normalised():
     assert check_rule_target(" d14-02 ") == "D14-02"
-
-
-def test_newest_version_per_publication_and_only_if_newer_than_stored():
-    events = [published(version=1), published(version=3), withdrawn(version=2), published("q", version=1)]
-    chosen = to_apply(events, {"p1": 3})
-    assert [(e.data.publication_id, e.data.version) for e in chosen] == [("q", 1)]
-    assert [(e.data.publication_id, e.data.version) for e in to_apply(events, {})] == [("p1", 3), ("q", 1)]
 
 
 def test_scopes_are_a_region_and_its_ancestors_by_code_prefix():

@@ -20,6 +20,7 @@ from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIO
 from services.column.store import ColumnStore
 from services.common.consuming import ConsumerStats, PoisonEvent, parse_catalog_event, parse_publication_event, process_batch
 from services.common.db import create_store_engine
+from services.common.projection import InThread
 from tests.factories import published, withdrawn
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -156,7 +157,7 @@ def assert_outcome(column: ColumnStore, messages, letters, stats, *, bulk: bool 
 @given(st.lists(publication_message(), min_size=1, max_size=12))
 def test_the_publications_topic_applies_every_valid_event_and_dead_letters_the_rest(column, messages):
     records = [record(raw, offset) for offset, (*_, raw) in enumerate(messages)]
-    letters, stats = consume(records, column.apply)
+    letters, stats = consume(records, column.projection().apply)
     assert_outcome(column, messages, letters, stats)
 
 
@@ -174,7 +175,7 @@ def test_the_bulk_lane_applies_every_valid_event_of_either_record_format(column,
             records.append(record(b"[" + b",".join(raw for *_, raw in one) + b"]", offset, TOPIC_PUBLICATIONS_BULK))
             messages += one
             expected_letters += sum(kind == "poison" for kind, *_ in one)
-    letters, stats = consume(records, column.apply)
+    letters, stats = consume(records, column.projection().apply)
     assert_outcome(column, messages, letters, stats, bulk=True)
     assert len(letters) == stats.dead_lettered == expected_letters
 
@@ -183,7 +184,7 @@ def test_the_bulk_lane_applies_every_valid_event_of_either_record_format(column,
 @given(st.lists(st.one_of(deep_nesting, arbitrary_bytes, st.none(), json_values.map(lambda v: json.dumps(v).encode())), min_size=1, max_size=8))
 def test_the_catalog_topic_dead_letters_whatever_is_not_a_catalog_event(messages):
     applied = []
-    letters, stats = consume([record(raw, n, TOPIC_CATALOG) for n, raw in enumerate(messages)], applied.extend, parse=parse_catalog_event)
+    letters, stats = consume([record(raw, n, TOPIC_CATALOG) for n, raw in enumerate(messages)], InThread(applied.extend).apply, parse=parse_catalog_event)
     assert applied == [] and len(letters) == len(messages)
 
 
@@ -197,7 +198,9 @@ def test_what_used_to_escape_the_parser_is_poison(raw):
 
 def test_nesting_50000_deep_on_the_bulk_lane_is_one_letter_and_the_batch_goes_on(column):
     good = published("deep-neighbour")
-    letters, stats = consume([record(DEEP, 0, TOPIC_PUBLICATIONS_BULK), record(good.model_dump_json().encode(), 1, TOPIC_PUBLICATIONS_BULK)], column.apply)
+    letters, stats = consume(
+        [record(DEEP, 0, TOPIC_PUBLICATIONS_BULK), record(good.model_dump_json().encode(), 1, TOPIC_PUBLICATIONS_BULK)], column.projection().apply
+    )
     assert [letter.raw for letter in letters] == [DEEP] and "not JSON" in letters[0].error
     assert column.entry("deep-neighbour").version == 1
 
@@ -206,7 +209,7 @@ def test_an_event_the_store_raises_on_goes_to_the_dlq_and_the_others_are_applied
     """Whatever the store's exception, not only the ones foreseen: a version no column can
     hold (SQLite: OverflowError) is refused alone."""
     events = [published("ovf-a"), published("ovf-b", version=10**30), published("ovf-c")]
-    letters, stats = consume([record(e.model_dump_json().encode(), n) for n, e in enumerate(events)], column.apply)
+    letters, stats = consume([record(e.model_dump_json().encode(), n) for n, e in enumerate(events)], column.projection().apply)
     assert len(letters) == 1 and b"ovf-b" in letters[0].raw
     assert column.entry("ovf-a") and column.entry("ovf-c") and column.entry("ovf-b") is None
 
@@ -222,7 +225,9 @@ def test_a_dlq_that_cannot_take_a_letter_yet_holds_the_batch_until_it_can():
         letters.append(letter)
 
     async def main():
-        await process_batch([record(b"nope", 0)], apply=lambda events: None, dead_letter=flaky_dead_letter, stats=ConsumerStats(), max_backoff=0.01, what="t")
+        await process_batch(
+            [record(b"nope", 0)], apply=InThread(lambda events: None).apply, dead_letter=flaky_dead_letter, stats=ConsumerStats(), max_backoff=0.01, what="t"
+        )
 
     asyncio.run(main())
     assert len(attempts) == 3 and len(letters) == 1
