@@ -282,25 +282,28 @@ async def _decoded(records: Sequence[Any], parse: Callable[[bytes], object], lan
     return good
 
 
+async def _applied_together(good: list[_Decoded], apply: Apply, lane: _Lane) -> int:
+    """One write of these events; what the projection refuses for good is dead-lettered."""
+    refused = await apply_with_retry(apply, [item.event for item in good], max_backoff=lane.max_backoff, what=lane.what)
+    item_of = {id(item.event): item for item in good}
+    for event, reason in refused:
+        await lane.refuse(item_of[id(event)], reason)
+        log.error("event.refused", consumer=lane.what, event_id=event.id, publication_id=event.subject, error=reason[:300])
+    return len(good) - len(refused)
+
+
 async def _applied(good: list[_Decoded], apply: Apply, lane: _Lane) -> int:
     """Apply the batch durably; returns how many events were applied, the rest dead-lettered."""
-    events = [item.event for item in good]
-    applied = len(events)
     try:
-        refused = await apply_with_retry(apply, events, max_backoff=lane.max_backoff, what=lane.what)
-        item_of = {id(item.event): item for item in good}
-        for event, reason in refused:
-            await lane.refuse(item_of[id(event)], reason)
-            applied -= 1
-            log.error("event.refused", consumer=lane.what, event_id=event.id, publication_id=event.subject, error=reason[:300])
+        return await _applied_together(good, apply, lane)
     except Exception:
         # Something in the batch is refused for good: find it by applying one at a time.
+        applied = 0
         for item in good:
             try:
-                await apply_with_retry(apply, [item.event], max_backoff=lane.max_backoff, what=lane.what)
+                applied += await _applied_together([item], apply, lane)
             except Exception as exc:
                 await lane.refuse(item, f"{type(exc).__name__}: {exc}")
-                applied -= 1
                 failed: Any = item.event
                 log.error("event.refused", consumer=lane.what, event_id=failed.id, publication_id=failed.subject, error=repr(exc)[:300])
     return applied

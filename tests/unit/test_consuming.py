@@ -106,6 +106,26 @@ def test_an_async_store_reports_refusals_which_go_to_the_dlq():
     assert (stats.applied, stats.dead_lettered) == (1, 1)
 
 
+def test_what_an_async_store_refuses_while_a_failed_batch_is_retried_one_by_one_goes_to_the_dlq():
+    # One event breaks the batch's write; retried alone, the store refuses another for good. Both
+    # must reach the DLQ: a refusal on the one-by-one path is not an event applied.
+    events = [published("good"), published("breaks"), published("refused")]
+    applied = []
+
+    async def store(batch):
+        if len(batch) > 1 and any(e.data.publication_id == "breaks" for e in batch):
+            raise ValueError("the batch's write failed")
+        if batch[0].data.publication_id == "breaks":
+            raise ValueError("cannot be written")
+        applied.extend(e for e in batch if e.data.publication_id == "good")
+        return [(e, "refused for good") for e in batch if e.data.publication_id == "refused"]
+
+    letters, stats = run([record(e.model_dump_json().encode(), n) for n, e in enumerate(events)], store)
+    assert [e.data.publication_id for e in applied] == ["good"]
+    assert sorted(letter.origin[-1] for letter in letters) == ["1", "2"]
+    assert (stats.applied, stats.dead_lettered) == (1, 2)
+
+
 def test_a_bulk_batch_is_applied_as_its_events():
     events = [published(f"p{n}") for n in range(3)]
     applied = []
