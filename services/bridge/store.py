@@ -34,15 +34,13 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.exc import IntegrityError
 
 from contracts.events import PlacementRef
 from services.common.db import writing
@@ -125,26 +123,6 @@ nonces = Table(
     Column("nonce", String(64), primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False),
 )
-
-# Columns that came after databases already existed. create_all adds missing tables, never
-# missing columns, so create() adds these; each is nullable or has a default, so old rows stay
-# valid (an item emitted before has no last_event_id: a late refusal of that event is ignored).
-LATER_COLUMNS = (items.c.last_event_id, items.c.live_before_event, problems.c.kind)
-
-
-def _add_later_columns(engine: Engine) -> None:
-    def missing(column) -> bool:
-        return column.name not in {c["name"] for c in inspect(engine).get_columns(column.table.name)}
-
-    for column in LATER_COLUMNS:
-        if not missing(column):
-            continue
-        try:
-            with writing(engine) as connection:
-                connection.exec_driver_sql(f"ALTER TABLE {column.table.name} ADD COLUMN {CreateColumn(column).compile(dialect=engine.dialect)}")
-        except (OperationalError, ProgrammingError):
-            if missing(column):  # not another process (the portal, a second worker) adding it first
-                raise
 
 
 def _now() -> datetime:
@@ -297,7 +275,6 @@ class BridgeStore:
 
     def create(self) -> None:
         metadata.create_all(self.engine)
-        _add_later_columns(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[BridgeTransaction]:

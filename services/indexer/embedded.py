@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 import tantivy
-from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.engine import Connection, make_url
 
 from contracts.events import PublishedEvent
@@ -131,7 +131,6 @@ class EmbeddedSearchIndex(SearchIndex):
     def create_now(self) -> None:
         """Ledger tables and the text index; safe to call again, from several processes."""
         with self._creating():
-            _drop_legacy_tables(self.engine)
             metadata.create_all(self.engine)
             fresh = self._open_text(create=True)
             if fresh:
@@ -378,16 +377,3 @@ def _write_ledger(connection: Connection, rows: list[dict[str, Any]]) -> None:
         insert_rows(connection, documents, inserted)
     if updated:
         connection.execute(text("UPDATE search_documents SET version = :version, status = :status WHERE id = :id"), updated)
-
-
-def _drop_legacy_tables(engine) -> None:
-    """The FTS5 index this replaced: its tables go, and the new index is filled by a replay."""
-    names = set(inspect(engine).get_table_names())
-    legacy = "search_fts" in names or "search_placements" in names
-    if "search_documents" in names and not legacy:
-        legacy = "document" in {column["name"] for column in inspect(engine).get_columns("search_documents")}
-    if legacy:
-        log.warning("search.legacy_fts5_dropped", hint="replay the topic or run `tongyuan republish` to fill the new index")
-        with writing(engine) as connection:
-            for name in ("search_fts", "search_placements", "search_documents"):
-                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, MetaData, Table, insert, select, text
+from sqlalchemy import select, text
 
 from contracts.catalog import STANDARD, localise, regions_of_city, standard_catalog
 from contracts.events import SERVICE_ITEM_CHANGED, FieldError, RejectedEvent, RejectionData
@@ -24,13 +24,12 @@ from services.bridge.mapping import MappingTable, map_item
 from services.bridge.refusals import parse_rejection, reasons, refuse
 from services.bridge.simulator import Platform, Served, seed_items
 from services.bridge.simulator import create_app as simulator_app
-from services.bridge.store import REFUSED, UNREADABLE, BridgeStore
+from services.bridge.store import REFUSED, UNREADABLE
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.publisher import service_items
 from services.publisher.domain import Directory
 from services.publisher.store import Publisher
-from tests.conftest import store_backends, store_engine
 
 SOURCE = "/bridge/hunan-zwfw"
 REGIONS = {r.code: r for r in regions_of_city("4301")}
@@ -254,47 +253,3 @@ def test_a_refused_withdrawal_is_sent_again_by_reconciliation_whether_revoked_or
     assert again.outcomes["revoked"] == 2 and runtime.store.problems() == []
     assert not any(runtime.store.all_known()[c].live for c in (revoked, deleted))
     assert runtime.bridge.reconcile().events == 0  # and stops there
-
-
-# --- databases from before: the columns are added, old rows stay valid ---------------------------
-@pytest.fixture(params=store_backends())
-def engine(request, tmp_path):
-    with store_engine(request.param, tmp_path, "bridge") as engine:
-        yield engine
-
-
-def test_a_database_from_before_refusals_gets_the_new_columns_and_keeps_its_rows(engine):
-    later = {(c.table.name, c.name) for c in store_module.LATER_COLUMNS}
-    legacy = MetaData()
-    for table in store_module.metadata.tables.values():
-        Table(
-            table.name,
-            legacy,
-            *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in table.columns if (table.name, c.name) not in later),
-        )
-    legacy.create_all(engine)
-    now = datetime.now(timezone.utc)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(legacy.tables["bridge_items"]).values(
-                platform="hunan-zwfw",
-                implementation_code="X1",
-                state="active",
-                mapping="mapped",
-                live=True,
-                content_hash="h" * 64,
-                placements=[],
-                rule="",
-                seen_at=now,
-            )
-        )
-        connection.execute(insert(legacy.tables["bridge_problems"]).values(platform="hunan-zwfw", implementation_code="X2", detail="truncated", seen_at=now))
-    store = BridgeStore(engine, "hunan-zwfw")
-    store.create()
-    store.create()  # every process calls it at start: the second time finds the columns there
-    record = store.all_known()["X1"]
-    assert record.live and record.last_event_id is None and record.live_before_event is False
-    assert [p["kind"] for p in store.problems()] == [UNREADABLE]
-    assert store.status()["unreadable"] == 1 and store.status()["refused"] == 0
-    # A refusal of an event sent before the upgrade has nothing to match: the item stays as it was.
-    assert refuse(record, rejection(code="X1"), source=SOURCE).kind == "stale"

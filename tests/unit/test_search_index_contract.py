@@ -576,23 +576,3 @@ class TestEmbeddedSearchIndex:
             assert index.count() == 3100
         finally:
             close()
-
-    def test_the_old_fts5_tables_make_way_for_the_new_index(self, tmp_path):
-        import sqlite3
-
-        db = sqlite3.connect(tmp_path / "search.db")
-        db.execute(
-            "CREATE TABLE search_documents (id INTEGER PRIMARY KEY, publication_id TEXT UNIQUE, version INT, status TEXT, published_at TEXT, document TEXT)"
-        )
-        db.execute("INSERT INTO search_documents VALUES (1, 'old', 7, 'published', NULL, '{}')")
-        db.execute("CREATE VIRTUAL TABLE search_fts USING fts5(title, body)")
-        db.commit()
-        db.close()
-        index, close = blocking(EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}"))
-        try:
-            index.create()
-            assert index.version_of("old") is None  # forgotten, so a replay fills the new index
-            index.apply([published("old", version=7, title="低保")])
-            assert ids(index, "低保") == ["old"]
-        finally:
-            close()
