@@ -17,22 +17,21 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import DBAPIError
 
+from services.bootstrap import Composition
 from services.bridge.app import portal_router as bridge_router
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
-from services.common.auth import InvalidToken, bearer_principal, build_verifier
+from services.common.auth import InvalidToken, TokenVerifier, bearer_principal
 from services.common.consuming import is_transient
+from services.common.heartbeat import live_workers, store_heartbeats
 from services.common.settings import Settings
-from services.common.workbooks import WorkbookLimits
 from services.embed import app as embed_app
 from services.embed.pages import build_router as embed_router
 from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
 from services.indexer.api import build_router as search_router
-from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
 from services.publisher.catalog_api import build_router as catalog_router
-from services.publisher.store import heartbeats as publisher_heartbeats
 from services.supervision import app as supervision_app
 from services.supervision.pages import build_router as supervision_router
 
@@ -56,56 +55,16 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    publisher = publisher_app.bootstrap(settings)
-    directory = publisher_app.directory_provider(publisher)
-    column_store = column_app.build_store(settings)
-    index = indexer_app.build_index(settings)
-    embed_store = embed_app.build_store(settings)
-    supervision_store = supervision_app.build_store(settings)
-    pages = templates()
-
+def create_app(settings: Settings, parts: Composition | None = None) -> FastAPI:
+    """`parts`: what the composition root built (a fresh one from `settings` by default)."""
+    built = parts or Composition(settings)
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
-    app.state.settings = settings
+    provide(app, built, templates())
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    verifier, local_key = build_verifier(settings)
-    app.state.verifier = verifier
-    app.state.templates = pages
-    authenticate = bearer_principal(verifier)
-    app.include_router(publish_router(publisher, directory, authenticate))
-    workbook_limits = WorkbookLimits.from_settings(settings)
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=workbook_limits))
-    if local_key is not None:
-
-        @app.get("/.well-known/jwks.json", include_in_schema=False)
-        def jwks():
-            return local_key.jwks()
-
-    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
-    app.include_router(search_router(index, pages))
-    app.include_router(bridge_router(settings, pages, authenticate=authenticate))
-    app.include_router(supervision_router(supervision_store, pages, regions=lambda: directory().regions))
-    app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
-    within = settings.heartbeat_interval * 3 + 5
-    app.include_router(
-        health.build_router(
-            [
-                health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
-                health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
-                health.Check("store:publisher", health.store_probe(publisher.healthy)),
-                health.Check("store:column", health.store_probe(column_store.healthy)),
-                health.Check("store:search", health.store_probe(index.healthy)),
-                health.Check("store:embed", health.store_probe(embed_store.healthy)),
-                health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
-                health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
-                health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
-                health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
-                health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
-                health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
-            ],
-            max_lag=settings.ready_max_lag,
-        )
-    )
+    if built.local_key is not None:
+        app.get("/.well-known/jwks.json", include_in_schema=False)(built.local_key.jwks)
+    mount_routers(app, built)
+    app.include_router(health.build_router(health_checks(built), max_lag=settings.ready_max_lag))
 
     app.mount("/metrics", make_asgi_app())
 
@@ -132,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         RateLimits,
         writes_per_minute=settings.portal_writes_per_minute,
         searches_per_minute=settings.portal_searches_per_minute,
-        subject_of=lambda token: _subject(verifier, token),
+        subject_of=lambda token: _subject(built.verifier, token),
     )
 
     # Added last, so it runs first: even a refused body's 413 carries the request id.
@@ -141,14 +100,57 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _subject(verifier, token: str) -> str | None:
+def provide(app: FastAPI, parts: Composition, pages: Jinja2Templates) -> None:
+    """What module-level routers reach with `services.common.wiring.provided(name)`."""
+    state = app.state
+    state.settings, state.verifier, state.templates = parts.settings, parts.verifier, pages
+    state.publisher, state.directory, state.on_catalog_change = parts.publisher, parts.directory, parts.on_catalog_change
+    state.column_store, state.search_index = parts.column_store, parts.search_index
+    state.embed_store, state.supervision_store = parts.embed_store, parts.supervision_store
+    state.bridge_runtime, state.workbook_limits = parts.bridge_runtime, parts.workbook_limits
+
+
+def mount_routers(app: FastAPI, parts: Composition) -> None:
+    """Every service's router (factories handed what they need; module-level routers read app.state)."""
+    settings, pages = parts.settings, app.state.templates
+    publisher, directory = parts.publisher, parts.directory
+    column_store, index, embed_store, supervision_store = parts.column_store, parts.search_index, parts.embed_store, parts.supervision_store
+    authenticate = bearer_principal(parts.verifier)
+    workbook_limits = parts.workbook_limits
+    app.include_router(publish_router(publisher, directory, authenticate))
+    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=workbook_limits))
+    app.include_router(column_router(column_store, pages, regions=lambda: directory().regions, portal_links=lambda: portal_links(embed_store)))
+    app.include_router(search_router(index, pages))
+    app.include_router(bridge_router(settings, pages, parts.bridge_runtime, authenticate=authenticate))
+    app.include_router(supervision_router(supervision_store, pages, regions=lambda: directory().regions))
+    app.include_router(embed_router(embed_store, pages, regions=lambda: directory().regions, public_base_url=settings.public_base_url))
+
+
+def health_checks(parts: Composition) -> list[health.Check]:
+    """What /healthz reports: the broker, every store, and every consumer by its heartbeats."""
+    settings, publisher = parts.settings, parts.publisher
+    column_store, embed_store, supervision_store = parts.column_store, parts.embed_store, parts.supervision_store
+    within = settings.heartbeat_interval * 3 + 5
+    return [
+        health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
+        health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
+        health.Check("store:publisher", health.store_probe(publisher.healthy)),
+        health.Check("store:column", health.store_probe(column_store.healthy)),
+        health.Check("store:search", health.store_probe(parts.search_index.healthy)),
+        health.Check("store:embed", health.store_probe(embed_store.healthy)),
+        health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
+        health.Check(
+            "consumer:tongyuan-publisher", health.consumer_probe(lambda: live_workers(publisher.engine, store_heartbeats("publisher"), within=within))
+        ),
+        health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
+        health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
+        health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
+        health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
+    ]
+
+
+def _subject(verifier: TokenVerifier, token: str) -> str | None:
     try:
         return verifier.verify(token).user
     except InvalidToken:
         return None
-
-
-def _live(engine, table, within):
-    from services.common.heartbeat import live_workers
-
-    return live_workers(engine, table, within=within)
