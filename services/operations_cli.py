@@ -7,16 +7,17 @@ from typing import Annotated
 
 import typer
 
-from services.common.kafka import CONSUMER_GROUPS
 from services.common.terminal import broker, commands, fail, load_settings
 
 operations_cli = commands()
 dlq_cli = commands("Dead-letter queues: what a consumer group could not apply.")
 operations_cli.add_typer(dlq_cli, name="dlq")
 
-# Every consumer group has a dead-letter topic; the publisher's gate answers a refused inbound
-# event on tongyuan.rejections.v1 to its sender instead (that is a reply, not a dead letter).
-GROUPS = CONSUMER_GROUPS
+# Every consumer group has a dead-letter topic (common/kafka.CONSUMER_GROUPS, written out here:
+# importing faust would slow every command's help; tests/unit/test_cli_newcomer.py keeps them
+# equal). The publisher's gate answers a refused inbound event on tongyuan.rejections.v1 to its
+# sender instead: a reply, not a dead letter.
+GROUPS = ("tongyuan-column", "tongyuan-indexer", "tongyuan-embed", "tongyuan-supervision")
 Group = Annotated[str | None, typer.Option("--group", metavar="GROUP", help=f"one of {', '.join(GROUPS)}; every group when left out")]
 
 

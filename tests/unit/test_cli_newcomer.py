@@ -85,6 +85,9 @@ def test_help_has_no_type_placeholders_and_reflows_its_paragraphs():
 
 
 def test_dlq_help_names_every_consumer_group():
+    from services.operations_cli import GROUPS
+
+    assert GROUPS == CONSUMER_GROUPS
     text = CliRunner().invoke(cli, ["dlq", "list", "--help"], terminal_width=200).output
     for group in CONSUMER_GROUPS:
         assert group in text
