@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 class Composition:
     """What one process is made of. `load_reference`: load the standard catalog and the
     Changsha regions into a new publisher store (off for the operations, which only read);
-    `cache_mb`: the page cache of the publisher's connections (a bulk writer's is larger)."""
+    `cache_mb`: the page cache of the store connections (a bulk writer's, a consumer's or the
+    migration's, is larger: services.common.db.BULK_WRITER_CACHE_MB)."""
 
     def __init__(self, settings: Settings, *, load_reference: bool = True, cache_mb: int | None = None) -> None:
         self.settings = settings
@@ -59,25 +60,25 @@ class Composition:
     def column_store(self) -> ColumnStore:
         from services.column.app import build_store
 
-        return build_store(self.settings)
+        return build_store(self.settings, cache_mb=self.cache_mb)
 
     @cached_property
     def search_index(self) -> SearchIndex:
         from services.indexer.app import build_index
 
-        return build_index(self.settings)
+        return build_index(self.settings, cache_mb=self.cache_mb)
 
     @cached_property
     def embed_store(self) -> EmbedStore:
         from services.embed.app import build_store
 
-        return build_store(self.settings)
+        return build_store(self.settings, cache_mb=self.cache_mb)
 
     @cached_property
     def supervision_store(self) -> SupervisionStore:
         from services.supervision.app import build_store
 
-        return build_store(self.settings)
+        return build_store(self.settings, cache_mb=self.cache_mb)
 
     @cached_property
     def bridge_runtime(self) -> Runtime:
