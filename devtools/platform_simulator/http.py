@@ -87,7 +87,20 @@ def create_app(platform: Platform) -> FastAPI:
     def blank_form(name: str):
         return Response(f"blank form {name}".encode(), media_type="application/octet-stream")
 
-    # --- control (tests, benchmark, demos) --------------------------------------------------
+    add_controls(app, platform)
+
+    @app.exception_handler(Exception)
+    async def crashed(_request: Request, exc: Exception):  # the platform's own bugs look like 500s
+        log.exception("simulator.error", error=repr(exc))
+        return JSONResponse({"code": 500, "msg": "内部错误"}, status_code=500)
+
+    return app
+
+
+def add_controls(app: FastAPI, platform: Platform) -> None:
+    """`/_sim/*`: what tests, the benchmark and demos do to the platform (edit, revoke, delete,
+    churn, faults, the webhook) and its true state."""
+
     @app.get("/_sim/state")
     def sim_state():
         return platform.state()
@@ -122,13 +135,6 @@ def create_app(platform: Platform) -> FastAPI:
     @app.post("/_sim/churn")
     def sim_churn(count: int = Query(10, ge=1, le=10_000)):
         return platform.churn(count)
-
-    @app.exception_handler(Exception)
-    async def crashed(_request: Request, exc: Exception):  # the platform's own bugs look like 500s
-        log.exception("simulator.error", error=repr(exc))
-        return JSONResponse({"code": 500, "msg": "内部错误"}, status_code=500)
-
-    return app
 
 
 class Served:
