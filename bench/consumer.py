@@ -61,9 +61,9 @@ def run_faust_consumer(total: int, out: str, loop: str) -> None:
     if loop == "faust":
         from faust.transport.consumer import Consumer
 
-        from services.common.kafka import _PromptConsumer
+        from services.common.faust_patches import PromptConsumer
 
-        _PromptConsumer._drain_messages = Consumer._drain_messages
+        PromptConsumer._drain_messages = Consumer._drain_messages  # type: ignore[method-assign]  # the baseline: faust's own loop
     if loop == "ours+uvloop":
         from services.common.faust_consumer import use_fast_event_loop
 

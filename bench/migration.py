@@ -57,8 +57,8 @@ SITE_SOURCE = "/migration/synthetic"
 COUNTS = {
     "publisher": ("publisher.db", f"SELECT count(*) FROM publisher_publications WHERE source = '{SITE_SOURCE}'"),
     # Publications with a placement, counted on the placements' publication index: the column's
-    # own table holds every document, and counting it read gigabytes per poll (0.19 ms of CPU a
-    # row over a million-row run). Equivalent here: every migrated row is published, none withdrawn.
+    # own table holds every document, and counting it reads gigabytes per poll over a large run.
+    # Equivalent here: every migrated row is published, none withdrawn.
     "column": ("column.db", "SELECT count(*) FROM (SELECT DISTINCT publication_id FROM column_placements)"),
     "search": ("search.db", "SELECT count(*) FROM search_documents WHERE status = 'published'"),
     "embed": ("embed.db", "SELECT count(*) FROM embed_publications"),
@@ -68,8 +68,8 @@ COUNTS = {
 
 # An upper bound on each count, read off the end of the table's rowid b-tree: rowids only grow
 # (every counted table is a rowid table), so rows added since a baseline are at most the
-# rowids added. Counting a million-row store reads all of it: polled through a run, the exact
-# counts took the benchmark 0.12 ms of CPU a row, CPU the stack under test then lacked.
+# rowids added. Counting a million-row store reads all of it: polled through a run, exact
+# counts would take CPU from the stack under test.
 BOUNDS = {
     "publisher": "SELECT coalesce(max(rowid), 0) FROM publisher_publications",
     "column": "SELECT coalesce(max(rowid), 0) FROM column_placements",

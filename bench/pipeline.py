@@ -670,8 +670,8 @@ def throughput_phase(
     counts = base
     while True:
         # Only the stores still short are counted (a count scans the table), and the poll
-        # slows down while the finish is far off: at 10 Hz the bench's own counting took
-        # 16% of a core from the processes it measures.
+        # slows down while the finish is far off: polling fast, the bench's own counting takes
+        # a noticeable share of a core from the processes it measures.
         counts = {**counts, **stores.counts([s for s, t in reached.items() if t is None])}
         now = time.monotonic()
         for store, count in counts.items():

@@ -15,8 +15,7 @@ one part per batch, which is what the stores did before):
    one clerk event every 50 ms, p50 / p95 / max.
 
 The supervision store is left out: nobody waits on it within seconds, and in parts its
-roll-ups cost 1.28× the CPU (measured with this benchmark before it was left out), so it
-writes each batch in one transaction. Events are real ones from the gate (a CMS batch through
+roll-ups cost markedly more CPU, so it writes each batch in one transaction. Events are real ones from the gate (a CMS batch through
 the publisher's outbox), copied under new publication ids.
 
     .venv/bin/python -m bench.turns [--events 20000] [--stores column,embed,search] [--turns 250,500]

@@ -4,9 +4,8 @@ The CloudEvents Kafka binding defines one event per record (binary or structured
 lane packs up to BULK_EVENTS_PER_MESSAGE events (at most BULK_BYTES_PER_MESSAGE) into one record
 in the CloudEvents JSON batch format (JSON Event Format §4: a JSON array of structured events,
 content-type `application/cloudevents-batch+json`), because a migration's million events would
-otherwise pay the relay's, the broker's and every consumer's per-record cost a million times:
-one event a record cost those processes ~1.25× the CPU per migrated row (measured A/B, `make
-bench-bulk-lane` and `make bench-migration`; bench/README.md). Such a record has no key; its events
+otherwise pay the relay's, the broker's and every consumer's per-record cost a million times
+(`make bench-bulk-lane` measures the difference). Such a record has no key; its events
 carry their own subject (publication_id) and are ordered by their versions.
 
 `structured_records` turns one bulk-lane record into the records the binding does define: one

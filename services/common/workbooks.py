@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from xml.etree.ElementTree import ParseError, XMLPullParser
+from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 
 import structlog
 
@@ -109,7 +109,7 @@ def _local(tag: str) -> str:
 
 def _events(archive: zipfile.ZipFile, name: str):
     """(event, element) of one member, read in chunks; elements are cleared once seen."""
-    parser = XMLPullParser(events=("start", "end"))
+    parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"))
     with archive.open(name) as stream:
         head = True
         while chunk := stream.read(_CHUNK):
@@ -310,7 +310,9 @@ async def parse_workbook(parse: Callable[..., Any], data: bytes, limits: Workboo
     async with _slots():
         try:
             return await asyncio.to_thread(_run, parse, data, kwargs, limits)
-        except (WorkbookRefused, *errors):
+        except WorkbookRefused:
+            raise
+        except errors:
             raise
         except Exception as exc:  # noqa: BLE001 - the upload is bad whatever the parser tripped on
             log.warning("workbook.parse_raised", error=repr(exc))

@@ -69,7 +69,9 @@ def test_the_offsets_table_of_each_commit_is_drawn_only_when_logged(monkeypatch)
     import faust.transport.consumer as faust_consumer
     from faust.utils import terminal
 
-    import services.common.kafka  # noqa: F401  (installs the lazy table)
+    from services.common import faust_patches
+
+    faust_patches.apply()  # installs the lazy table
 
     drawn = []
     real = terminal.logtable

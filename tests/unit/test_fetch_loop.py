@@ -1,4 +1,4 @@
-"""Delivery of a fetched batch (services/common/kafka.py), the part of faust's fetch loop we
+"""Delivery of a fetched batch (services/common/faust_patches.py), the part of faust's fetch loop we
 replaced: in order, never an offset below what was delivered, gaps recorded as acked."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
-from services.common.kafka import _PromptConsumer
+from services.common.faust_patches import PromptConsumer
 
 
 def _consumer(read_offsets: dict | None = None, acks: bool = True):
@@ -33,7 +33,7 @@ def _fetched(*pairs):
 
 
 def _deliver(consumer, fetched):
-    asyncio.run(_PromptConsumer._deliver(consumer, fetched))
+    asyncio.run(PromptConsumer._deliver(consumer, fetched))
 
 
 def test_a_batch_is_delivered_in_order_and_each_read_offset_follows():
@@ -74,7 +74,7 @@ def test_a_long_batch_lets_other_tasks_run():
                 ticks.append(len(delivered))
                 await asyncio.sleep(0)
 
-        await asyncio.gather(_PromptConsumer._deliver(consumer, _fetched(*(("p0", n) for n in range(250)))), other())
+        await asyncio.gather(PromptConsumer._deliver(consumer, _fetched(*(("p0", n) for n in range(250)))), other())
 
     asyncio.run(scenario())
     assert len(delivered) == 250
