@@ -40,7 +40,7 @@ class Process(str, Enum):
 # each other consumer, and in a migration it ran on alone while a core idled. The others run at
 # a lower weight so each consumer takes CPU about in proportion to its work; the embed
 # consumer's work per event grows with its store, hence one level less for it. Only contention
-# is affected: an idle machine runs every worker at once. Figures: bench/README.md.
+# is affected: an idle machine runs every worker at once.
 WORKER_NICENESS = {"column": 6, "embed": 5, "supervision": 6}
 
 

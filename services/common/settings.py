@@ -84,8 +84,7 @@ class Settings(BaseSettings):
     # Events per batch on the bulk lane (a migration), where nobody waits on a row: what a store
     # pays per batch (the index's segment commit, the supervision's and the embed's per-batch
     # queries) is paid less often. A clerk's batch waits for one part of a batch's writing
-    # (db.write_in_turns), not the whole batch. Larger batches cost memory for no clear gain
-    # (bench/README.md).
+    # (db.write_in_turns), not the whole batch. Larger batches cost memory for no clear gain.
     consumer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
     # The indexer holds a batch's events and built documents at once: its memory grows with it.
     indexer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
