@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from contracts.events import TOPIC_CMS, TOPIC_SERVICE_ITEMS, PublishRequestData, PublishRequestedEvent, new_event_id
     from contracts.identity import Principal
-    from services.bridge.app import BridgeSettings, create_app, create_runtime
-    from services.bridge.simulator import Platform, Served, WebhookSender, seed_items
-    from services.bridge.simulator import create_app as simulator_app
+    from devtools.platform_simulator import Platform, Served, WebhookSender, seed_items
+    from devtools.platform_simulator import create_app as simulator_app
+    from services.bridge.app import create_app, create_runtime
     from services.common.broker import EmbeddedBroker, free_port
     from services.common.kafka import ensure_topics, idempotent_producer
-    from services.common.settings import Settings
+    from services.common.settings import BridgeSettings, Settings
     from services.publisher import service_items
     from services.publisher.app import bootstrap, directory_provider
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             bridge_settings = BridgeSettings(
                 platform_url=simulator.url, webhook_secret=SECRET, poll_interval=args.poll_interval, reconcile_interval=10**6, relay_interval=0.05
             )
-            runtime = create_runtime(settings, bridge_settings, producer=producer).start(poll=False)
+            runtime = create_runtime(settings.model_copy(update={"bridge": bridge_settings}), producer=producer).start(poll=False)
             with Served(create_app(runtime)) as receiver:
                 log(f"stack up in {var}; initial sync of {args.items} items")
                 runtime.bridge.poll()

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=50_000, help="legacy rows per run (default 50,000)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each, alternating (default 2)")
     args = parser.parse_args(argv)
-    from services.migration.synthetic import write_synthetic_export
+    from devtools.synthetic_export import write_synthetic_export
 
     machine = parallel_capacity()
     scratch = Path(tempfile.mkdtemp(prefix="tongyuan-bench-gc-"))

@@ -1,6 +1,6 @@
 """`make bench-migration`: N generated legacy rows through `tongyuan migrate` into every store.
 
-It writes a synthetic old-site export (services/migration/synthetic.py: Chinese HTML bodies of
+It writes a synthetic old-site export (devtools/synthetic_export.py: Chinese HTML bodies of
 1–2 KB, six date formats, ~1% unmapped paths, some repeated rows; in publication order unless
 `--dates random`), starts its own
 `tongyuan up` (embedded Tansu, SQLite stores, a temporary var dir), and then:
@@ -50,7 +50,7 @@ from bench.pipeline import (
     log,
     warm_up,
 )
-from services.migration.synthetic import DATE_ORDERS
+from devtools.synthetic_export import DATE_ORDERS
 
 TARGET_ROWS_PER_S = 1700.0
 SITE_SOURCE = "/migration/synthetic"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate: subprocess.Popen | None = None
     exit_code = 0
     try:
-        from services.migration.synthetic import write_synthetic_export
+        from devtools.synthetic_export import write_synthetic_export
 
         log(f"writing {args.rows:,} legacy rows")
         started = time.monotonic()

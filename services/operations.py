@@ -16,8 +16,10 @@ import asyncio
 import inspect
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import ColumnElement, Engine
 
 from contracts.events import dlq_topic
 from services.common.consuming import parse_catalog_event, parse_publication_event
@@ -76,7 +78,7 @@ def replay_dead_letters(letters: list[DeadLetter], apply, apply_catalog=None) ->
     async def replay() -> None:
         for letter in letters:
             try:
-                event = parse_publication_event(letter.raw)
+                event: object = parse_publication_event(letter.raw)
                 write = apply
                 if event is None and apply_catalog is not None:
                     event, write = parse_catalog_event(letter.raw), apply_catalog
@@ -114,16 +116,13 @@ def versions_held(settings: Settings, publication_id: str) -> dict[str, int | No
     """The version of one publication each store holds (None: never seen), tombstones included."""
     from sqlalchemy import select
 
-    from services.column.app import build_store as build_column_store
-    from services.embed.app import build_store as build_embed_store
-    from services.indexer.app import build_index
-    from services.supervision.app import build_store as build_supervision_store
+    from services.bootstrap import Composition
     from services.supervision.store import publications as supervised
 
-    supervision = build_supervision_store(settings)
-    with supervision.engine.connect() as connection:
+    parts = Composition(settings, load_reference=False)
+    with parts.supervision_store.engine.connect() as connection:
         supervised_version = connection.execute(select(supervised.c.version).where(supervised.c.publication_id == publication_id)).scalar()
-    index = build_index(settings)
+    index = parts.search_index
 
     async def indexed() -> int | None:
         try:
@@ -132,8 +131,8 @@ def versions_held(settings: Settings, publication_id: str) -> dict[str, int | No
             await index.close()
 
     return {
-        "column": build_column_store(settings).version_of(publication_id),
-        "embed": build_embed_store(settings).version_of(publication_id),
+        "column": parts.column_store.version_of(publication_id),
+        "embed": parts.embed_store.version_of(publication_id),
         "supervision": supervised_version,
         "search": asyncio.run(indexed()),
     }
@@ -144,12 +143,12 @@ def force_republish(settings: Settings, publication_id: str, *, at_least: int = 
     (and above `at_least`, for a forged version still on its way), so each store takes it.
     Returns the new version (None: the publisher does not know the publication) and what the
     stores held."""
-    from services.publisher.app import bootstrap
+    from services.bootstrap import Composition
     from services.publisher.handlers import republish_above
 
     held = versions_held(settings, publication_id)
     above = max([at_least, *(v for v in held.values() if v is not None)])
-    return republish_above(bootstrap(settings, load_reference=False), publication_id, above=above), held
+    return republish_above(Composition(settings, load_reference=False).publisher, publication_id, above=above), held
 
 
 def editions_in_force(rows) -> dict[str, int]:
@@ -163,42 +162,36 @@ def editions_in_force(rows) -> dict[str, int]:
 
 def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
     """Every store and catalog copy against the publisher: (publications, differences)."""
-    from sqlalchemy import select
-
+    from services.bootstrap import Composition
     from services.column import store as column_tables
-    from services.column.app import build_store as build_column
-    from services.embed.app import build_store as build_embed
-    from services.indexer.app import build_index
-    from services.publisher.app import bootstrap
     from services.supervision import store as supervision_tables
-    from services.supervision.app import build_store as build_supervision
 
-    publisher = bootstrap(settings, load_reference=False)
-    truth = {pid: version for pid, (version, _) in publisher.versions().items()}
-    with publisher.transaction() as store:
+    parts = Composition(settings, load_reference=False)
+    truth = {pid: version for pid, (version, _) in parts.publisher.versions().items()}
+    with parts.publisher.transaction() as store:
         editions = editions_in_force(store.editions())
-    column, supervision = build_column(settings), build_supervision(settings)
-    index = build_index(settings)
+    column, supervision, index = parts.column_store, parts.supervision_store, parts.search_index
 
     async def indexed() -> dict[str, int]:
         found = {pid: await index.version_of(pid) for pid in truth}
         return {pid: version for pid, version in found.items() if version is not None}
 
-    def copied(engine, table) -> dict[str, int]:
-        with engine.connect() as connection:
-            return dict(connection.execute(select(table.c.scope, table.c.version)).tuples().all())
-
-    def versions_in(engine, table) -> dict[str, int]:
-        with engine.connect() as connection:
-            return dict(connection.execute(select(table.c.publication_id, table.c.version)).tuples().all())
-
     held = {
         "column": {pid: version for pid, (version, _) in column.versions().items()},
         "search": asyncio.run(indexed()),
-        "embed": {pid: version for pid, (version, _) in build_embed(settings).versions().items()},
-        "supervision": versions_in(supervision.engine, supervision_tables.publications),
+        "embed": {pid: version for pid, (version, _) in parts.embed_store.versions().items()},
+        "supervision": _pairs(supervision.engine, supervision_tables.publications.c.publication_id, supervision_tables.publications.c.version),
     }
     differences = [d for name, versions in held.items() for d in compare(truth, versions, name)]
-    differences += compare(editions, copied(column.engine, column_tables.catalogs), "catalog:column")
-    differences += compare(editions, copied(supervision.engine, supervision_tables.catalogs), "catalog:supervision")
+    differences += compare(editions, _pairs(column.engine, column_tables.catalogs.c.scope, column_tables.catalogs.c.version), "catalog:column")
+    differences += compare(
+        editions, _pairs(supervision.engine, supervision_tables.catalogs.c.scope, supervision_tables.catalogs.c.version), "catalog:supervision"
+    )
     return len(truth), differences
+
+
+def _pairs(engine: Engine, key: ColumnElement[Any], value: ColumnElement[Any]) -> dict[str, int]:
+    from sqlalchemy import select
+
+    with engine.connect() as connection:
+        return dict(connection.execute(select(key, value)).tuples().all())

@@ -1,6 +1,6 @@
-"""The bridge's wiring: its settings (TONGYUAN_BRIDGE_*), store, client, relay, the listener for
-the gate's refusals, and the loop that polls every `poll_interval` seconds and reconciles every
-`reconcile_interval` seconds.
+"""The bridge's wiring: its store, client, relay, the listener for the gate's refusals, and the
+loop that polls every `poll_interval` seconds and reconciles every `reconcile_interval` seconds.
+Its settings are `Settings.bridge` (TONGYUAN_BRIDGE_*).
 
 The bridge runs as `tongyuan bridge poll` (poller + reconciler + relay + refusals listener,
 optionally serving the webhook endpoint itself); the portal mounts the same routers (webhooks,
@@ -19,13 +19,11 @@ import structlog
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.catalog import Region, regions_of_city, regions_of_province
 from services.common.auth import TokenVerifier
 from services.common.db import create_store_engine
-from services.common.settings import Settings
+from services.common.settings import BridgeSettings, Settings
 from services.common.workbooks import WorkbookLimits
 
 from . import routes
@@ -39,47 +37,13 @@ log = structlog.get_logger("tongyuan.bridge")
 HERE = Path(__file__).parent
 
 
-class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TONGYUAN_BRIDGE_", extra="ignore")
-
-    platform: str = Field("hunan-zwfw", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
-    platform_url: str = "http://127.0.0.1:8700"
-    # Empty: webhooks are refused (polling still works). During a rotation set both.
-    webhook_secret: str = ""
-    webhook_previous_secret: str = ""
-    webhook_window: float = Field(300.0, gt=0, le=3600)
-    poll_interval: float = Field(5.0, gt=0, le=3600)
-    reconcile_interval: float = Field(3600.0, gt=0)
-    timeout: float = Field(3.0, gt=0, le=120)
-    attempts: int = Field(6, ge=1, le=20)
-    page_size: int = Field(100, ge=1, le=500)
-    concurrency: int = Field(8, ge=1, le=64)
-    overlap_seconds: float = Field(2.0, ge=0, le=3600)
-    # Which regions items may be filed under: a city (4 digits) or a province (2 digits).
-    regions: str = Field("4301", pattern=r"^\d{2}(\d{2})?$")
-    # The relay is nudged by this process's own commits; this is the delay for everyone else's.
-    relay_interval: float = Field(0.1, gt=0, le=10)
-
-    @property
-    def secrets(self) -> list[str]:
-        return [s for s in (self.webhook_secret, self.webhook_previous_secret) if s]
-
-
-def bridge_store_url(settings: Settings) -> str:
-    """Settings.store_url knows only the publisher/column/search stores; the bridge's follows the
-    same rule (its own SQLite file, or its bridge_* tables in the shared PostgreSQL database)."""
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{(Path(settings.var_dir) / 'bridge.db').resolve()}"
-
-
 def load_regions(bridge: BridgeSettings) -> dict[str, Region]:
     found = regions_of_city(bridge.regions) if len(bridge.regions) == 4 else regions_of_province(bridge.regions)
     return {r.code: r for r in found}
 
 
-def build_store(settings: Settings, bridge: BridgeSettings) -> BridgeStore:
-    store = BridgeStore(create_store_engine(bridge_store_url(settings)), bridge.platform)
+def build_store(settings: Settings) -> BridgeStore:
+    store = BridgeStore(create_store_engine(settings.store_url("bridge")), settings.bridge.platform)
     store.create()
     return store
 
@@ -129,9 +93,16 @@ class Runtime:
 
     def start(self, *, poll: bool = True) -> "Runtime":
         if self.relay is not None:
-            thread, relay_stop = start_relay(self.relay, interval=self.settings.relay_interval)
+            relay = self.relay
+            thread, relay_stop = start_relay(relay, interval=self.settings.relay_interval)
             self.threads.append(thread)
-            threading.Thread(target=lambda: (self.stop.wait(), relay_stop.set(), self.relay.nudge()), daemon=True).start()
+
+            def stop_relay() -> None:
+                self.stop.wait()
+                relay_stop.set()
+                relay.nudge()
+
+            threading.Thread(target=stop_relay, daemon=True).start()
         if self.listener is not None:
             self.threads.append(start_listener(self.listener, self.stop))
         if poll:
@@ -164,13 +135,12 @@ class Runtime:
         self.bridge.client.close()
 
 
-def create_runtime(
-    settings: Settings, bridge_settings: BridgeSettings, *, producer=None, client: PlatformClient | None = None, listen: bool = False
-) -> Runtime:
+def create_runtime(settings: Settings, *, producer=None, client: PlatformClient | None = None, listen: bool = False) -> Runtime:
     """`producer`: a kafka-python producer (services.common.kafka.idempotent_producer) to relay
     with; None leaves the outbox to another process's relay. `listen`: act on the gate's
     refusals (tongyuan.rejections.v1) from this process."""
-    store = build_store(settings, bridge_settings)
+    bridge_settings = settings.bridge
+    store = build_store(settings)
     relay = BridgeRelay(store, producer) if producer is not None else None
     bridge = build_bridge(store, bridge_settings, client=client, on_events=relay.nudge if relay else (lambda: None))
     listener = None

@@ -1,7 +1,8 @@
-"""Consumer heartbeats, kept in each consumer's own store.
+"""Consumer heartbeats, kept in each consumer's own store (a `<store>_heartbeats` table).
 
 The portal's /healthz reads them, so it learns whether a consumer is alive without
 calling it (consumers never serve HTTP) and without any consumer knowing about the portal.
+A reader names the store (`store_heartbeats`) instead of importing the store's tables.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta, timezone
+from functools import cache
 
 from sqlalchemy import (
     Column,
@@ -35,6 +37,13 @@ def heartbeat_table(metadata: MetaData, store: str) -> Table:
         Column("dead_lettered", Integer, nullable=False, default=0),
         Column("lag", Integer),  # messages behind the end of its partitions, when known
     )
+
+
+@cache
+def store_heartbeats(store: str) -> Table:
+    """The heartbeat table the store named `store` keeps, for reading it from outside the
+    store's own module (the same name and columns as `heartbeat_table` gives the store)."""
+    return heartbeat_table(MetaData(), store)
 
 
 def worker_name() -> str:

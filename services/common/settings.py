@@ -1,6 +1,8 @@
-"""One Settings object for every Tongyuan process (TONGYUAN_* environment variables).
+"""One Settings tree for every Tongyuan process (TONGYUAN_* environment variables).
 
-Bad configuration fails at start-up, not at the first request.
+Bad configuration fails at start-up, not at the first request. The bridge's part
+(`settings.bridge`) is read from TONGYUAN_BRIDGE_*; where every store lives follows one rule,
+`Settings.store_url(name)`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,43 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-STORES = ("publisher", "column", "search", "embed", "supervision", "bridge")
+from .stack_state import running_stack
+
+# The stores in a shared database (TONGYUAN_DATABASE_URL), each in tables prefixed by its name.
+SHARED_STORES = ("publisher", "column", "embed", "supervision", "bridge")
+# Always a SQLite file under var_dir: the embedded index's ledger lives beside its text index
+# (search-index/), and with Elasticsearch the indexer's heartbeats get a file of their own.
+FILE_STORES = ("search", "search-heartbeat")
+STORES = SHARED_STORES + FILE_STORES
+
+
+class BridgeSettings(BaseSettings):
+    """The government-service platform bridge (TONGYUAN_BRIDGE_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="TONGYUAN_BRIDGE_", extra="ignore")
+
+    platform: str = Field("hunan-zwfw", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    # The platform's base address: the client appends /api/v1/items.
+    platform_url: str = "http://127.0.0.1:8700"
+    # Empty: webhooks are refused (polling still works). During a rotation set both.
+    webhook_secret: str = ""
+    webhook_previous_secret: str = ""
+    webhook_window: float = Field(300.0, gt=0, le=3600)
+    poll_interval: float = Field(5.0, gt=0, le=3600)
+    reconcile_interval: float = Field(3600.0, gt=0)
+    timeout: float = Field(3.0, gt=0, le=120)
+    attempts: int = Field(6, ge=1, le=20)
+    page_size: int = Field(100, ge=1, le=500)
+    concurrency: int = Field(8, ge=1, le=64)
+    overlap_seconds: float = Field(2.0, ge=0, le=3600)
+    # Which regions items may be filed under: a city (4 digits) or a province (2 digits).
+    regions: str = Field("4301", pattern=r"^\d{2}(\d{2})?$")
+    # The relay is nudged by this process's own commits; this is the delay for everyone else's.
+    relay_interval: float = Field(0.1, gt=0, le=10)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.webhook_secret, self.webhook_previous_secret) if s]
 
 
 class Settings(BaseSettings):
@@ -40,20 +78,15 @@ class Settings(BaseSettings):
 
     consumer_batch_size: int = Field(500, ge=1, le=10_000)
     consumer_batch_within: float = Field(0.05, gt=0, le=10)
-    # The search index pays a segment commit per batch (measured: 1.5 ms a document in
-    # batches of 20, 0.33 ms in batches of 500), so the indexer waits a little longer to fill one.
+    # The search index pays a segment commit per batch, so the indexer waits a little longer
+    # to fill one.
     indexer_batch_within: float = Field(0.25, gt=0, le=10)
     # Events per batch on the bulk lane (a migration), where nobody waits on a row: what a store
-    # pays per batch (the index's segment commit and merges, the supervision's and the embed's
-    # per-batch queries) is paid less often. In-process, migrated events at 500 → 2,000 a batch:
-    # indexer 559–633 → 431–496 µs CPU each, supervision 105–114 → 74–80, embed 128 → 101–106,
-    # column ~105 either way. A clerk's batch waits for one part of a batch's writing
-    # (db.write_in_turns), not the whole batch. 5,000 was tried (bench/README, 2026-11-29): at
-    # 200,000 rows 15% fewer bytes written and CPU within noise, but at a million rows two runs
-    # took 1.55 ms of CPU per row against 1.45 before, so 2,000 stays until a same-VM A/B says.
+    # pays per batch (the index's segment commit, the supervision's and the embed's per-batch
+    # queries) is paid less often. A clerk's batch waits for one part of a batch's writing
+    # (db.write_in_turns), not the whole batch. Larger batches cost memory for no clear gain.
     consumer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
-    # The indexer's bulk batches: at 5,000 its peak RSS went 404 → 636–691 MB (a batch's events
-    # and built documents are held at once) for 0.32 → 0.30 ms of CPU per row.
+    # The indexer holds a batch's events and built documents at once: its memory grows with it.
     indexer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
     # Against Tansu a consumer group joins after about half the session timeout.
     consumer_session_timeout: float = Field(10.0, ge=2, le=300)
@@ -99,6 +132,9 @@ class Settings(BaseSettings):
     # JSON lines when the logs go to a file or a collector; key/value lines on a terminal.
     log_json: bool | None = None
 
+    # Read from its own TONGYUAN_BRIDGE_* variables when Settings is.
+    bridge: BridgeSettings = Field(default_factory=lambda: BridgeSettings())
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
@@ -129,19 +165,20 @@ class Settings(BaseSettings):
         return value
 
     def store_url(self, store: str) -> str:
+        """Where a store lives: its own SQLite file under var_dir, or the shared database."""
         if store not in STORES:
             raise ValueError(f"unknown store {store!r}")
-        if self.database_url:
+        if self.database_url and store in SHARED_STORES:
             return self.database_url
         return f"sqlite:///{(self.var_dir / f'{store}.db').resolve()}"
 
     @property
     def bootstrap(self) -> str:
-        if not self.kafka_bootstrap:
-            raise RuntimeError(
-                "TONGYUAN_KAFKA_BOOTSTRAP is not set; start the stack with `tongyuan up`, which runs the embedded broker, or point it at a Kafka broker"
-            )
-        return self.kafka_bootstrap
+        """The Kafka bootstrap servers: configured, or those of the `tongyuan up` running on
+        this var dir (its state file); else NoBroker, saying what is wrong in one line."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        return running_stack(self.var_dir).kafka_bootstrap
 
 
 @lru_cache

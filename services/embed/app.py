@@ -15,20 +15,8 @@ STORE = "embed"
 GROUP = "tongyuan-embed"
 
 
-def embed_store_url(settings: Settings) -> str:
-    """The embed store's URL: the shared database when one is configured, else var/embed.db.
-
-    Uses Settings.store_url once it knows the "embed" store; until then builds the same URL."""
-    try:
-        return settings.store_url(STORE)
-    except ValueError:
-        if settings.database_url:
-            return settings.database_url
-        return f"sqlite:///{(settings.var_dir / f'{STORE}.db').resolve()}"
-
-
 def build_store(settings: Settings, *, cache_mb: int | None = None) -> EmbedStore:
-    store = EmbedStore(create_store_engine(embed_store_url(settings), cache_mb=cache_mb))
+    store = EmbedStore(create_store_engine(settings.store_url(STORE), cache_mb=cache_mb))
     store.create()
     return store
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from contracts.catalog import regions_of_city
+from services.common.terminal import commands, load_settings
 
 from .domain import CANONICAL_DOMAIN_NAMES, RegistryError, check_rule_target
 
-embed_cli = typer.Typer(help="Township portal embedding: the portal registry and what counts as 重大民生信息.", no_args_is_help=True)
-portals_cli = typer.Typer(help="Township portals (乡镇/街道门户网站) the county column links to.", no_args_is_help=True)
-rules_cli = typer.Typer(help="Which catalog domains and items count as 重大民生信息.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from .store import EmbedStore
+
+embed_cli = commands("Township portal embedding: the portal registry and what counts as 重大民生信息.")
+portals_cli = commands("Township portals (乡镇/街道门户网站) the county column links to.")
+rules_cli = commands("Which catalog domains and items count as 重大民生信息.")
 embed_cli.add_typer(portals_cli, name="portals")
 embed_cli.add_typer(rules_cli, name="rules")
 
@@ -20,17 +25,11 @@ Cities = Annotated[list[str], typer.Option("--city", help="regions of this city 
 ExtraCodes = Annotated[list[str], typer.Option("--region-code", help="also accept this region code as a township; repeatable")]
 
 
-def _store():
-    from services.common.settings import get_settings
+def _store() -> EmbedStore:
+    from services.bootstrap import composed
 
-    from .app import build_store
-
-    try:
-        settings = get_settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        typer.echo(f"bad configuration: {exc}", err=True)
-        raise typer.Exit(2) from None
-    return build_store(settings)
+    load_settings()
+    return composed().embed_store
 
 
 def _known(cities: list[str], extra: list[str]):
@@ -102,7 +101,7 @@ def portals_list(
 
 @portals_cli.command("import")
 def portals_import(
-    workbook: Annotated[typer.FileBinaryRead, typer.Argument(help="an .xlsx with 区划代码, 门户网站地址 and 政务公开专栏地址 columns")],
+    workbook: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .xlsx with 区划代码, 门户网站地址 and 政务公开专栏地址 columns")],
     replace: Annotated[bool, typer.Option("--replace", help="the registry becomes exactly the file")] = False,
     city: Cities = [],  # noqa: B006
     region_code: ExtraCodes = [],  # noqa: B006
@@ -111,7 +110,7 @@ def portals_import(
     from .registry import import_portals
 
     try:
-        portals = import_portals(_store(), workbook.read(), known=_known(city, region_code), replace_all=replace)
+        portals = import_portals(_store(), workbook.read_bytes(), known=_known(city, region_code), replace_all=replace)
     except RegistryError as exc:
         raise _refused(exc) from None
     typer.echo(f"imported {len(portals)} portal(s){' (registry replaced)' if replace else ''}")
@@ -119,7 +118,7 @@ def portals_import(
 
 @portals_cli.command("export")
 def portals_export(
-    output: Annotated[typer.FileBinaryWrite, typer.Option("--output", "-o")],
+    output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False, metavar="FILE.xlsx", help="where to write the workbook")],
     with_missing_under: Annotated[str | None, typer.Option(help="also list this county's (or city's) townships without a portal, to fill in")] = None,
     city: Cities = [],  # noqa: B006
 ) -> None:
@@ -127,7 +126,7 @@ def portals_export(
     from .registry import export_portals
 
     store = _store()
-    output.write(export_portals(store, _known(city, []), with_missing_under=with_missing_under))
+    output.write_bytes(export_portals(store, _known(city, []), with_missing_under=with_missing_under))
     typer.echo(f"exported {len(store.portals())} portal(s)")
 
 

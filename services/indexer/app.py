@@ -29,17 +29,6 @@ GROUP = "tongyuan-indexer"
 T = TypeVar("T")
 
 
-def search_url(settings: Settings) -> str:
-    # Always SQLite, even when the other stores are on PostgreSQL: the embedded index's
-    # ledger lives beside its text index (var/search.db and var/search-index/).
-    return f"sqlite:///{(settings.var_dir / 'search.db').resolve()}"
-
-
-def heartbeat_url(settings: Settings) -> str:
-    # With Elasticsearch the indexer has no SQL store of its own: its heartbeats get a file.
-    return f"sqlite:///{(settings.var_dir / 'search-heartbeat.db').resolve()}"
-
-
 def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchIndex:
     """The configured search index, its schema (or template and alias) created; `cache_mb`:
     the embedded index's ledger connections' page cache."""
@@ -123,13 +112,13 @@ def _elasticsearch(settings: Settings) -> SearchIndex:
 
 def _heartbeats(settings: Settings, cache_mb: int | None = None) -> tuple[Engine, Table]:
     if settings.search_backend == "elasticsearch":
-        return _heartbeat_file(heartbeat_url(settings))
+        return _heartbeat_file(settings.store_url("search-heartbeat"))
     index = _embedded(settings, cache_mb)
     return index.engine, index.heartbeats
 
 
 def _embedded(settings: Settings, cache_mb: int | None = None) -> EmbeddedSearchIndex:
-    return _index_at(search_url(settings), cache_mb)
+    return _index_at(settings.store_url(STORE), cache_mb)
 
 
 @lru_cache(maxsize=8)

@@ -17,24 +17,22 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import DBAPIError
 
+from services.bootstrap import Composition
 from services.bridge import routes as bridge_routes
-from services.bridge.app import BridgeSettings, create_runtime
 from services.column import app as column_app
 from services.column import routes as column_routes
-from services.common.auth import InvalidToken, bearer_principal, build_verifier
+from services.common.auth import InvalidToken, TokenVerifier, bearer_principal
 from services.common.consuming import is_transient
+from services.common.heartbeat import live_workers, store_heartbeats
 from services.common.settings import Settings
-from services.common.workbooks import WorkbookLimits
 from services.embed import app as embed_app
 from services.embed import routes as embed_routes
 from services.embed.caching import Renders
 from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
 from services.indexer import routes as search_routes
-from services.publisher import app as publisher_app
 from services.publisher.api import build_router as publish_router
 from services.publisher.catalog_api import build_router as catalog_router
-from services.publisher.store import heartbeats as publisher_heartbeats
 from services.supervision import app as supervision_app
 from services.supervision import routes as supervision_routes
 
@@ -58,65 +56,16 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=Environment(loader=loader, autoescape=select_autoescape(default=True)))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    publisher = publisher_app.bootstrap(settings)
-    directory = publisher_app.directory_provider(publisher)
-    column_store = column_app.build_store(settings)
-    index = indexer_app.build_index(settings)
-    embed_store = embed_app.build_store(settings)
-    supervision_store = supervision_app.build_store(settings)
-    pages = templates()
-
+def create_app(settings: Settings, parts: Composition | None = None) -> FastAPI:
+    """`parts`: what the composition root built (a fresh one from `settings` by default)."""
+    built = parts or Composition(settings)
     app = FastAPI(title="Tongyuan 同源", version="0.1.0", description="Publish once, appear everywhere: grassroots government-affairs disclosure.")
-    app.state.settings = settings
+    provide(app, built, templates())
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    verifier, local_key = build_verifier(settings)
-    app.state.verifier = verifier
-    app.state.templates = pages
-    authenticate = bearer_principal(verifier)
-    app.include_router(publish_router(publisher, directory, authenticate))
-    workbook_limits = WorkbookLimits.from_settings(settings)
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=workbook_limits))
-    if local_key is not None:
-
-        @app.get("/.well-known/jwks.json", include_in_schema=False)
-        def jwks():
-            return local_key.jwks()
-
-    app.state.directory = directory
-    app.state.workbook_limits = workbook_limits
-    app.state.column_store = column_store
-    app.state.portal_links = lambda: portal_links(embed_store)
-    app.state.search_index = index
-    app.state.bridge_runtime = create_runtime(settings, BridgeSettings())
-    app.state.supervision_store = supervision_store
-    app.state.embed_store = embed_store
-    app.state.embed_renders = Renders()
-    app.state.public_base_url = settings.public_base_url
-    app.include_router(column_routes.router)
-    app.include_router(search_routes.router)
-    app.include_router(bridge_routes.router)
-    app.include_router(bridge_routes.mapping_router)
-    app.include_router(supervision_routes.router)
-    app.include_router(embed_routes.router)
-    within = settings.heartbeat_interval * 3 + 5
-    app.state.health_checks = health.HealthChecks(
-        [
-            health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
-            health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
-            health.Check("store:publisher", health.store_probe(publisher.healthy)),
-            health.Check("store:column", health.store_probe(column_store.healthy)),
-            health.Check("store:search", health.store_probe(index.healthy)),
-            health.Check("store:embed", health.store_probe(embed_store.healthy)),
-            health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
-            health.Check("consumer:tongyuan-publisher", health.consumer_probe(lambda: _live(publisher.engine, publisher_heartbeats, within))),
-            health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
-            health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
-            health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
-            health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
-        ],
-        max_lag=settings.ready_max_lag,
-    )
+    if built.local_key is not None:
+        app.get("/.well-known/jwks.json", include_in_schema=False)(built.local_key.jwks)
+    mount_routers(app, built)
+    app.state.health_checks = health.HealthChecks(health_checks(built), max_lag=settings.ready_max_lag)
     app.include_router(health.router)
 
     app.mount("/metrics", make_asgi_app())
@@ -144,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         RateLimits,
         writes_per_minute=settings.portal_writes_per_minute,
         searches_per_minute=settings.portal_searches_per_minute,
-        subject_of=lambda token: _subject(verifier, token),
+        subject_of=lambda token: _subject(built.verifier, token),
     )
 
     # Added last, so it runs first: even a refused body's 413 carries the request id.
@@ -153,14 +102,61 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _subject(verifier, token: str) -> str | None:
+def provide(app: FastAPI, parts: Composition, pages: Jinja2Templates) -> None:
+    """What module-level routers reach with `services.common.wiring.provided(name)`."""
+    state = app.state
+    state.settings, state.verifier, state.templates = parts.settings, parts.verifier, pages
+    state.publisher, state.directory, state.on_catalog_change = parts.publisher, parts.directory, parts.on_catalog_change
+    state.column_store, state.search_index = parts.column_store, parts.search_index
+    state.embed_store, state.supervision_store = parts.embed_store, parts.supervision_store
+    state.bridge_runtime, state.workbook_limits = parts.bridge_runtime, parts.workbook_limits
+    state.portal_links = lambda: portal_links(parts.embed_store)
+    state.embed_renders = Renders()
+    state.public_base_url = parts.settings.public_base_url
+
+
+def mount_routers(app: FastAPI, parts: Composition) -> None:
+    """Every service's router (factories handed what they need; module-level routers read app.state)."""
+    publisher, directory = parts.publisher, parts.directory
+    authenticate = bearer_principal(parts.verifier)
+    app.include_router(publish_router(publisher, directory, authenticate))
+    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=parts.workbook_limits))
+    for router in (
+        column_routes.router,
+        search_routes.router,
+        bridge_routes.router,
+        bridge_routes.mapping_router,
+        supervision_routes.router,
+        embed_routes.router,
+    ):
+        app.include_router(router)
+
+
+def health_checks(parts: Composition) -> list[health.Check]:
+    """What /healthz reports: the broker, every store, and every consumer by its heartbeats."""
+    settings, publisher = parts.settings, parts.publisher
+    column_store, embed_store, supervision_store = parts.column_store, parts.embed_store, parts.supervision_store
+    within = settings.heartbeat_interval * 3 + 5
+    return [
+        health.Check("broker", health.broker_probe(settings.kafka_bootstrap)),
+        health.Check("broker:log", health.reemission_probe(publisher.reemission_pending)),
+        health.Check("store:publisher", health.store_probe(publisher.healthy)),
+        health.Check("store:column", health.store_probe(column_store.healthy)),
+        health.Check("store:search", health.store_probe(parts.search_index.healthy)),
+        health.Check("store:embed", health.store_probe(embed_store.healthy)),
+        health.Check("store:supervision", health.store_probe(supervision_store.healthy)),
+        health.Check(
+            "consumer:tongyuan-publisher", health.consumer_probe(lambda: live_workers(publisher.engine, store_heartbeats("publisher"), within=within))
+        ),
+        health.Check("consumer:tongyuan-column", health.consumer_probe(lambda: column_app.heartbeat_status(column_store, within))),
+        health.Check("consumer:tongyuan-indexer", health.consumer_probe(lambda: indexer_app.heartbeat_status(settings, within))),
+        health.Check("consumer:tongyuan-embed", health.consumer_probe(lambda: embed_app.heartbeat_status(embed_store, within))),
+        health.Check("consumer:tongyuan-supervision", health.consumer_probe(lambda: supervision_app.heartbeat_status(supervision_store, within))),
+    ]
+
+
+def _subject(verifier: TokenVerifier, token: str) -> str | None:
     try:
         return verifier.verify(token).user
     except InvalidToken:
         return None
-
-
-def _live(engine, table, within):
-    from services.common.heartbeat import live_workers
-
-    return live_workers(engine, table, within=within)

@@ -1,6 +1,6 @@
 """`tongyuan migrate EXPORT --config SITE.toml`: bring a legacy column's content in.
 
-Registered by the composition root (services/cli.py). A progress bar with rows/s and ETA on a
+One of the publisher's commands (services/publisher/cli.py). A progress bar with rows/s and ETA on a
 terminal; a `migration.progress` log line every few seconds otherwise (cron, CI, a pipe).
 """
 
@@ -10,62 +10,81 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 import typer
 
-from services.common.settings import Settings
+from services.common.terminal import fail, load_settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 log = structlog.get_logger("tongyuan.migration")
 LOG_EVERY_SECONDS = 5.0
 
 
-def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
-    def migrate(
-        export: Annotated[Path, typer.Argument(help="the old site's export: .csv, .xlsx or .jsonl", exists=True, dir_okay=False)],
-        config: Annotated[Path, typer.Option("--config", "-c", help="the site's migration config (.toml)", exists=True, dir_okay=False)],
-        rejects: Annotated[Path | None, typer.Option("--rejects", help="reject file (.csv); default var/migrations/<site>.rejects.csv")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="print rows per placement and rejects by reason; write nothing")] = False,
-        resume: Annotated[bool, typer.Option("--resume", help="continue after the last batch an interrupted run committed")] = False,
-        batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="rows per transaction (a clerk's publish may wait for one)")] = 250,
-    ) -> None:
-        """Migrate a legacy disclosure column through the publisher's gate (source /migration/<site>)."""
-        from services.common.db import BULK_WRITER_CACHE_MB
-        from services.common.runtime import settle_garbage_collector
-        from services.migration import ConfigError, SourceError, format_summary, load_config, read_legacy, summarise
+def migrate(
+    export: Annotated[Path, typer.Argument(help="the old site's export: .csv, .xlsx or .jsonl", exists=True, dir_okay=False)],
+    config: Annotated[Path, typer.Option("--config", "-c", help="the site's migration config (.toml)", exists=True, dir_okay=False)],
+    rejects: Annotated[Path | None, typer.Option("--rejects", help="reject file (.csv); default var/migrations/<site>.rejects.csv")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print rows per placement and rejects by reason; write nothing")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue after the last batch an interrupted run committed")] = False,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=5000, help="rows per transaction (a clerk's publish may wait for one)")] = 250,
+) -> None:
+    """Migrate a legacy disclosure column through the publisher's gate (source /migration/<site>)."""
+    from services.bootstrap import Composition
+    from services.common.db import BULK_WRITER_CACHE_MB
+    from services.common.runtime import settle_garbage_collector
+    from services.migration import ConfigError, SourceError, load_config
 
-        from .app import bootstrap, directory_provider
-        from .migration import CannotResume, migrate, migration_principal
+    from .migration import CannotResume
 
-        current = settings()
-        publisher = bootstrap(current, cache_mb=BULK_WRITER_CACHE_MB)
-        directory = directory_provider(publisher)
-        try:
-            site = load_config(config, directory())
-            settle_garbage_collector()
-            if dry_run:
-                with read_legacy(site, export, principal=migration_principal(site), catalog_directory=directory()) as stream:
-                    typer.echo(format_summary(summarise(stream, source=stream.source)))
-                return
-            reject_file = rejects or current.var_dir / "migrations" / f"{site.site}.rejects.csv"
-            with _Progress(export) as progress:
-                done = migrate(
-                    site, export, publisher=publisher, directory=directory, rejects_path=reject_file, resume=resume, batch_size=batch, on_batch=progress.update
-                )
-        except (ConfigError, SourceError, CannotResume) as exc:
-            typer.echo(f"tongyuan migrate: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            # The batch in hand rolled back; every committed one is kept with its checkpoint.
-            typer.echo("tongyuan migrate: interrupted; run it again with --resume to continue after the last committed batch", err=True)
-            raise typer.Exit(130) from None
-        typer.echo(
-            f"{site.source}: {done.accepted} published, {done.unchanged} already there, {done.rejected} rejected ({reject_file}), "
-            f"{done.skipped} blank or repeated rows skipped; the relay sends them on the bulk lane"
+    settings = load_settings()
+    parts = Composition(settings, cache_mb=BULK_WRITER_CACHE_MB)
+    directory = parts.directory
+    try:
+        site = load_config(config, directory())
+        settle_garbage_collector()
+        if dry_run:
+            _dry_run(site, export, directory)
+            return
+        reject_file = rejects or settings.var_dir / "migrations" / f"{site.site}.rejects.csv"
+        done = _migrate(site, export, parts, reject_file, resume=resume, batch=batch)
+    except (ConfigError, SourceError, CannotResume) as exc:
+        fail(f"tongyuan migrate: {exc}", 2)
+    except KeyboardInterrupt:
+        # The batch in hand rolled back; every committed one is kept with its checkpoint.
+        fail("tongyuan migrate: interrupted; run it again with --resume to continue after the last committed batch", 130)
+    typer.echo(
+        f"{site.source}: {done.accepted} published, {done.unchanged} already there, {done.rejected} rejected ({reject_file}), "
+        f"{done.skipped} blank or repeated rows skipped; the relay sends them on the bulk lane"
+    )
+
+
+def _dry_run(site: Any, export: Path, directory: Any) -> None:
+    from services.migration import format_summary, read_legacy, summarise
+
+    from .migration import migration_principal
+
+    with read_legacy(site, export, principal=migration_principal(site), catalog_directory=directory()) as stream:
+        typer.echo(format_summary(summarise(stream, source=stream.source)))
+
+
+def _migrate(site: Any, export: Path, parts: Any, reject_file: Path, *, resume: bool, batch: int) -> Any:
+    from .migration import migrate as run_migration
+
+    with _Progress(export) as progress:
+        return run_migration(
+            site,
+            export,
+            publisher=parts.publisher,
+            directory=parts.directory,
+            rejects_path=reject_file,
+            resume=resume,
+            batch_size=batch,
+            on_batch=progress.update,
         )
-
-    return migrate
 
 
 class _Progress:
@@ -77,7 +96,7 @@ class _Progress:
         self.interactive = sys.stderr.isatty()
         self._clock = clock
         self._report = report or log.info
-        self._bar = None
+        self._bar: Progress | None = None
         self._first_line: int | None = None
         self._started = clock()
         self._last_log = self._started

@@ -24,16 +24,8 @@ GROUP = "tongyuan-supervision"
 log = structlog.get_logger("tongyuan.supervision")
 
 
-def supervision_store_url(settings: Settings) -> str:
-    """Like Settings.store_url: var/supervision.db by default; with a database URL, the shared
-    database (the tables are prefixed supervision_)."""
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{(settings.var_dir / 'supervision.db').resolve()}"
-
-
 def build_store(settings: Settings, *, cache_mb: int | None = None) -> SupervisionStore:
-    store = SupervisionStore(create_store_engine(supervision_store_url(settings), cache_mb=cache_mb))
+    store = SupervisionStore(create_store_engine(settings.store_url("supervision"), cache_mb=cache_mb))
     store.create()
     return store
 

@@ -260,6 +260,21 @@ def test_a_cms_publishes_with_a_plain_kafka_client(up):
     _eventually(found, "the CMS publication in search")
 
 
+def test_a_command_in_a_second_shell_finds_the_running_stack(up):
+    """Only the var dir in common, as a user's second terminal: no TONGYUAN_KAFKA_BOOTSTRAP."""
+    assert (up.var_dir / "stack.json").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "dlq", "list"],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("TONGYUAN_")}, "TONGYUAN_VAR_DIR": str(up.var_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dead letter(s) in tongyuan-supervision" in result.stdout
+
+
 def test_ctrl_c_stops_every_process_it_started(up):
     started = dict(up.started)
     assert len(started) >= 7, f"up, the broker and the services: {started}"
@@ -271,3 +286,4 @@ def test_ctrl_c_stops_every_process_it_started(up):
     assert not _alive(started), {pid: started[pid] for pid in _alive(started)}
     assert not port_open("127.0.0.1", up.broker_port) and not port_open("127.0.0.1", up.port)
     assert "stopped" in up.output()
+    assert not (up.var_dir / "stack.json").exists(), "a clean stop removes the stack's state file"

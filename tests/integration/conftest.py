@@ -20,13 +20,13 @@ from sqlalchemy.engine import make_url
 
 from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from contracts.identity import Principal
-from services.cli import WORKER_NICENESS
 from services.common.auth import build_verifier
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import ensure_topics
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.app import bootstrap
+from services.stack import WORKER_NICENESS
 from tests.conftest import fresh_postgres_database
 from tests.integration.tcp_proxy import TcpProxy
 

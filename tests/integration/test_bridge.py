@@ -13,13 +13,14 @@ from sqlalchemy import select
 
 from contracts.events import TOPIC_SERVICE_ITEMS, PublicationData
 from contracts.service_items import GUIDE_SECTIONS, ServiceItem
-from services.bridge.app import BridgeSettings, create_app, create_runtime
+from devtools.platform_simulator import Faults, Platform, Served, seed_items
+from devtools.platform_simulator import create_app as simulator_app
+from services.bridge.app import create_app, create_runtime
 from services.bridge.mapping import map_item
 from services.bridge.report import Expected, Mirrored, mirror_report
-from services.bridge.simulator import Faults, Platform, Served, seed_items
-from services.bridge.simulator import create_app as simulator_app
 from services.column.store import documents
 from services.common.kafka import idempotent_producer
+from services.common.settings import BridgeSettings
 from services.publisher import service_items
 from services.publisher.app import bootstrap, directory_provider
 from services.publisher.domain import sanitise_html
@@ -76,9 +77,9 @@ def world(stack):
         settings = BridgeSettings(
             platform_url=simulator.url, webhook_secret=SECRET, timeout=0.3, attempts=8, page_size=100, overlap_seconds=1.0, relay_interval=0.05
         )
-        runtime = create_runtime(stack.settings, settings, producer=producer).start(poll=False)
+        runtime = create_runtime(stack.settings.model_copy(update={"bridge": settings}), producer=producer).start(poll=False)
         with Served(create_app(runtime)) as receiver:
-            from services.bridge.simulator import WebhookSender
+            from devtools.platform_simulator import WebhookSender
 
             platform.webhooks = WebhookSender(f"{receiver.url}/bridge/webhooks/{settings.platform}", SECRET)
             agent = StandInAgent(stack) if not PUBLISHER_CONSUMES else None

@@ -20,14 +20,15 @@ from sqlalchemy import select
 from contracts.catalog import regions_of_city
 from contracts.events import TOPIC_REJECTIONS
 from contracts.service_items import ServiceItem
-from services.bridge.app import BridgeSettings, create_app, create_runtime
+from devtools.platform_simulator import Platform, Served, seed_items
+from devtools.platform_simulator import create_app as simulator_app
+from services.bridge.app import create_app, create_runtime
 from services.bridge.mapping import MappingTable, map_item
 from services.bridge.rejections import group_for
-from services.bridge.simulator import Platform, Served, seed_items
-from services.bridge.simulator import create_app as simulator_app
 from services.bridge.store import REFUSED
 from services.column.store import documents
 from services.common.kafka import idempotent_producer
+from services.common.settings import BridgeSettings
 from tests.integration.conftest import wait_for
 
 PLATFORM = "refusals-it"  # a platform of its own: its publications are not test_bridge's
@@ -88,7 +89,7 @@ def bridge(stack):
     producer = idempotent_producer(stack.bootstrap)
     with Served(simulator_app(platform)) as simulator:
         settings = BridgeSettings(platform=PLATFORM, platform_url=simulator.url, relay_interval=0.05)
-        runtime = create_runtime(stack.settings, settings, producer=producer, listen=True).start(poll=False)
+        runtime = create_runtime(stack.settings.model_copy(update={"bridge": settings}), producer=producer, listen=True).start(poll=False)
         try:
             yield runtime, refused["implementation_code"], accepted["implementation_code"]
         finally:

@@ -15,8 +15,8 @@ from kafka import KafkaAdminClient, TopicPartition
 from sqlalchemy import func, select
 
 from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
+from devtools.synthetic_export import write_synthetic_export
 from services.migration import Planned, Reject, load_config, read_legacy, read_rejects
-from services.migration.synthetic import write_synthetic_export
 from services.publisher.app import bootstrap, directory_provider
 from services.publisher.migration import migration_principal, publication_id_for
 from services.publisher.relay import wait_until_drained

@@ -25,10 +25,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from contracts.events import TOPIC_CATALOG, TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, TOPIC_SERVICE_ITEMS, dlq_topic
-from services.bridge.app import BridgeSettings, create_runtime
-from services.bridge.simulator import Platform, Served, seed_items
-from services.bridge.simulator import create_app as simulator_app
+from devtools.platform_simulator import Platform, Served, seed_items
+from devtools.platform_simulator import create_app as simulator_app
+from services.bridge.app import create_runtime
 from services.common.kafka import idempotent_producer
+from services.common.settings import BridgeSettings
 from services.publisher.app import bootstrap
 from services.publisher.relay import wait_until_drained
 
@@ -269,7 +270,7 @@ def service_items(stack) -> None:
     producer = idempotent_producer(stack.bootstrap)
     with Served(simulator_app(platform)) as simulator:
         settings = BridgeSettings(platform="contract-it", platform_url=simulator.url, relay_interval=0.05)
-        runtime = create_runtime(stack.settings, settings, producer=producer).start(poll=False)
+        runtime = create_runtime(stack.settings.model_copy(update={"bridge": settings}), producer=producer).start(poll=False)
         try:
             assert runtime.bridge.poll().events >= 1
             wait_for(lambda: runtime.store.outbox_backlog() == 0, timeout=60, what="the bridge's relay to send its events")

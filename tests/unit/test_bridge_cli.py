@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from services.bridge import routes
-from services.bridge.app import BridgeSettings, build_store, create_runtime, templates
+from services.bridge.app import build_store, create_runtime, templates
 from services.bridge.cli import bridge_cli
 from services.bridge.detect import Known
 from services.common.settings import Settings, get_settings
@@ -41,7 +41,7 @@ def test_mapping_export_then_import_round_trips_and_unmapped_lists_nothing_yet(v
 
 def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
     # As the portal mounts them: over a runtime it does not start.
-    runtime = create_runtime(Settings(var_dir=var), BridgeSettings())
+    runtime = create_runtime(Settings(var_dir=var))
     client = TestClient(mounted(routes.router, routes.mapping_router, bridge_runtime=runtime, templates=templates()))
     assert client.get("/bridge/unmapped").status_code == 200
     assert client.get("/v1/bridge/mapping.xlsx").headers["content-type"].startswith("application/vnd.openxmlformats")
@@ -49,7 +49,7 @@ def test_the_portal_router_serves_the_pages_and_refuses_unsigned_webhooks(var):
 
 
 def test_unmapped_lists_the_items_the_gate_refused_with_its_reasons(var):
-    store = build_store(get_settings(), BridgeSettings())
+    store = build_store(get_settings())
     item = Known("43070001000000-430102001000-000-X-1-00", "active", "mapped", False, None, 1, None, title="最低生活保障对象认定", region="430102001")
     with store.transaction() as tx:
         tx.save([item], set())

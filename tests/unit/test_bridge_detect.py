@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 from contracts.catalog import regions_of_city
 from contracts.identity import Principal
 from contracts.service_items import ServiceItem
+from devtools.platform_simulator import seed_items
 from services.bridge.detect import Gone, Seen, content_hash, decide
 from services.bridge.mapping import MappingTable, Override, map_item
-from services.bridge.simulator import seed_items
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 TABLE = MappingTable.defaults()

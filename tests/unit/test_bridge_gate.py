@@ -12,9 +12,9 @@ from contracts.catalog import regions_of_city
 from contracts.events import PUBLISHED, WITHDRAWN
 from contracts.identity import Principal
 from contracts.service_items import ServiceItem, ServiceItemChangedData, ServiceItemChangedEvent
+from devtools.platform_simulator import seed_items
 from services.bridge.detect import Known, Seen, content_hash, decide
 from services.bridge.mapping import MappingTable, map_item
-from services.bridge.simulator import seed_items
 from services.common.db import create_store_engine
 from services.publisher import service_items
 from services.publisher.domain import sanitise_html

@@ -9,6 +9,7 @@ from openpyxl import load_workbook
 
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.service_items import ServiceItem, credit_code_check, valid_credit_code
+from devtools.platform_simulator import HIGH_TECH_ZONE_AREA, TEMPLATES, seed_items
 from services.bridge.mapping import (
     MappingImportError,
     MappingTable,
@@ -22,7 +23,6 @@ from services.bridge.mapping import (
     table_to_dict,
     to_xlsx,
 )
-from services.bridge.simulator import HIGH_TECH_ZONE_AREA, TEMPLATES, seed_items
 from tests.data.make_bridge_mapping import EXCLUDED, REFILED
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}

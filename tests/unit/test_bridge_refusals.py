@@ -17,16 +17,16 @@ from contracts.catalog import STANDARD, localise, regions_of_city, standard_cata
 from contracts.events import SERVICE_ITEM_CHANGED, FieldError, RejectedEvent, RejectionData
 from contracts.identity import Principal
 from contracts.service_items import ServiceItem
+from devtools.platform_simulator import Platform, Served, seed_items
+from devtools.platform_simulator import create_app as simulator_app
 from services.bridge import store as store_module
-from services.bridge.app import BridgeSettings, create_app, create_runtime
+from services.bridge.app import create_app, create_runtime
 from services.bridge.detect import Gone, Seen, decide
 from services.bridge.mapping import MappingTable, map_item
 from services.bridge.refusals import parse_rejection, reasons, refuse
-from services.bridge.simulator import Platform, Served, seed_items
-from services.bridge.simulator import create_app as simulator_app
 from services.bridge.store import REFUSED, UNREADABLE
 from services.common.db import create_store_engine
-from services.common.settings import Settings
+from services.common.settings import BridgeSettings, Settings
 from services.publisher import service_items
 from services.publisher.domain import Directory
 from services.publisher.store import Publisher
@@ -132,7 +132,7 @@ def test_only_rejections_are_read_off_the_topic_and_reasons_stay_short():
 def world(tmp_path):
     platform = Platform(seed_items(120, seed=5), seed=5)
     with Served(simulator_app(platform)) as served:
-        runtime = create_runtime(Settings(var_dir=tmp_path), BridgeSettings(platform_url=served.url, timeout=0.5, page_size=40))
+        runtime = create_runtime(Settings(var_dir=tmp_path, bridge=BridgeSettings(platform_url=served.url, timeout=0.5, page_size=40)))
         yield platform, runtime
         runtime.bridge.client.close()
 

@@ -12,14 +12,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from contracts.catalog import regions_of_city
 from contracts.service_items import GUIDE_SECTIONS, ServiceItem
-from services.bridge.app import BridgeSettings, create_app, create_runtime
+from devtools.platform_simulator import Faults, Platform, Served, seed_items
+from devtools.platform_simulator import create_app as simulator_app
+from services.bridge.app import create_app, create_runtime
 from services.bridge.detect import content_hash
 from services.bridge.mapping import MappingTable, Rule, Target, map_item, to_xlsx
 from services.bridge.relay import BridgeRelay
-from services.bridge.simulator import Faults, Platform, Served, seed_items
-from services.bridge.simulator import create_app as simulator_app
 from services.common.auth import build_verifier
-from services.common.settings import Settings
+from services.common.settings import BridgeSettings, Settings
 from tests.conftest import ADMIN
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
@@ -30,7 +30,9 @@ def world(tmp_path):
     platform = Platform(seed_items(240, seed=5), seed=5)
     with Served(simulator_app(platform)) as served:
         runtime = create_runtime(
-            Settings(var_dir=tmp_path), BridgeSettings(platform_url=served.url, timeout=0.25, page_size=40, attempts=8, concurrency=6, overlap_seconds=0.5)
+            Settings(
+                var_dir=tmp_path, bridge=BridgeSettings(platform_url=served.url, timeout=0.25, page_size=40, attempts=8, concurrency=6, overlap_seconds=0.5)
+            )
         )
         yield platform, runtime
         runtime.bridge.client.close()

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from services.cli import _Readiness
+from services.stack import Readiness as _Readiness
 
 
 @pytest.fixture
@@ -107,9 +107,9 @@ class _Publisher:
 
 
 def test_up_restarts_a_broker_that_died_and_asks_for_a_reemission(monkeypatch):
-    from services.cli import _BrokerKeeper
     from services.common import kafka
     from services.common.settings import Settings
+    from services.stack import BrokerKeeper as _BrokerKeeper
 
     monkeypatch.setattr(kafka, "ensure_topics", lambda *args: None)
     broker, publisher, said = _Broker(taken=1), _Publisher(), []

@@ -10,7 +10,7 @@ from contracts.events import PublicationData, PublishedEvent
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.settings import Settings
-from services.embed.app import GROUP, create_consumer, embed_store_url
+from services.embed.app import GROUP, create_consumer
 from services.embed.store import EmbedStore
 from tests.factories import place, published, withdrawn
 
@@ -197,8 +197,8 @@ def test_the_consumer_agent_applies_through_the_same_loop_as_every_consumer(tmp_
 
 def test_wiring_uses_its_own_group_and_store(tmp_path):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
-    assert embed_store_url(settings) == f"sqlite:///{(tmp_path / 'embed.db').resolve()}"
-    assert embed_store_url(Settings(database_url="postgresql://u@h/db")) == "postgresql+psycopg://u@h/db"
+    assert settings.store_url("embed") == f"sqlite:///{(tmp_path / 'embed.db').resolve()}"
+    assert Settings(database_url="postgresql://u@h/db").store_url("embed") == "postgresql+psycopg://u@h/db"
     app = create_consumer(settings)
     assert app.conf.id == GROUP and f"{GROUP}.apply" in app.agents
     assert (tmp_path / "embed.db").exists()

@@ -375,11 +375,11 @@ def test_a_letter_too_large_for_a_dlq_record_goes_cut_instead_of_holding_the_str
 
 def test_every_consumer_group_has_its_dlq_topic_created_and_known_to_the_cli():
     from contracts.events import dlq_topic
-    from services.cli import GROUPS
     from services.column.app import GROUP as COLUMN
     from services.common.kafka import all_topics
     from services.embed.app import GROUP as EMBED
     from services.indexer.app import GROUP as INDEXER
+    from services.operations_cli import GROUPS
     from services.supervision.app import GROUP as SUPERVISION
 
     for group in (COLUMN, INDEXER, EMBED, SUPERVISION):

@@ -27,7 +27,6 @@ from services.embed.store import EmbedStore
 from services.migration import Planned, Reject, RejectWriter, load_config, read_legacy, read_rejects
 from services.publisher.catalog_xlsx import export_catalog, import_catalog
 from services.supervision import routes as supervision_routes
-from services.supervision.app import supervision_store_url
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
 from tests.wired import directory_of, mounted
@@ -174,7 +173,7 @@ def test_the_supervision_report_keeps_hostile_names_as_text(tmp_path):
     regions[furong] = regions[furong].model_copy(update={"name": HOSTILE[0]})
     township = next(code for code, r in regions.items() if r.parent_code == furong)
     regions[township] = regions[township].model_copy(update={"name": HOSTILE[2]})
-    store = SupervisionStore(create_store_engine(supervision_store_url(Settings(var_dir=tmp_path, kafka_bootstrap=None))))
+    store = SupervisionStore(create_store_engine(Settings(var_dir=tmp_path, kafka_bootstrap=None).store_url("supervision")))
     store.create()
     store.apply_catalogs([catalog_changed()])
     store.apply([published("p1", placements=[place(furong, HOSTILE[0], "D14-02-02")], title=HOSTILE[1])])

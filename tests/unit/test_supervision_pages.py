@@ -5,7 +5,6 @@ import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-import typer
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -17,9 +16,7 @@ from contracts.events import CatalogAttributes
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.supervision import routes
-from services.supervision.app import supervision_store_url
 from services.supervision.calendar import WorkCalendar, official_calendar
-from services.supervision.cli import report_command
 from services.supervision.domain import applies_to
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published
@@ -74,7 +71,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def store(settings):
-    store = SupervisionStore(create_store_engine(supervision_store_url(settings)))
+    store = SupervisionStore(create_store_engine(settings.store_url("supervision")))
     store.create()
     fill(store)
     return store
@@ -219,17 +216,22 @@ def test_the_printable_report(client):
 def test_publications_the_calendar_cannot_assess_raise_a_banner(settings, tmp_path):
     official = official_calendar()
     older = WorkCalendar(official.is_workday, official.years[0], 2021, source="chinese-calendar (older)")
-    store = SupervisionStore(create_store_engine(supervision_store_url(settings)), calendar=older)
+    store = SupervisionStore(create_store_engine(settings.store_url("supervision")), calendar=older)
     store.create()
     fill(store)
     page = app_for(store).get(f"/supervision?as_of={AS_OF}")
     assert 'role="alert"' in page.text and "有 5 条公开信息无法判断是否按时" in page.text
 
 
-def test_the_cli_writes_the_report(settings, store, tmp_path):
-    app = typer.Typer()
-    app.command("report")(report_command(lambda: settings, lambda: REGIONS))
-    app.command("noop")(lambda: None)  # a group, so `report` is a subcommand as in `tongyuan report`
+def test_the_cli_writes_the_report(settings, store, tmp_path, monkeypatch, request):
+    from services.cli import cli as app
+    from services.common.settings import get_settings
+
+    # The composition root's stores under this test's var dir; its regions are Changsha's (REGIONS).
+    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(settings.var_dir))
+    monkeypatch.delenv("TONGYUAN_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
     out = tmp_path / "out.xlsx"
     html = tmp_path / "out.html"
     result = CliRunner().invoke(app, ["report", "--region", FURONG, "--as-of", AS_OF, "--xlsx", str(out), "--html", str(html)])

@@ -13,7 +13,7 @@ from contracts.events import CatalogAttributes, PublishedEvent
 from services.common.consuming import ConsumerStats
 from services.common.db import create_store_engine
 from services.common.settings import Settings
-from services.supervision.app import create_consumer, heartbeat_status, heartbeat_writer, supervision_store_url
+from services.supervision.app import create_consumer, heartbeat_status, heartbeat_writer
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.domain import UnitCounts, catalog_profile, count_unit
 from services.supervision.store import SupervisionStore, filings, items, months
@@ -189,11 +189,11 @@ def test_the_consumer_agent_applies_through_the_store(tmp_path):
                 await asyncio.sleep(0.02)
 
     asyncio.run(feed())
-    store = SupervisionStore(create_store_engine(supervision_store_url(settings)))
+    store = SupervisionStore(create_store_engine(settings.store_url("supervision")))
     assert store.item_states([TOWN], date(2026, 11, 1), count=True)[TOWN]["D14-02-02"].live == 1
     assert app.tongyuan_stats.skipped == 1  # a catalog event on the publications stream is not a publication
     assert "tongyuan-supervision.catalog" in app.agents
-    assert "supervision.db" in supervision_store_url(settings)
+    assert "supervision.db" in settings.store_url("supervision")
     heartbeat_writer(store)(ConsumerStats(applied=1, lag=0))
     assert [(w["group_id"], w["applied"]) for w in heartbeat_status(store, within=60)] == [("tongyuan-supervision", 1)]
 

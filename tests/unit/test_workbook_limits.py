@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.catalog import regions_of_city, standard_catalog
-from services.bridge.app import BridgeSettings, build_store
+from services.bridge.app import build_store
 from services.bridge.mapping import MappingTable, Override, Target, to_xlsx
 from services.column.app import build_store as build_column_store
 from services.common.auth import build_verifier
@@ -129,7 +129,7 @@ def client(settings):
 
 def state(client, settings) -> tuple:
     """What an upload could change: the bridge's mapping and the catalog editions."""
-    return build_store(settings, BridgeSettings()).mapping(), client.get("/v1/catalogs").json()
+    return build_store(settings).mapping(), client.get("/v1/catalogs").json()
 
 
 @pytest.mark.parametrize("path", [MAPPING, CATALOG_IMPORT])
@@ -177,7 +177,7 @@ def test_normal_workbooks_still_import(client, settings):
     table = MappingTable(rules=(), overrides=(Override("11430102MB1234567X4000101000001", Target("D14-02-02"), region="430102"),), areas={})
     mapped = client.put(MAPPING, content=to_xlsx(table, standard_catalog()))
     assert mapped.status_code == 200, mapped.text
-    assert build_store(settings, BridgeSettings()).mapping() == table
+    assert build_store(settings).mapping() == table
 
 
 def large_mapping(rows: int) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.synthetic_export import write_synthetic_export
 from services.migration import Planned, load_config, read_legacy, summarise
-from services.migration.synthetic import write_synthetic_export
 
 from .conftest import MIGRATOR
 

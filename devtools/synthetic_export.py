@@ -6,7 +6,7 @@ years, 5% of them up to 90 days earlier than their neighbours. About 1% of rows 
 column no rule places and 0.4% repeat an earlier row exactly. The counts it wrote come back, so
 a benchmark can check what arrived.
 
-    .venv/bin/python -m services.migration.synthetic var/bench/migration --rows 100000 --measure
+    .venv/bin/python -m devtools.synthetic_export var/bench/migration --rows 100000 --measure
 """
 
 from __future__ import annotations
