@@ -33,13 +33,16 @@ class LocalKey:
         path = directory / "signing-key.pem"
         if not path.exists():
             directory.mkdir(parents=True, exist_ok=True)
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            new_key = ec.generate_private_key(ec.SECP256R1())
+            pem = new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
             temporary = path.with_suffix(".tmp")
             temporary.write_bytes(pem)
             temporary.chmod(0o600)
             temporary.replace(path)  # two processes starting at once agree on one key
-        self.private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} must hold an EC (ES256) private key")
+        self.private_key: ec.EllipticCurvePrivateKey = loaded
         self.kid = "local-" + str(uuid.uuid5(uuid.NAMESPACE_URL, str(path.resolve())))[:8]
 
     def jwks(self) -> dict:
