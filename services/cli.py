@@ -173,7 +173,7 @@ def _record_applied_watermark(publisher, bootstrap: str) -> None:
     """The embedded broker's log is about to be lost: note how far every consumer group applied
     the outbox, so that the next start sends the new log only what comes after."""
     from services.common.kafka import CONSUMER_GROUPS
-    from services.publisher.relay import record_applied_watermark
+    from services.publisher.relay.broker_log import record_applied_watermark
 
     try:
         through, why = record_applied_watermark(publisher, bootstrap, CONSUMER_GROUPS)
@@ -267,11 +267,12 @@ def up() -> None:
 @db_cli.command("init")
 def db_init() -> None:
     """Create the publisher's tables and load the standard catalog and the Changsha regions."""
+    from services.catalog.store import Catalogs
     from services.publisher.app import bootstrap
 
-    publisher = bootstrap(_settings())
-    current = publisher.catalogs()
-    typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(publisher.regions())} regions")
+    catalogs = Catalogs(bootstrap(_settings()).engine)
+    current = catalogs.in_force()
+    typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(catalogs.regions())} regions")
 
 
 @cli.command()
@@ -292,9 +293,9 @@ def republish(
             raise typer.Exit(2)
         _force_republish(publication_id, above)
         return
+    from services.catalog.editions import republish_catalogs
     from services.publisher.app import bootstrap
-    from services.publisher.catalogs import republish_catalogs
-    from services.publisher.handlers import republish_all
+    from services.publisher.gate.handlers import republish_all
 
     publisher = bootstrap(_settings())
     # The catalogs first: a consumer rebuilding its store files publications under them.
@@ -370,10 +371,11 @@ def _edition_key(text: str) -> tuple[str, str]:
 
 
 def _publisher_and_regions():
+    from services.catalog.store import Catalogs
     from services.publisher.app import bootstrap
 
     publisher = bootstrap(_settings())
-    return publisher, publisher.regions()
+    return publisher, Catalogs(publisher.engine).regions()
 
 
 @regions_cli.command("load")
@@ -393,10 +395,13 @@ def regions_load(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    from services.catalog.store import Catalogs
+
     publisher, before = _publisher_and_regions()
-    with publisher.transaction() as store:
+    catalogs = Catalogs(publisher.engine)
+    with catalogs.writing() as store:
         store.save_regions(tuple(found))
-    typer.echo(f"{len(publisher.regions()) - len(before)} regions added ({len(found)} named)")
+    typer.echo(f"{len(catalogs.regions()) - len(before)} regions added ({len(found)} named)")
 
 
 @catalog_cli.command("import")
@@ -407,8 +412,8 @@ def catalog_import(
     draft: Annotated[bool, typer.Option("--draft", help="import without publishing")] = False,
 ) -> None:
     """Import a unit's catalog from Excel (all or nothing), then publish it."""
-    from services.publisher import catalogs
-    from services.publisher.catalog_xlsx import CatalogImportError
+    from services.catalog import editions as catalogs
+    from services.catalog.xlsx_read import CatalogImportError
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -433,15 +438,16 @@ def catalog_export(
 ) -> None:
     """Export a catalog edition to Excel in the standard table layout."""
     from contracts.catalog import effective_catalog
-    from services.publisher.catalog_xlsx import export_catalog
+    from services.catalog.store import Catalogs
+    from services.catalog.xlsx_write import export_catalog
 
     publisher, regions = _publisher_and_regions()
+    catalogs = Catalogs(publisher.engine)
     if edition:
-        with publisher.transaction() as store:
-            found = store.edition(region, edition)
+        found = catalogs.edition(region, edition)
         catalog = found[0] if found else None
     else:
-        catalog = effective_catalog(region, regions, publisher.catalogs()) if region != "standard" else publisher.catalogs().get("standard")
+        catalog = effective_catalog(region, regions, catalogs.in_force()) if region != "standard" else catalogs.in_force().get("standard")
     if catalog is None:
         typer.echo(f"no catalog for {region} {edition or ''}".rstrip(), err=True)
         raise typer.Exit(1)
@@ -452,7 +458,7 @@ def catalog_export(
 @catalog_cli.command("derive")
 def catalog_derive(region: Region, edition: Annotated[str, typer.Option()], parent: Annotated[str | None, typer.Option("--from")] = None) -> None:
     """Start a new draft edition as a copy of its parent (the nearest ancestor's current one)."""
-    from services.publisher import catalogs
+    from services.catalog import editions as catalogs
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -466,7 +472,7 @@ def catalog_derive(region: Region, edition: Annotated[str, typer.Option()], pare
 @catalog_cli.command("publish")
 def catalog_publish(region: Region, edition: Annotated[str, typer.Option()]) -> None:
     """Publish a draft edition: it becomes immutable and the one in force for its unit."""
-    from services.publisher import catalogs
+    from services.catalog import editions as catalogs
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -481,10 +487,11 @@ def catalog_publish(region: Region, edition: Annotated[str, typer.Option()]) -> 
 def catalog_diff(edition_a: str, edition_b: str) -> None:
     """What changed between two editions (scope@edition, or a bare edition of the standard)."""
     from contracts.catalog import diff_catalogs
+    from services.catalog.store import Catalogs
 
     publisher, _ = _publisher_and_regions()
     found = []
-    with publisher.transaction() as store:
+    with Catalogs(publisher.engine).reading() as store:
         for text in (edition_a, edition_b):
             edition = store.edition(*_edition_key(text))
             if edition is None:
@@ -520,8 +527,10 @@ def _names(catalog) -> dict[str, str]:
 @catalog_cli.command("list")
 def catalog_list() -> None:
     """Every edition with its status."""
+    from services.catalog.store import Catalogs
+
     publisher, _ = _publisher_and_regions()
-    with publisher.transaction() as store:
+    with Catalogs(publisher.engine).reading() as store:
         for row in store.editions():
             typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")
 

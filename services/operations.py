@@ -145,7 +145,7 @@ def force_republish(settings: Settings, publication_id: str, *, at_least: int = 
     Returns the new version (None: the publisher does not know the publication) and what the
     stores held."""
     from services.publisher.app import bootstrap
-    from services.publisher.handlers import republish_above
+    from services.publisher.gate.handlers import republish_above
 
     held = versions_held(settings, publication_id)
     above = max([at_least, *(v for v in held.values() if v is not None)])
@@ -165,6 +165,7 @@ def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
     """Every store and catalog copy against the publisher: (publications, differences)."""
     from sqlalchemy import select
 
+    from services.catalog.store import Catalogs
     from services.column import store as column_tables
     from services.column.app import build_store as build_column
     from services.embed.app import build_store as build_embed
@@ -175,8 +176,7 @@ def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
 
     publisher = bootstrap(settings, load_reference=False)
     truth = {pid: version for pid, (version, _) in publisher.versions().items()}
-    with publisher.transaction() as store:
-        editions = editions_in_force(store.editions())
+    editions = editions_in_force(Catalogs(publisher.engine).editions())
     column, supervision = build_column(settings), build_supervision(settings)
     index = build_index(settings)
 

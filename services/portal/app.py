@@ -18,6 +18,7 @@ from prometheus_client import make_asgi_app
 from sqlalchemy.exc import DBAPIError
 
 from services.bridge.app import portal_router as bridge_router
+from services.catalog import routes as catalog_routes
 from services.column import app as column_app
 from services.column.pages import build_router as column_router
 from services.common.auth import InvalidToken, bearer_principal, build_verifier
@@ -30,9 +31,8 @@ from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
 from services.indexer.api import build_router as search_router
 from services.publisher import app as publisher_app
-from services.publisher.api import build_router as publish_router
-from services.publisher.catalog_api import build_router as catalog_router
-from services.publisher.store import heartbeats as publisher_heartbeats
+from services.publisher.gate import routes as publish_routes
+from services.publisher.tables import heartbeats as publisher_heartbeats
 from services.supervision import app as supervision_app
 from services.supervision.pages import build_router as supervision_router
 
@@ -72,9 +72,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.verifier = verifier
     app.state.templates = pages
     authenticate = bearer_principal(verifier)
-    app.include_router(publish_router(publisher, directory, authenticate))
-    workbook_limits = WorkbookLimits.from_settings(settings)
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=workbook_limits))
+    app.state.publisher = publisher
+    app.state.directory = directory
+    app.state.workbook_limits = WorkbookLimits.from_settings(settings)
+    app.state.on_catalog_change = directory.invalidate
+    app.include_router(publish_routes.router)
+    app.include_router(catalog_routes.router)
     if local_key is not None:
 
         @app.get("/.well-known/jwks.json", include_in_schema=False)

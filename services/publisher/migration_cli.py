@@ -36,7 +36,7 @@ def migrate_command(settings: Callable[[], Settings]) -> Callable[..., None]:
         from services.migration import ConfigError, SourceError, format_summary, load_config, read_legacy, summarise
 
         from .app import bootstrap, directory_provider
-        from .migration import CannotResume, migrate, migration_principal
+        from .gate.migration import CannotResume, migrate, migration_principal
 
         current = settings()
         publisher = bootstrap(current, cache_mb=BULK_WRITER_CACHE_MB)

@@ -30,7 +30,7 @@ from services.bridge.simulator import Platform, Served, seed_items
 from services.bridge.simulator import create_app as simulator_app
 from services.common.kafka import idempotent_producer
 from services.publisher.app import bootstrap
-from services.publisher.relay import wait_until_drained
+from services.publisher.relay.outbox import wait_until_drained
 
 from .conftest import ROOT, backends, running_stack, wait_for
 from .test_pipeline import body, cms_request, unique

@@ -27,8 +27,8 @@ from services.bridge.simulator import create_app as simulator_app
 from services.bridge.store import REFUSED, UNREADABLE, BridgeStore
 from services.common.db import create_store_engine
 from services.common.settings import Settings
-from services.publisher import service_items
-from services.publisher.domain import Directory
+from services.publisher.gate import service_items
+from services.publisher.gate.domain import Directory
 from services.publisher.store import Publisher
 from tests.conftest import store_backends, store_engine
 

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, PublishedEvent
 from services.common.db import create_store_engine
 from services.migration import Planned, load_config, read_legacy, read_rejects
-from services.publisher import handlers
 from services.publisher import store as store_module
-from services.publisher.domain import content_hash
-from services.publisher.migration import (
+from services.publisher.gate import handlers
+from services.publisher.gate.domain import content_hash
+from services.publisher.gate.migration import (
     CannotResume,
     earlier_migration_event_id,
     migrate,
@@ -27,7 +27,9 @@ from services.publisher.migration import (
     migration_principal,
     publication_id_for,
 )
-from services.publisher.store import BULK_ROWS_PER_ROUND, Publisher, outbox, publications
+from services.publisher.relay.store import BULK_ROWS_PER_ROUND
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox, publications
 from tests.conftest import ADMIN, draft
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "migration"
@@ -266,7 +268,7 @@ def test_the_relay_serves_a_clerks_publication_before_a_migrations_backlog(publi
 
 def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_seconds(tmp_path, monkeypatch):
     from services.publisher import migration_cli
-    from services.publisher.migration import MigrationProgress
+    from services.publisher.gate.migration import MigrationProgress
 
     export = tmp_path / "export.csv"
     export.write_text("标题\n" + "一行\n" * 1000, encoding="utf-8")

@@ -29,10 +29,11 @@ import structlog
 from contracts.events import TOPIC_PUBLICATIONS_BULK, PublishRequestData, uuid7_at
 from contracts.identity import Principal
 from services.migration import MigrationConfig, Planned, Reject, RejectWriter, read_legacy
+from services.publisher.store import Publisher, PublisherStore
 
+from .batches import InboundRequest, accept_inbound
 from .domain import Directory, Rejected, content_hash
-from .handlers import Clock, InboundRequest, accept_inbound, utc_clock
-from .store import Publisher, PublisherStore
+from .handlers import Clock, utc_clock
 
 log = structlog.get_logger("tongyuan.migration")
 

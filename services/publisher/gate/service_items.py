@@ -1,6 +1,6 @@
 """The bridge lane of the gate: `cn.gov.tongyuan.service-item.changed.v1` events from
 tongyuan.service-items.v1 become publications of kind "service" through the same code path as
-CMS requests (`handlers.accept_cms_batch`): validated against the catalog, sanitised, versioned,
+CMS requests (`batches.accept_cms_batch`): validated against the catalog, sanitised, versioned,
 written with their outbox row in one transaction.
 
 - Keyed by 实施编码: source `/bridge/<platform>` + source_ref = 实施编码, so one item is one
@@ -13,7 +13,6 @@ written with their outbox row in one transaction.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from datetime import datetime, timezone
 
@@ -21,28 +20,19 @@ from pydantic import ValidationError
 
 from contracts.events import SERVICE_ITEM_CHANGED, Attachment, FieldError, PublishRequestData
 from contracts.service_items import GUIDE_SECTIONS, ITEM_TYPES, ServiceItem, ServiceItemChangedData
+from services.publisher.store import Publisher
 
-from . import handlers
+from . import batches
 from .domain import Directory
 from .inbound import Outcome, _pydantic_errors, _reject, check_envelope, through_the_gate
-from .store import Publisher
 
 SUMMARY_LENGTH = 200
 
-# --- ADAPTER: the gate extension this lane needs (issue 6) ---------------------------------------
-# handlers.InboundRequest gains `kind` and `service_guide`, and the gate puts them on the
-# PublicationData (and into the content hash). Until that lands, the lane still works through
-# the unchanged gate: kind "info", the guide in body_html only. Remove the fallback then.
-GATE_TAKES_SERVICE = {"kind", "service_guide"} <= {f.name for f in dataclasses.fields(handlers.InboundRequest)}
+
+def _inbound(event_id: str, source: str, request: PublishRequestData, guide: dict | None) -> batches.InboundRequest:
+    return batches.InboundRequest(event_id=event_id, source=source, request=request, kind="service", service_guide=guide)
 
 
-def _inbound(event_id: str, source: str, request: PublishRequestData, guide: dict | None) -> handlers.InboundRequest:
-    if GATE_TAKES_SERVICE:
-        return handlers.InboundRequest(event_id=event_id, source=source, request=request, kind="service", service_guide=guide)  # type: ignore[call-arg]
-    return handlers.InboundRequest(event_id=event_id, source=source, request=request)
-
-
-# --- the guide as data and as HTML --------------------------------------------------------------
 def service_guide(item: ServiceItem) -> dict:
     """What `PublicationData.service_guide` holds: the item's identity and its whole guide."""
     return {
@@ -162,7 +152,7 @@ def to_request(data: ServiceItemChangedData, *, today=None) -> tuple[PublishRequ
     return request, service_guide(item)
 
 
-def parse_service_item_message(raw: bytes) -> handlers.InboundRequest | Outcome:
+def parse_service_item_message(raw: bytes) -> batches.InboundRequest | Outcome:
     """A well-formed bridge event as a gate request, or the rejection saying what is wrong."""
     envelope = check_envelope(raw, event_type=SERVICE_ITEM_CHANGED, source_prefix="/bridge/")
     if isinstance(envelope, Outcome):

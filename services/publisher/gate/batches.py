@@ -1,14 +1,16 @@
-"""The gate: every input (HTTP, the CMS topic, the bridge) ends in one of these handlers.
+"""The gate for batches of inbound requests — the CMS topic, the service-item lane, a migration:
+a whole batch in one transaction, each request accepted or refused on its own.
 
-Each takes its dependencies as arguments and writes the publication and its event in one
-transaction (the outbox); nothing here talks to Kafka.
+The same source + source_ref always maps to the same publication; redelivered events (same id
+and source) and unchanged content create no new version; a source's requests for one item are
+applied in the order of their own times.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -18,181 +20,22 @@ from contracts.events import (
     TOPIC_PUBLICATIONS,
     FieldError,
     PublicationData,
-    PublicationDraft,
     PublishedEvent,
     PublishRequestData,
     SourceRef,
     WithdrawalData,
-    WithdrawalType,
     WithdrawnEvent,
-    new_event_id,
     uuid7,
 )
-from contracts.identity import Principal
 from services.common.db import JSONText, as_json
+from services.publisher.store import Publisher, PublisherStore, StoredPublication
 
 from . import domain
 from .domain import Directory, Rejected
-from .store import Publisher, PublisherStore, StoredPublication
+from .events import published_event, with_data, withdrawn_event
+from .handlers import Accepted, Clock, utc_clock
 
 log = structlog.get_logger("tongyuan.publisher")
-Clock = Callable[[], datetime]
-PUBLISHER_SOURCE = "/publisher"
-
-
-def utc_clock() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    publication_id: str
-    version: int
-    status: str
-    event_id: str | None  # None when nothing changed (a redelivery or identical content)
-
-
-def _index_number(store: PublisherStore, draft: PublicationDraft, now: datetime) -> str:
-    prefix = f"{draft.placements[0].region_code}/{now.year}"
-    return f"{prefix}-{store.next_index_number(prefix):05d}"
-
-
-def _emit(store: PublisherStore, event, topic: str = TOPIC_PUBLICATIONS) -> None:
-    store.add_to_outbox(event_id=event.id, topic=topic, key=event.subject or "", payload=event.model_dump_json(exclude_none=True))
-
-
-def _with_data(event: PublishedEvent, data_json: str) -> str:
-    """The event as structured-mode JSON around data serialised already. `data` is the
-    envelope's last field; an extension attribute (the request id) moves before it, which JSON
-    readers do not see."""
-    envelope = event.model_dump_json(exclude={"data"}, exclude_none=True)
-    return f'{envelope[:-1]},"data":{data_json}}}'
-
-
-def _published_event(data: PublicationData, now: datetime, request_id: str | None) -> PublishedEvent:
-    extra = {"tongyuanrequestid": request_id} if request_id else {}
-    return PublishedEvent(id=new_event_id(), source=PUBLISHER_SOURCE, subject=data.publication_id, time=now, data=data, **extra)
-
-
-def _withdrawn_event(data: WithdrawalData, now: datetime, request_id: str | None) -> WithdrawnEvent:
-    extra = {"tongyuanrequestid": request_id} if request_id else {}
-    return WithdrawnEvent(id=new_event_id(), source=PUBLISHER_SOURCE, subject=data.publication_id, time=now, data=data, **extra)
-
-
-def publish(
-    draft: PublicationDraft,
-    *,
-    principal: Principal,
-    publisher: Publisher,
-    directory: Directory,
-    source: SourceRef = SourceRef(source="/http"),
-    clock: Clock = utc_clock,
-    request_id: str | None = None,
-) -> Accepted:
-    """A new publication, version 1."""
-    domain.authorize_draft(principal, draft, directory)
-    now = clock()
-    # Time-ordered, like event ids: every store keys its rows by publication id, and a new id
-    # sorting after the others adds to the end of each of those indexes.
-    publication_id = uuid7().hex
-    with publisher.transaction() as store:
-        data = domain.build_publication(
-            draft, publication_id=publication_id, version=1, index_number=_index_number(store, draft, now), source=source, directory=directory, now=now
-        )
-        store.save_published(data, content_hash=domain.content_hash(draft), created=True)
-        event = _published_event(data, now, request_id)
-        _emit(store, event)
-    log.info("publication.accepted", publication_id=publication_id, version=1, event_id=event.id, source=source.source, user=principal.user)
-    return Accepted(publication_id, 1, "published", event.id)
-
-
-class NotFound(Exception):
-    pass
-
-
-def revise(
-    publication_id: str,
-    draft: PublicationDraft,
-    *,
-    principal: Principal,
-    expected_version: int | None,
-    publisher: Publisher,
-    directory: Directory,
-    clock: Clock = utc_clock,
-    request_id: str | None = None,
-) -> Accepted:
-    """A new version of an existing publication (it also republishes a withdrawn one)."""
-    now = clock()
-    with publisher.transaction() as store:
-        current = _current(store, publication_id, expected_version)
-        domain.authorize_draft(principal, draft, directory, current.document)
-        return _revise(store, current, draft, now=now, directory=directory, request_id=request_id)
-
-
-def _current(store: PublisherStore, publication_id: str, expected_version: int | None) -> StoredPublication:
-    current = store.get(publication_id, for_update=True)
-    if current is None:
-        raise NotFound(publication_id)
-    domain.check_version(publication_id, expected_version, current.version)
-    return current
-
-
-def _revise(
-    store: PublisherStore, current: StoredPublication, draft: PublicationDraft, *, now: datetime, directory: Directory, request_id: str | None
-) -> Accepted:
-    version = current.version + 1
-    index_number = current.document.index_number
-    data = domain.build_publication(
-        draft,
-        publication_id=current.publication_id,
-        version=version,
-        index_number=index_number,
-        source=current.document.source_ref,
-        directory=directory,
-        now=now,
-        kind=current.document.kind,
-    )
-    if draft.published_at is None:
-        # A correction keeps the original publication date; it is not a new item.
-        data = data.model_copy(update={"published_at": current.document.published_at})
-    store.save_published(data, content_hash=domain.content_hash(draft), created=False)
-    event = _published_event(data, now, request_id)
-    _emit(store, event)
-    log.info("publication.revised", publication_id=current.publication_id, version=version, event_id=event.id)
-    return Accepted(current.publication_id, version, "published", event.id)
-
-
-def withdraw(
-    publication_id: str,
-    *,
-    withdrawal_type: WithdrawalType,
-    explanation: str,
-    redirect_to: str | None,
-    expected_version: int | None,
-    principal: Principal,
-    publisher: Publisher,
-    directory: Directory,
-    clock: Clock = utc_clock,
-    request_id: str | None = None,
-) -> Accepted:
-    now = clock()
-    with publisher.transaction() as store:
-        current = _current(store, publication_id, expected_version)
-        domain.authorize_draft(principal, None, directory, current.document)
-        return _withdraw(store, current, withdrawal_type, explanation, redirect_to, now=now, request_id=request_id)
-
-
-def _withdraw(
-    store: PublisherStore, current: StoredPublication, withdrawal_type, explanation, redirect_to, *, now: datetime, request_id: str | None
-) -> Accepted:
-    data = domain.build_withdrawal(
-        current.document, version=current.version + 1, withdrawal_type=withdrawal_type, explanation=explanation, redirect_to=redirect_to, now=now
-    )
-    store.save_withdrawn(data)
-    event = _withdrawn_event(data, now, request_id)
-    _emit(store, event)
-    log.info("publication.withdrawn", publication_id=current.publication_id, version=data.version, event_id=event.id, withdrawal_type=withdrawal_type)
-    return Accepted(current.publication_id, data.version, "withdrawn", event.id)
 
 
 @dataclass(frozen=True)
@@ -321,7 +164,7 @@ def accept_inbound(
         if isinstance(event, PublishedEvent):
             # The stored document and the event's data are the same JSON: serialised once.
             document = documents[event.data.publication_id] = as_json(event.data)
-            payload = _with_data(event, document)
+            payload = with_data(event, document)
         else:
             payload = event.model_dump_json(exclude_none=True)
         outbox_rows.append(dict(event_id=event.id, topic=topic, key=event.subject, payload=payload))
@@ -420,7 +263,7 @@ def _apply_request(
         data = domain.build_withdrawal(
             current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now
         )
-        event = _withdrawn_event(data, now, message.event_id)
+        event = withdrawn_event(data, now, message.event_id)
         return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
     if current is None:
         publication_id = message.publication_id or uuid7().hex
@@ -436,7 +279,7 @@ def _apply_request(
             kind=message.kind,
             service_guide=message.service_guide,
         )
-        event = _published_event(data, now, message.event_id)
+        event = published_event(data, now, message.event_id)
         return Accepted(publication_id, 1, "published", event.id), event
     if current.status == "published" and current.content_hash == _request_hash(message):
         return Accepted(current.publication_id, current.version, current.status, None), None
@@ -453,7 +296,7 @@ def _apply_request(
     )
     if request.published_at is None:
         data = data.model_copy(update={"published_at": current.document.published_at})
-    event = _published_event(data, now, message.event_id)
+    event = published_event(data, now, message.event_id)
     return Accepted(current.publication_id, data.version, "published", event.id), event
 
 
@@ -465,43 +308,3 @@ def accept_cms_request(
     if isinstance(outcome, Rejected):
         raise outcome
     return outcome
-
-
-def republish_all(publisher: Publisher, *, only: str | None = None, clock: Clock = utc_clock) -> int:
-    """Re-emit each publication's current state, same version, to rebuild downstream stores."""
-    count = 0
-    now = clock()
-    with publisher.transaction() as store:
-        for stored in store.all_publications():
-            if only and stored.publication_id != only:
-                continue
-            if stored.status == "withdrawn" and stored.withdrawal:
-                _emit(store, _withdrawn_event(stored.withdrawal, now, None))
-            else:
-                _emit(store, _published_event(stored.document, now, None))
-            count += 1
-    return count
-
-
-def republish_above(publisher: Publisher, publication_id: str, *, above: int, clock: Clock = utc_clock) -> int | None:
-    """Re-emit one publication's current state as a new version, higher than `above` (the
-    highest any store holds): the repair for a forged event on the topic, whose version every
-    store would otherwise keep, since none applies a lower one. The publisher's record takes
-    the new version too, so it stays the truth that `tongyuan verify` compares against.
-    Returns the new version, or None for an unknown publication."""
-    now = clock()
-    with publisher.transaction() as store:
-        stored = store.get(publication_id, for_update=True)
-        if stored is None:
-            return None
-        version = max(stored.version, above) + 1
-        if stored.status == "withdrawn" and stored.withdrawal:
-            withdrawal = stored.withdrawal.model_copy(update={"version": version})
-            store.save_withdrawn(withdrawal)
-            _emit(store, _withdrawn_event(withdrawal, now, None))
-        else:
-            data = stored.document.model_copy(update={"version": version})
-            store.save_published(data, content_hash=stored.content_hash, created=False)
-            _emit(store, _published_event(data, now, None))
-    log.warning("publication.republished_above", publication_id=publication_id, version=version, above=above)
-    return version
