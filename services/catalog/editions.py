@@ -198,7 +198,9 @@ def republish_catalogs(publisher: Publisher, *, clock: Clock = utc_clock) -> int
     with _transaction(publisher) as (store, publications):
         current = store.current_catalogs()
         for scope, catalog in sorted(current.items()):
-            _, _, version = store.edition(scope, catalog.edition)
+            found = store.edition(scope, catalog.edition)
+            assert found is not None  # it is the edition in force
+            _, _, version = found
             event = CatalogChangedEvent(
                 id=new_event_id(),
                 source="/publisher/catalog",
@@ -222,9 +224,7 @@ def _reissue_renamed(
 ) -> int:
     current = store.current_catalogs()
     # Regions whose catalog in force is the one just published.
-    governed = {
-        code for code in regions if effective_catalog(code, regions, current) is not None and effective_catalog(code, regions, current).key == catalog.key
-    }
+    governed = {code for code in regions if (effective := effective_catalog(code, regions, current)) is not None and effective.key == catalog.key}
 
     def catalog_for(region_code: str) -> Catalog:
         return effective_catalog(region_code, regions, current) or catalog

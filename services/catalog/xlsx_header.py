@@ -170,7 +170,7 @@ def layout_of(grid: Grid, header: int) -> Layout:
         sub = _sub_field(subs[c]) if two_rows and subs[c] else None
         if sub and sub[1] is None:  # 一级事项 / 二级事项 under 公开事项
             layout.simple.setdefault(sub[0], c)
-        elif sub:
+        elif sub and sub[1] is not None:
             layout.ticks.setdefault(sub[0], {}).setdefault(sub[1], c)
         elif top in _SIMPLE:
             layout.simple.setdefault(top, c)

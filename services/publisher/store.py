@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Table, bindparam, delete, insert, select, text, update
 
@@ -31,6 +32,10 @@ _NEXT_INDEX_NUMBER = text(
     f"INSERT INTO {index_counters.name} (prefix, last) VALUES (:prefix, 1)"
     f" ON CONFLICT (prefix) DO UPDATE SET last = {index_counters.name}.last + 1 RETURNING last"
 )
+
+
+# A batch's revisions and withdrawals: one executemany, keyed by the `pid` parameter.
+_UPDATE_PUBLISHED = update(publications).where(publications.c.publication_id == bindparam("pid"))
 
 
 def _now() -> datetime:
@@ -65,28 +70,15 @@ class PublisherStore:
         query = select(publications).where(publications.c.publication_id == publication_id)
         if for_update and self.connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        return self._row(self.connection.execute(query).mappings().first())
+        row = self.connection.execute(query).mappings().first()
+        return _stored(row) if row is not None else None
 
     def by_source_ref(self, source: str, source_ref: str, *, for_update: bool = False) -> StoredPublication | None:
         query = select(publications).where(publications.c.source == source, publications.c.source_ref == source_ref)
         if for_update and self.connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        return self._row(self.connection.execute(query).mappings().first())
-
-    @staticmethod
-    def _row(row) -> StoredPublication | None:
-        if row is None:
-            return None
-        return StoredPublication(
-            publication_id=row["publication_id"],
-            version=row["version"],
-            status=row["status"],
-            source=row["source"],
-            source_ref=row["source_ref"],
-            content_hash=row["content_hash"],
-            document=PublicationData.model_validate(row["document"]),
-            withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
-        )
+        row = self.connection.execute(query).mappings().first()
+        return _stored(row) if row is not None else None
 
     def save_published(self, data: PublicationData, *, content_hash: str | None, created: bool) -> None:
         values = dict(
@@ -142,7 +134,7 @@ class PublisherStore:
 
     # --- batch operations (the CMS lane applies a whole batch in one transaction) ---------
     def seen_inbound(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        wanted, found = set(keys), set()
+        wanted, found = set(keys), set[tuple[str, str]]()
         ids = sorted({event_id for event_id, _ in keys})
         for start in range(0, len(ids), 500):
             rows = self.connection.execute(
@@ -166,7 +158,7 @@ class PublisherStore:
                 yield from self.connection.execute(query).mappings()
 
     def by_source_refs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StoredPublication]:
-        return {(row["source"], row["source_ref"]): self._row(row) for row in self._rows_by_source_ref(publications, pairs)}
+        return {(row["source"], row["source_ref"]): _stored(row) for row in self._rows_by_source_ref(publications, pairs)}
 
     def upstream_times(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[datetime, str]]:
         """(source, source_ref) → the newest request time applied for it, and that request's id."""
@@ -197,13 +189,15 @@ class PublisherStore:
         if not counts:
             return {}
         prefixes = sorted(counts)  # a fixed lock order, so two PostgreSQL writers cannot deadlock
-        last = dict(
+        last: dict[str, int] = dict(
             self.connection.execute(
                 select(index_counters.c.prefix, index_counters.c.last)
                 .where(index_counters.c.prefix.in_(prefixes))
                 .order_by(index_counters.c.prefix)
                 .with_for_update()
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         fresh = [dict(prefix=p, last=counts[p]) for p in prefixes if p not in last]
         bumped = [dict(p_prefix=p, p_last=last[p] + counts[p]) for p in prefixes if p in last]
@@ -228,47 +222,22 @@ class PublisherStore:
         now = _now()
         documents = documents or {}
         if created:
-            insert_rows(
-                self.connection,
-                publications,
-                [
-                    dict(
-                        publication_id=d.publication_id,
-                        version=d.version,
-                        status="published",
-                        source=d.source_ref.source,
-                        source_ref=d.source_ref.ref,
-                        content_hash=h,
-                        document=documents.get(d.publication_id) or as_json(d),
-                        withdrawal=None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for d, h in created
-                ],
-            )
+            insert_rows(self.connection, publications, [_created_row(d, h, documents, now) for d, h in created])
         if revised:
-            self.connection.execute(
-                update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [
-                    dict(
-                        pid=d.publication_id,
-                        version=d.version,
-                        status="published",
-                        content_hash=h,
-                        document=documents.get(d.publication_id) or as_json(d),
-                        withdrawal=None,
-                        updated_at=now,
-                    )
-                    for d, h in revised
-                ],
-            )
+            self.connection.execute(_UPDATE_PUBLISHED, [_revised_row(d, h, documents, now) for d, h in revised])
         if withdrawn:
             self.connection.execute(
-                update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=as_json(w), updated_at=now) for w in withdrawn],
+                _UPDATE_PUBLISHED, [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=as_json(w), updated_at=now) for w in withdrawn]
             )
-        gone = {w.publication_id for w in withdrawn}
+        self._refile(created, revised, {w.publication_id for w in withdrawn})
+        if outbox_rows:
+            insert_rows(self.connection, outbox, [dict(created_at=now, **row) for row in outbox_rows])
+        if inbound_rows:
+            insert_rows(self.connection, inbound_events, [dict(received_at=now, **row) for row in inbound_rows])
+
+    def _refile(self, created: list[tuple[PublicationData, str | None]], revised: list[tuple[PublicationData, str | None]], gone: set[str]) -> None:
+        """The batch's placements: a revised or withdrawn publication's old ones go, every live
+        one's current ones are written."""
         stale = sorted({d.publication_id for d, _ in revised} | gone)
         for start in range(0, len(stale), 500):
             self.connection.execute(delete(placements).where(placements.c.publication_id.in_(stale[start : start + 500])))
@@ -280,10 +249,6 @@ class PublisherStore:
         ]
         if rows:
             insert_rows(self.connection, placements, rows)
-        if outbox_rows:
-            insert_rows(self.connection, outbox, [dict(created_at=now, **row) for row in outbox_rows])
-        if inbound_rows:
-            insert_rows(self.connection, inbound_events, [dict(received_at=now, **row) for row in inbound_rows])
 
     def migration_checkpoint(self, site: str) -> dict | None:
         row = self.connection.execute(select(migrations).where(migrations.c.site == site)).mappings().first()
@@ -319,7 +284,7 @@ class PublisherStore:
             if not rows:
                 return
             for row in rows:
-                yield self._row(row)  # type: ignore[misc]
+                yield _stored(row)
             last = rows[-1]["publication_id"]
 
 
@@ -350,3 +315,43 @@ class Publisher(RelayLog):
             return True
         except Exception:
             return False
+
+
+def _created_row(data: PublicationData, content_hash: str | None, documents: Mapping[str, JSONText], now: datetime) -> dict[str, Any]:
+    return dict(
+        publication_id=data.publication_id,
+        version=data.version,
+        status="published",
+        source=data.source_ref.source,
+        source_ref=data.source_ref.ref,
+        content_hash=content_hash,
+        document=documents.get(data.publication_id) or as_json(data),
+        withdrawal=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _revised_row(data: PublicationData, content_hash: str | None, documents: Mapping[str, JSONText], now: datetime) -> dict[str, Any]:
+    return dict(
+        pid=data.publication_id,
+        version=data.version,
+        status="published",
+        content_hash=content_hash,
+        document=documents.get(data.publication_id) or as_json(data),
+        withdrawal=None,
+        updated_at=now,
+    )
+
+
+def _stored(row: RowMapping) -> StoredPublication:
+    return StoredPublication(
+        publication_id=row["publication_id"],
+        version=row["version"],
+        status=row["status"],
+        source=row["source"],
+        source_ref=row["source_ref"],
+        content_hash=row["content_hash"],
+        document=PublicationData.model_validate(row["document"]),
+        withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import structlog
@@ -142,48 +142,75 @@ def accept_inbound(
 ) -> list[Accepted | Rejected]:
     """accept_cms_batch inside the caller's transaction; events go to `topic` (the bulk lane
     for a migration, which logs its batches rather than each row)."""
-    outcomes: list[Accepted | Rejected] = []
-    seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
-    timed = [(m.source, m.request.source_ref) for m in batch if m.upstream_time is not None]
-    clocks: dict[tuple[str, str], UpstreamClock] = store.upstream_times(timed) if timed else {}
-    known_clocks, moved_clocks = set(clocks), {}
-    held = {
-        key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
-        for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
-    }
-    created: dict[str, tuple[PublicationData, str | None]] = {}
-    revised: dict[str, tuple[PublicationData, str | None]] = {}
-    withdrawn: dict[str, WithdrawalData] = {}
-    outbox_rows: list[dict] = []
-    inbound_rows: list[dict] = []
-    index_numbers = _reserve_index_numbers(store, batch, held, now)
+    acceptance = _Acceptance(store, batch, directory=directory, now=now, topic=topic, log_each=log_each)
+    outcomes = [acceptance.accept(message) for message in batch]
+    acceptance.save(store)
+    return outcomes
 
-    documents: dict[str, JSONText] = {}
 
-    def emit(event) -> None:
+@dataclass
+class _Written:
+    """What a batch writes, gathered as its requests are applied and saved with one statement
+    per kind (executemany) at the end."""
+
+    topic: str
+    created: dict[str, tuple[PublicationData, str | None]] = field(default_factory=dict)
+    revised: dict[str, tuple[PublicationData, str | None]] = field(default_factory=dict)
+    withdrawn: dict[str, WithdrawalData] = field(default_factory=dict)
+    outbox_rows: list[dict] = field(default_factory=list)
+    inbound_rows: list[dict] = field(default_factory=list)
+    documents: dict[str, JSONText] = field(default_factory=dict)
+
+    def emit(self, event: PublishedEvent | WithdrawnEvent) -> None:
         if isinstance(event, PublishedEvent):
             # The stored document and the event's data are the same JSON: serialised once.
-            document = documents[event.data.publication_id] = as_json(event.data)
+            document = self.documents[event.data.publication_id] = as_json(event.data)
             payload = with_data(event, document)
         else:
             payload = event.model_dump_json(exclude_none=True)
-        outbox_rows.append(dict(event_id=event.id, topic=topic, key=event.subject, payload=payload))
+        self.outbox_rows.append(dict(event_id=event.id, topic=self.topic, key=event.subject, payload=payload))
 
-    for message in batch:
+    def save(self, store: PublisherStore) -> None:
+        store.save_batch(
+            created=list(self.created.values()),
+            revised=list(self.revised.values()),
+            withdrawn=list(self.withdrawn.values()),
+            outbox_rows=self.outbox_rows,
+            inbound_rows=self.inbound_rows,
+            documents=self.documents,
+        )
+
+
+class _Acceptance:
+    """One batch through the gate: what the store holds for its items, read once up front, and
+    what the batch did to them, request by request."""
+
+    def __init__(self, store: PublisherStore, batch: list[InboundRequest], *, directory: Directory, now: datetime, topic: str, log_each: bool) -> None:
+        self.directory, self.now, self.log_each = directory, now, log_each
+        self.seen = store.seen_inbound([(m.event_id, m.source) for m in batch])
+        timed = [(m.source, m.request.source_ref) for m in batch if m.upstream_time is not None]
+        self.clocks: dict[tuple[str, str], UpstreamClock] = store.upstream_times(timed) if timed else {}
+        self.known_clocks = set(self.clocks)
+        self.moved_clocks: dict[tuple[str, str], UpstreamClock] = {}
+        self.held = {
+            key: _Held(stored, stored.publication_id, stored.version, stored.status, stored.content_hash, stored.document)
+            for key, stored in store.by_source_refs([(m.source, m.request.source_ref) for m in batch]).items()
+        }
+        self.index_numbers = _reserve_index_numbers(store, batch, self.held, now)
+        self.written = _Written(topic)
+
+    def accept(self, message: InboundRequest) -> Accepted | Rejected:
         key = (message.source, message.request.source_ref)
-        current = held.get(key)
-        if (message.event_id, message.source) in seen:
-            if log_each:
+        current = self.held.get(key)
+        if (message.event_id, message.source) in self.seen:
+            if self.log_each:
                 log.info("cms.redelivered", event_id=message.event_id, source=message.source)
-            outcomes.append(
-                Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None)
-            )
-            continue
+            return Accepted(current.publication_id if current else "", current.version if current else 0, current.status if current else "duplicate", None)
         try:
-            _check_order(message, clocks.get(key), now)
-            outcome, event = _apply_request(message, current, now=now, directory=directory, index_numbers=index_numbers)
+            _check_order(message, self.clocks.get(key), self.now)
+            outcome, event = _apply_request(message, current, now=self.now, directory=self.directory, index_numbers=self.index_numbers)
         except Rejected as rejected:
-            if log_each and isinstance(rejected, OutOfOrder):
+            if self.log_each and isinstance(rejected, OutOfOrder):
                 log.info(
                     "inbound.out_of_order",
                     event_id=message.event_id,
@@ -191,48 +218,45 @@ def accept_inbound(
                     source_ref=message.request.source_ref,
                     reason=rejected.errors[0].type,
                 )
-            outcomes.append(rejected)
-            continue
-        seen.add((message.event_id, message.source))
+            return rejected
+        self.seen.add((message.event_id, message.source))
         if message.upstream_time is not None:
             # Not older than the item's clock (checked above), so it is the newest now, even
             # when it changed nothing.
-            clocks[key] = moved_clocks[key] = (message.upstream_time, message.event_id)
-        inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
+            self.clocks[key] = self.moved_clocks[key] = (message.upstream_time, message.event_id)
+        self.written.inbound_rows.append(dict(event_id=message.event_id, source=message.source, publication_id=outcome.publication_id or None))
         if event is not None:
-            emit(event)
-            if isinstance(event, WithdrawnEvent):
-                held[key].status, held[key].version = "withdrawn", event.data.version
-                withdrawn[outcome.publication_id] = event.data
-                revised.pop(outcome.publication_id, None)  # a row created here is still inserted, then withdrawn
-            else:
-                record = held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
-                record.version, record.status, record.document = event.data.version, "published", event.data
-                record.content_hash = _request_hash(message)
-                target = created if record.created_here else revised
-                target[outcome.publication_id] = (event.data, record.content_hash)
-                withdrawn.pop(outcome.publication_id, None)
-            if log_each:
-                log.info(
-                    "publication.accepted",
-                    publication_id=outcome.publication_id,
-                    version=outcome.version,
-                    event_id=event.id,
-                    inbound_event_id=message.event_id,
-                    source=message.source,
-                )
-        outcomes.append(outcome)
-    store.save_batch(
-        created=list(created.values()),
-        revised=list(revised.values()),
-        withdrawn=list(withdrawn.values()),
-        outbox_rows=outbox_rows,
-        inbound_rows=inbound_rows,
-        documents=documents,
-    )
-    if moved_clocks:
-        store.save_upstream_times(moved_clocks, known=known_clocks)
-    return outcomes
+            self._record(key, message, outcome, event)
+        return outcome
+
+    def _record(self, key: tuple[str, str], message: InboundRequest, outcome: Accepted, event: PublishedEvent | WithdrawnEvent) -> None:
+        written = self.written
+        written.emit(event)
+        if isinstance(event, WithdrawnEvent):
+            self.held[key].status, self.held[key].version = "withdrawn", event.data.version
+            written.withdrawn[outcome.publication_id] = event.data
+            written.revised.pop(outcome.publication_id, None)  # a row created here is still inserted, then withdrawn
+        else:
+            record = self.held.setdefault(key, _Held(None, outcome.publication_id, 0, "published", None, None, created_here=True))
+            record.version, record.status, record.document = event.data.version, "published", event.data
+            record.content_hash = _request_hash(message)
+            target = written.created if record.created_here else written.revised
+            target[outcome.publication_id] = (event.data, record.content_hash)
+            written.withdrawn.pop(outcome.publication_id, None)
+        if self.log_each:
+            log.info(
+                "publication.accepted",
+                publication_id=outcome.publication_id,
+                version=outcome.version,
+                event_id=event.id,
+                inbound_event_id=message.event_id,
+                source=message.source,
+            )
+
+    def save(self, store: PublisherStore) -> None:
+        self.written.save(store)
+        if self.moved_clocks:
+            store.save_upstream_times(self.moved_clocks, known=self.known_clocks)
 
 
 def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], held: dict, now: datetime) -> dict[str, Iterator[str]]:
@@ -247,55 +271,74 @@ def _reserve_index_numbers(store: PublisherStore, batch: list[InboundRequest], h
     return {prefix: iter([f"{prefix}-{n:05d}" for n in range(first, first + len(wanted[prefix]))]) for prefix, first in firsts.items()}
 
 
-def _apply_request(
-    message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict
-) -> tuple[Accepted, object | None]:
+Applied = tuple[Accepted, PublishedEvent | WithdrawnEvent | None]
+
+
+def _apply_request(message: InboundRequest, current: _Held | None, *, now: datetime, directory: Directory, index_numbers: dict[str, Iterator[str]]) -> Applied:
+    """One request against what the batch holds for its item: the outcome and the event to
+    write (None when nothing changes); raises Rejected."""
     request = message.request
     try:
         domain.authorize_draft(request.actor, None if request.withdraw else request, directory, current.document if current else None)
     except domain.Forbidden as forbidden:
         raise Rejected([e.model_copy(update={"loc": ("actor", *e.loc)}) for e in forbidden.errors]) from None
     if request.withdraw:
-        if current is None or current.document is None:
-            raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])
-        if current.status == "withdrawn":
-            return Accepted(current.publication_id, current.version, current.status, None), None
-        data = domain.build_withdrawal(
-            current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now
-        )
-        event = withdrawn_event(data, now, message.event_id)
-        return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
+        return _withdrawal(message, current, now=now)
     if current is None:
-        publication_id = message.publication_id or uuid7().hex
-        prefix = f"{request.placements[0].region_code}/{now.year}"
-        data = domain.build_publication(
-            request,
-            publication_id=publication_id,
-            version=1,
-            index_number=request.index_number or next(index_numbers[prefix]),
-            source=SourceRef(source=message.source, ref=request.source_ref),
-            directory=directory,
-            now=now,
-            kind=message.kind,
-            service_guide=message.service_guide,
-        )
-        event = published_event(data, now, message.event_id)
-        return Accepted(publication_id, 1, "published", event.id), event
+        return _new_publication(message, now=now, directory=directory, index_numbers=index_numbers)
     if current.status == "published" and current.content_hash == _request_hash(message):
         return Accepted(current.publication_id, current.version, current.status, None), None
+    return _revision(message, current, now=now, directory=directory)
+
+
+def _withdrawal(message: InboundRequest, current: _Held | None, *, now: datetime) -> Applied:
+    request = message.request
+    if current is None or current.document is None or request.withdraw is None:
+        raise Rejected([FieldError(loc=("source_ref",), msg=f"nothing was published under {request.source_ref!r} to withdraw", type="value.unknown")])
+    if current.status == "withdrawn":
+        return Accepted(current.publication_id, current.version, current.status, None), None
+    data = domain.build_withdrawal(
+        current.document, version=current.version + 1, withdrawal_type=request.withdraw, explanation=request.explanation, redirect_to=None, now=now
+    )
+    event = withdrawn_event(data, now, message.event_id)
+    return Accepted(current.publication_id, data.version, "withdrawn", event.id), event
+
+
+def _new_publication(message: InboundRequest, *, now: datetime, directory: Directory, index_numbers: dict[str, Iterator[str]]) -> Applied:
+    request = message.request
+    publication_id = message.publication_id or uuid7().hex
+    prefix = f"{request.placements[0].region_code}/{now.year}"
+    data = domain.build_publication(
+        request,
+        publication_id=publication_id,
+        version=1,
+        index_number=request.index_number or next(index_numbers[prefix]),
+        source=SourceRef(source=message.source, ref=request.source_ref),
+        directory=directory,
+        now=now,
+        kind=message.kind,
+        service_guide=message.service_guide,
+    )
+    event = published_event(data, now, message.event_id)
+    return Accepted(publication_id, 1, "published", event.id), event
+
+
+def _revision(message: InboundRequest, current: _Held, *, now: datetime, directory: Directory) -> Applied:
+    request, document = message.request, current.document
+    assert document is not None  # a publication the batch holds has its document
     data = domain.build_publication(
         request,
         publication_id=current.publication_id,
         version=current.version + 1,
-        index_number=current.document.index_number,
-        source=current.document.source_ref,
+        index_number=document.index_number,
+        source=document.source_ref,
         directory=directory,
         now=now,
-        kind=message.kind if message.service_guide is not None else current.document.kind,
+        kind=message.kind if message.service_guide is not None else document.kind,
         service_guide=message.service_guide,
     )
     if request.published_at is None:
-        data = data.model_copy(update={"published_at": current.document.published_at})
+        data = data.model_copy(update={"published_at": document.published_at})
     event = published_event(data, now, message.event_id)
     return Accepted(current.publication_id, data.version, "published", event.id), event
 

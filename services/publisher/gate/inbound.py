@@ -51,7 +51,8 @@ def rejection_message(rejection: RejectedEvent) -> tuple[bytes, list[tuple[str, 
 
 
 def _reject(original: dict, errors: list[FieldError]) -> Outcome:
-    data = original.get("data") if isinstance(original.get("data"), dict) else {}
+    raw = original.get("data")
+    data: dict = raw if isinstance(raw, dict) else {}
     return Outcome(
         rejection=RejectedEvent(
             id=new_event_id(),

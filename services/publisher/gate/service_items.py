@@ -177,7 +177,8 @@ def parse_service_item_message(raw: bytes) -> batches.InboundRequest | Outcome:
 
 def _with_ref(envelope: dict) -> dict:
     """Rejections name the item by its 实施编码, as CMS rejections name the CMS id."""
-    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+    raw = envelope.get("data")
+    data: dict = raw if isinstance(raw, dict) else {}
     return {**envelope, "data": {"source_ref": data.get("implementation_code")}}
 
 

@@ -79,7 +79,7 @@ class OutboxRelay:
         self.topic_ids = topic_ids
         self.check_every = check_every
         self._checked_at: float | None = None
-        self._highest_acked: dict[tuple[str, int], int] = {}
+        self._highest_acked: dict[tuple[object, object], int] = {}  # (topic, partition) → offset
         self.applied_watermark = applied_watermark
         self.watermark_every = watermark_every
         self._watermark_due = time.monotonic() + watermark_every
@@ -115,6 +115,7 @@ class OutboxRelay:
         """Compare the broker's topic ids with those of the log the relay sent to; if the log is
         lost (or `tongyuan up` says it restarted such a broker), re-emit what the consumers may
         not have applied. Returns how many rows go out again."""
+        assert self.topic_ids is not None  # looked at only when given
         current = self.topic_ids()
         known = self.publisher.known_topic_ids()
         again = 0
@@ -127,7 +128,7 @@ class OutboxRelay:
         self._checked_at = time.monotonic()
         return again
 
-    def _note_ack(self, metadata) -> None:
+    def _note_ack(self, metadata: object) -> None:
         topic, partition, offset = (getattr(metadata, name, None) for name in ("topic", "partition", "offset"))
         if not isinstance(offset, int) or offset < 0:
             return

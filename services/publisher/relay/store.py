@@ -59,11 +59,11 @@ class RelayLog:
             # The relay asks many times a second; an idle outbox answers one indexed probe.
             if connection.execute(_ANY_UNSENT).first() is None:
                 return []
-            rows = connection.execute(_UNSENT_FIRST_LANE, {"limit": limit}).all()
+            rows = list(connection.execute(_UNSENT_FIRST_LANE, {"limit": limit}).tuples())
             if len(rows) < limit:
                 # Short rounds on the bulk lane: a clerk's row committed meanwhile waits for one.
-                rows += connection.execute(_UNSENT_BULK_LANE, {"limit": min(limit - len(rows), BULK_ROWS_PER_ROUND)}).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+                rows += connection.execute(_UNSENT_BULK_LANE, {"limit": min(limit - len(rows), BULK_ROWS_PER_ROUND)}).tuples()
+        return rows
 
     def mark_sent(self, ids: list[int]) -> None:
         with writing(self.engine) as connection:
@@ -133,8 +133,10 @@ class RelayLog:
     def reemission_pending(self) -> bool:
         """A re-emission asked for and not started, or started and not yet all acknowledged."""
         with self.engine.connect() as connection:
-            state = dict(
-                connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH)))).all()
+            state: dict[str, str] = dict(
+                connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH))))
+                .tuples()
+                .all()
             )
             if _REEMIT_REQUESTED in state:
                 return True
