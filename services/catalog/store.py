@@ -45,7 +45,7 @@ regions = Table(
 
 
 # Plain SQL, built once: it runs before every request and batch, and SQLAlchemy's cache key for
-# the same three subqueries as a select() costs three times the query.
+# the same three subqueries as a select() costs more than the query.
 _DIRECTORY_STAMP = text(
     f"SELECT (SELECT count(*) FROM {catalog_editions.name} WHERE status = 'published'),"
     f" (SELECT coalesce(sum(version), 0) FROM {catalog_editions.name} WHERE status = 'published'),"

@@ -90,7 +90,7 @@ class PublisherStore:
             updated_at=_now(),
         )
         # Values as parameters, not in the statement: SQLAlchemy then finds the compiled statement
-        # without walking every value for its cache key (a seventh of a single publish's CPU).
+        # without walking every value for its cache key.
         if created:
             self.connection.execute(
                 insert(publications),
