@@ -119,7 +119,26 @@ def _export_domain(ws: Worksheet, domain: Domain) -> None:
     ws.cell(row=1, column=1).font = Font(bold=True, size=14)
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=ncols)
     ws.row_dimensions[1].height = 30
+    _export_header(ws, columns)
+    end = _export_items(ws, domain, columns)
+    top, bottom = _HEADER_ROWS
+    for r in range(top, end):
+        for c in range(1, ncols + 1):
+            ws.cell(row=r, column=c).border = _BORDER
+    for c, spec in enumerate(columns, start=1):
+        ws.column_dimensions[get_column_letter(c)].width = spec.width
+    ws.freeze_panes = ws.cell(row=_FIRST_DATA_ROW, column=4)  # below the header, item names kept in view
+    ws.print_title_rows = f"{top}:{bottom}"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
 
+
+def _export_header(ws: Worksheet, columns: list[_Col]) -> None:
+    """The two header rows: a grouped column's header merged over its sub-columns, any other
+    merged down over both rows."""
+    ncols = len(columns)
     top, bottom = _HEADER_ROWS
     column = 1
     while column <= ncols:
@@ -140,6 +159,11 @@ def _export_domain(ws: Worksheet, domain: Domain) -> None:
         for column in range(1, ncols + 1):
             ws.cell(row=row, column=column).font = Font(bold=True)
 
+
+def _export_items(ws: Worksheet, domain: Domain, columns: list[_Col]) -> int:
+    """One row per level-2 item, 序号 and 一级事项 merged over a level-1 item's rows; returns
+    the row after the last."""
+    ncols = len(columns)
     row = _FIRST_DATA_ROW
     for number, level1 in enumerate(domain.level1, start=1):
         first = row
@@ -155,15 +179,4 @@ def _export_domain(ws: Worksheet, domain: Domain) -> None:
         if row - first > 1:
             ws.merge_cells(start_row=first, start_column=1, end_row=row - 1, end_column=1)
             ws.merge_cells(start_row=first, start_column=2, end_row=row - 1, end_column=2)
-
-    for r in range(top, row):
-        for c in range(1, ncols + 1):
-            ws.cell(row=r, column=c).border = _BORDER
-    for c, spec in enumerate(columns, start=1):
-        ws.column_dimensions[get_column_letter(c)].width = spec.width
-    ws.freeze_panes = ws.cell(row=_FIRST_DATA_ROW, column=4)  # below the header, item names kept in view
-    ws.print_title_rows = f"{top}:{bottom}"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    return row
