@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.broker import EmbeddedBroker, free_port
     from services.common.kafka import ensure_topics, idempotent_producer
     from services.common.settings import BridgeSettings, Settings
-    from services.publisher import service_items
     from services.publisher.app import bootstrap, directory_provider
+    from services.publisher.gate import service_items
 
     var = Path(tempfile.mkdtemp(prefix="tongyuan-bench-bridge-"))
     load = os.getloadavg()[0]

@@ -38,7 +38,7 @@ TAKE_EVENTS = 2_000
 
 def single_messages(rows: list[tuple[int, str, str, str]]):
     """One structured CloudEvent a record, keyed by publication: the B of the A/B."""
-    from services.publisher.relay import Message
+    from services.publisher.relay.outbox import Message
 
     headers = [("content-type", b"application/cloudevents+json")]
     return [Message(topic, key.encode(), payload.encode(), headers, [row_id]) for row_id, topic, key, payload in rows]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from contracts.events import TOPIC_PUBLICATIONS_BULK
-    from services.publisher.relay import messages_of
+    from services.publisher.relay.outbox import messages_of
 
     log(f"making {args.events:,} published events through the gate")
     rows = [(n, TOPIC_PUBLICATIONS_BULK, key.decode(), value.decode()) for n, (key, value) in enumerate(published_events(args.events))]

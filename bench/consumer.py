@@ -93,7 +93,7 @@ def published_events(count: int) -> list[tuple[bytes, bytes]]:
     """Distinct published events as the relay sends them: drafts through the gate's outbox."""
     from services.common.settings import Settings
     from services.publisher.app import bootstrap, directory_provider
-    from services.publisher.inbound import handle_cms_batch
+    from services.publisher.gate.inbound import handle_cms_batch
 
     publisher = bootstrap(Settings(var_dir=tempfile.mkdtemp(prefix="tongyuan-bench-consumer-")))
     directory = directory_provider(publisher)

@@ -20,7 +20,7 @@ from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.db import create_store_engine
 from services.common.kafka import ensure_topics, idempotent_producer
-from services.publisher.relay import RELAY_TOPICS, OutboxRelay
+from services.publisher.relay.outbox import RELAY_TOPICS, OutboxRelay
 from services.publisher.store import Publisher
 
 BODY = "<p>申请人应当如实提供家庭人口、收入和财产状况等证明材料，并签署授权核查家庭经济状况声明。</p>" * 20

@@ -18,12 +18,13 @@ from services.common.settings import Settings, get_settings
 if TYPE_CHECKING:
     from services.bridge.app import Runtime
     from services.bridge.store import BridgeStore
+    from services.catalog.directory import DirectoryProvider
+    from services.catalog.store import Catalogs
     from services.column.store import ColumnStore
     from services.common.auth import LocalKey, TokenVerifier
     from services.common.workbooks import WorkbookLimits
     from services.embed.store import EmbedStore
     from services.indexer.index import SearchIndex
-    from services.publisher.app import DirectoryProvider
     from services.publisher.store import Publisher
     from services.supervision.store import SupervisionStore
 
@@ -51,6 +52,13 @@ class Composition:
         from services.publisher.app import directory_provider
 
         return directory_provider(self.publisher)
+
+    @cached_property
+    def catalogs(self) -> Catalogs:
+        """The catalog editions and the regions, read and written outside a publication."""
+        from services.catalog.store import Catalogs
+
+        return Catalogs(self.publisher.engine)
 
     @property
     def on_catalog_change(self) -> Callable[[], None]:

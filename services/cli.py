@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from services.bridge.cli import bridge_cli
+from services.catalog.cli import catalog_cli
 from services.common.terminal import commands, fail, load_settings
 from services.embed.cli import embed_cli
 from services.indexer.cli import indexer_cli
 from services.operations_cli import operations_cli
-from services.publisher.catalog_cli import catalog_cli
 from services.publisher.cli import publisher_cli
 from services.stack import stack_cli
 from services.supervision.cli import supervision_cli

@@ -144,7 +144,7 @@ def force_republish(settings: Settings, publication_id: str, *, at_least: int = 
     Returns the new version (None: the publisher does not know the publication) and what the
     stores held."""
     from services.bootstrap import Composition
-    from services.publisher.handlers import republish_above
+    from services.publisher.gate.handlers import republish_above
 
     held = versions_held(settings, publication_id)
     above = max([at_least, *(v for v in held.values() if v is not None)])
@@ -168,8 +168,7 @@ def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
 
     parts = Composition(settings, load_reference=False)
     truth = {pid: version for pid, (version, _) in parts.publisher.versions().items()}
-    with parts.publisher.transaction() as store:
-        editions = editions_in_force(store.editions())
+    editions = editions_in_force(parts.catalogs.editions())
     column, supervision, index = parts.column_store, parts.supervision_store, parts.search_index
 
     async def indexed() -> dict[str, int]:

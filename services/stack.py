@@ -226,7 +226,7 @@ def record_applied_watermark(publisher: Any, bootstrap: str) -> None:
     """The embedded broker's log is about to be lost: note how far every consumer group applied
     the outbox, so that the next start sends the new log only what comes after."""
     from services.common.kafka import CONSUMER_GROUPS
-    from services.publisher.relay import record_applied_watermark as record
+    from services.publisher.relay.broker_log import record_applied_watermark as record
 
     try:
         through, why = record(publisher, bootstrap, CONSUMER_GROUPS)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.events import PlacementRef, PublicationDraft
 from contracts.identity import Principal
-from services.publisher.domain import Directory
+from services.publisher.gate.domain import Directory
 
 # A township of 芙蓉区 and the county itself, both real 2023 codes.
 TOWNSHIP = "430102001"

@@ -19,9 +19,10 @@ from sqlalchemy.exc import DBAPIError
 
 from services.bootstrap import Composition
 from services.bridge import routes as bridge_routes
+from services.catalog import routes as catalog_routes
 from services.column import app as column_app
 from services.column import routes as column_routes
-from services.common.auth import InvalidToken, TokenVerifier, bearer_principal
+from services.common.auth import InvalidToken, TokenVerifier
 from services.common.consuming import is_transient
 from services.common.heartbeat import live_workers, store_heartbeats
 from services.common.settings import Settings
@@ -31,8 +32,7 @@ from services.embed.caching import Renders
 from services.embed.registry import portal_links
 from services.indexer import app as indexer_app
 from services.indexer import routes as search_routes
-from services.publisher.api import build_router as publish_router
-from services.publisher.catalog_api import build_router as catalog_router
+from services.publisher.gate import routes as publish_routes
 from services.supervision import app as supervision_app
 from services.supervision import routes as supervision_routes
 
@@ -64,7 +64,7 @@ def create_app(settings: Settings, parts: Composition | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     if built.local_key is not None:
         app.get("/.well-known/jwks.json", include_in_schema=False)(built.local_key.jwks)
-    mount_routers(app, built)
+    mount_routers(app)
     app.state.health_checks = health.HealthChecks(health_checks(built), max_lag=settings.ready_max_lag)
     app.include_router(health.router)
 
@@ -115,13 +115,11 @@ def provide(app: FastAPI, parts: Composition, pages: Jinja2Templates) -> None:
     state.public_base_url = parts.settings.public_base_url
 
 
-def mount_routers(app: FastAPI, parts: Composition) -> None:
-    """Every service's router (factories handed what they need; module-level routers read app.state)."""
-    publisher, directory = parts.publisher, parts.directory
-    authenticate = bearer_principal(parts.verifier)
-    app.include_router(publish_router(publisher, directory, authenticate))
-    app.include_router(catalog_router(publisher, directory, on_change=directory.invalidate, authenticate=authenticate, workbook_limits=parts.workbook_limits))
+def mount_routers(app: FastAPI) -> None:
+    """Every service's module-level router; each reads what it needs from app.state (`provide`)."""
     for router in (
+        publish_routes.router,
+        catalog_routes.router,
         column_routes.router,
         search_routes.router,
         bridge_routes.router,

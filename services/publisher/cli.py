@@ -28,9 +28,9 @@ def _parts():
 @db_cli.command("init")
 def db_init() -> None:
     """Create the publisher's tables and load the standard catalog and the Changsha regions."""
-    publisher = _parts().publisher
-    current = publisher.catalogs()
-    typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(publisher.regions())} regions")
+    catalogs = _parts().catalogs
+    current = catalogs.in_force()
+    typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(catalogs.regions())} regions")
 
 
 @publisher_cli.command()
@@ -50,8 +50,9 @@ def republish(
             fail("give --force and one publication id: tongyuan republish --force <publication_id>", 2)
         _force_republish(publication_id, above)
         return
-    from .catalogs import republish_catalogs
-    from .handlers import republish_all
+    from services.catalog.editions import republish_catalogs
+
+    from .gate.handlers import republish_all
 
     publisher = _parts().publisher
     # The catalogs first: a consumer rebuilding its store files publications under them.
@@ -85,8 +86,8 @@ def regions_load(
         found = list(all_regions()) if everything else [r for c in city for r in regions_of_city(c)] + [r for p in province for r in regions_of_province(p)]
     except ValueError as exc:
         fail(str(exc))
-    publisher = _parts().publisher
-    before = publisher.regions()
-    with publisher.transaction() as store:
+    catalogs = _parts().catalogs
+    before = catalogs.regions()
+    with catalogs.writing() as store:
         store.save_regions(tuple(found))
-    typer.echo(f"{len(publisher.regions()) - len(before)} regions added ({len(found)} named)")
+    typer.echo(f"{len(catalogs.regions()) - len(before)} regions added ({len(found)} named)")

@@ -38,7 +38,7 @@ def migrate(
     from services.common.runtime import settle_garbage_collector
     from services.migration import ConfigError, SourceError, load_config
 
-    from .migration import CannotResume
+    from .gate.migration import CannotResume
 
     settings = load_settings()
     parts = Composition(settings, cache_mb=BULK_WRITER_CACHE_MB)
@@ -65,14 +65,14 @@ def migrate(
 def _dry_run(site: Any, export: Path, directory: Any) -> None:
     from services.migration import format_summary, read_legacy, summarise
 
-    from .migration import migration_principal
+    from .gate.migration import migration_principal
 
     with read_legacy(site, export, principal=migration_principal(site), catalog_directory=directory()) as stream:
         typer.echo(format_summary(summarise(stream, source=stream.source)))
 
 
 def _migrate(site: Any, export: Path, parts: Any, reject_file: Path, *, resume: bool, batch: int) -> Any:
-    from .migration import migrate as run_migration
+    from .gate.migration import migrate as run_migration
 
     with _Progress(export) as progress:
         return run_migration(

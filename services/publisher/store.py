@@ -1,196 +1,29 @@
-"""The publisher's tables — the source of truth — and the outbox, written in one transaction."""
+"""The gate's persistence: publications, where they are filed, the inbound ledger and the
+outbox, written in one transaction (`Publisher.transaction`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    RowMapping,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, RowMapping, Table, bindparam, delete, insert, select, text, update
 
-from contracts.catalog import Catalog, Region
-from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, PublicationData, WithdrawalData
+from contracts.events import PublicationData, WithdrawalData
 from services.common.db import JSONText, as_json, insert_rows, writing
-from services.common.heartbeat import heartbeat_table
-
-metadata = MetaData()
-
-publications = Table(
-    "publisher_publications",
+from services.publisher.relay.store import RelayLog
+from services.publisher.tables import (
+    inbound_events,
+    index_counters,
     metadata,
-    Column("publication_id", String(80), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # published | withdrawn
-    Column("source", String(300), nullable=False),
-    Column("source_ref", String(120)),
-    Column("content_hash", String(64)),
-    Column("document", JSON, nullable=False),  # the latest PublicationData
-    Column("withdrawal", JSON),  # the WithdrawalData while withdrawn
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("source", "source_ref", name="uq_publisher_source_ref"),
+    migrations,
+    outbox,
+    placements,
+    publications,
+    upstream_times,
 )
-
-outbox = Table(
-    "publisher_outbox",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False, unique=True),
-    Column("topic", String(200), nullable=False),
-    Column("key", String(80), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-    Index("ix_publisher_outbox_unsent", "id", sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL")),
-)
-# The relay drains the canonical topic's rows before the bulk lane's, so it must find them
-# without walking a migration's backlog.
-outbox_unsent_by_topic = Index(
-    "ix_publisher_outbox_unsent_topic", outbox.c.topic, outbox.c.id, sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL")
-)
-
-# Topics the relay serves before any other (the bulk lane): an IN list, so the partial index
-# on (topic, id) finds their few rows under a migration's million.
-FIRST_LANE = (TOPIC_PUBLICATIONS, TOPIC_CATALOG)
-BULK_ROWS_PER_ROUND = 500
-# Built once: building them cost the idle relay most of its CPU (15% of a core at 50 rounds/s).
-_UNSENT_COLUMNS = (outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-_ANY_UNSENT = select(outbox.c.id).where(outbox.c.sent_at.is_(None)).limit(1)
-_UNSENT_FIRST_LANE = select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.in_(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
-_UNSENT_BULK_LANE = (
-    select(*_UNSENT_COLUMNS).where(outbox.c.sent_at.is_(None), outbox.c.topic.not_in(FIRST_LANE)).order_by(outbox.c.id).limit(bindparam("limit"))
-)
-
-# What the relay knows of the broker's log: the id of each topic it writes ("topic:<name>"),
-# the outbox id up to which a re-emission runs ("reemit-through"), a re-emission asked for
-# by `tongyuan up` after it restarted a broker that keeps no log ("reemit-requested"), and the
-# outbox id through which every consumer group is known to have applied every row
-# ("applied-through", recorded by `tongyuan up` at a clean stop; a new log needs only the rows after it).
-relay_state = Table(
-    "publisher_relay_state",
-    metadata,
-    Column("name", String(240), primary_key=True),
-    Column("value", String(240), nullable=False),
-)
-_TOPIC_ID = "topic:"
-_REEMIT_THROUGH = "reemit-through"
-_REEMIT_REQUESTED = "reemit-requested"
-_APPLIED_THROUGH = "applied-through"
-
-# Where each migration run got to: written in the transaction of the batch it counts.
-migrations = Table(
-    "publisher_migrations",
-    metadata,
-    Column("site", String(60), primary_key=True),
-    Column("source_file", String(500), nullable=False),
-    Column("fingerprint", String(64), nullable=False),  # of the file's first bytes and size
-    Column("position", BigInteger, nullable=False),  # rows of the file dealt with
-    Column("accepted", BigInteger, nullable=False),
-    Column("unchanged", BigInteger, nullable=False),
-    Column("rejected", BigInteger, nullable=False),
-    Column("skipped", BigInteger, nullable=False),  # blank rows and exact repeats
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-# Inbound events already applied, so a redelivered CMS message creates no second version.
-inbound_events = Table(
-    "publisher_inbound_events",
-    metadata,
-    Column("event_id", String(200), primary_key=True),
-    Column("source", String(300), primary_key=True),
-    Column("publication_id", String(80)),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-)
-
-# Each item's newest request time as its source gave it (a CMS's CloudEvent `time`), so a request
-# older than one applied is refused instead of replacing newer content.
-upstream_times = Table(
-    "publisher_upstream_times",
-    metadata,
-    Column("source", String(300), primary_key=True),
-    Column("source_ref", String(120), primary_key=True),
-    Column("upstream_time", DateTime(timezone=True), nullable=False),  # UTC
-    Column("event_id", String(200), nullable=False),  # the request that had it
-)
-
-index_counters = Table(
-    "publisher_index_counters",
-    metadata,
-    Column("prefix", String(40), primary_key=True),
-    Column("last", Integer, nullable=False),
-)
-
-# Catalog editions: drafts are edited (Excel import), published ones never change.
-catalog_editions = Table(
-    "publisher_catalog_editions",
-    metadata,
-    Column("scope", String(20), primary_key=True),  # "standard" or a region code
-    Column("edition", String(40), primary_key=True),
-    Column("status", String(12), nullable=False),  # draft | published
-    Column("derived_from", String(80)),
-    Column("version", Integer),  # publish sequence within the scope; the newest is current
-    Column("document", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("published_at", DateTime(timezone=True)),
-)
-
-# Where each live publication is filed, so catalog changes find the publications they touch.
-placements = Table(
-    "publisher_placements",
-    metadata,
-    Column("publication_id", String(80), nullable=False),
-    Column("region_code", String(20), nullable=False),
-    Column("domain_code", String(8), nullable=False),
-    Column("level1_id", String(16), nullable=False),
-    Column("level2_id", String(16), nullable=False),
-    Index("ix_publisher_placements_item", "level2_id"),
-    Index("ix_publisher_placements_publication", "publication_id"),
-)
-
-heartbeats = heartbeat_table(metadata, "publisher")
-
-regions = Table(
-    "publisher_regions",
-    metadata,
-    Column("code", String(20), primary_key=True),
-    Column("name", String(100), nullable=False),
-    Column("level", String(16), nullable=False),
-    Column("parent_code", String(20)),
-)
-
-
-# Plain SQL, built once: it runs before every request and batch, and SQLAlchemy's cache key for
-# the same three subqueries as a select() costs three times the query.
-_DIRECTORY_STAMP = text(
-    f"SELECT (SELECT count(*) FROM {catalog_editions.name} WHERE status = 'published'),"
-    f" (SELECT coalesce(sum(version), 0) FROM {catalog_editions.name} WHERE status = 'published'),"
-    f" (SELECT count(*) FROM {regions.name})"
-)
-
 
 _UPDATE_PUBLICATION = update(publications).where(publications.c.publication_id == bindparam("p_id"))
 # One statement that takes the next number of a prefix, on SQLite (≥ 3.35) and PostgreSQL alike;
@@ -201,15 +34,8 @@ _NEXT_INDEX_NUMBER = text(
 )
 
 
-def _set_state(connection: Connection, values: Mapping[str, str]) -> None:
-    if values:
-        connection.execute(delete(relay_state).where(relay_state.c.name.in_(list(values))))
-        connection.execute(insert(relay_state), [{"name": name, "value": value} for name, value in values.items()])
-
-
-def _applied_through(connection: Connection) -> int:
-    value = connection.execute(select(relay_state.c.value).where(relay_state.c.name == _APPLIED_THROUGH)).scalar()
-    return int(value) if value else 0
+# A batch's revisions and withdrawals: one executemany, keyed by the `pid` parameter.
+_UPDATE_PUBLISHED = update(publications).where(publications.c.publication_id == bindparam("pid"))
 
 
 def _now() -> datetime:
@@ -244,28 +70,15 @@ class PublisherStore:
         query = select(publications).where(publications.c.publication_id == publication_id)
         if for_update and self.connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        return self._row(self.connection.execute(query).mappings().first())
+        row = self.connection.execute(query).mappings().first()
+        return _stored(row) if row is not None else None
 
     def by_source_ref(self, source: str, source_ref: str, *, for_update: bool = False) -> StoredPublication | None:
         query = select(publications).where(publications.c.source == source, publications.c.source_ref == source_ref)
         if for_update and self.connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        return self._row(self.connection.execute(query).mappings().first())
-
-    @staticmethod
-    def _row(row) -> StoredPublication | None:
-        if row is None:
-            return None
-        return StoredPublication(
-            publication_id=row["publication_id"],
-            version=row["version"],
-            status=row["status"],
-            source=row["source"],
-            source_ref=row["source_ref"],
-            content_hash=row["content_hash"],
-            document=PublicationData.model_validate(row["document"]),
-            withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
-        )
+        row = self.connection.execute(query).mappings().first()
+        return _stored(row) if row is not None else None
 
     def save_published(self, data: PublicationData, *, content_hash: str | None, created: bool) -> None:
         values = dict(
@@ -277,7 +90,7 @@ class PublisherStore:
             updated_at=_now(),
         )
         # Values as parameters, not in the statement: SQLAlchemy then finds the compiled statement
-        # without walking every value for its cache key (a seventh of a single publish's CPU).
+        # without walking every value for its cache key.
         if created:
             self.connection.execute(
                 insert(publications),
@@ -316,80 +129,12 @@ class PublisherStore:
             found.update(pid for pid, region in self.connection.execute(query) if regions is None or region in regions)
         return sorted(found)
 
-    # --- catalog editions ----------------------------------------------------------------
-    def edition(self, scope: str, edition: str) -> tuple[Catalog, str, int | None] | None:
-        row = self.connection.execute(
-            select(catalog_editions.c.document, catalog_editions.c.status, catalog_editions.c.version).where(
-                catalog_editions.c.scope == scope, catalog_editions.c.edition == edition
-            )
-        ).first()
-        return (Catalog.model_validate(row.document), row.status, row.version) if row else None
-
-    def save_draft(self, catalog: Catalog) -> None:
-        values = dict(status="draft", derived_from=catalog.derived_from, document=json.loads(catalog.model_dump_json()), updated_at=_now())
-        updated = self.connection.execute(
-            update(catalog_editions)
-            .where(catalog_editions.c.scope == catalog.scope, catalog_editions.c.edition == catalog.edition, catalog_editions.c.status == "draft")
-            .values(**values)
-        ).rowcount
-        if not updated:
-            self.connection.execute(insert(catalog_editions).values(scope=catalog.scope, edition=catalog.edition, **values))
-
-    def mark_published(self, scope: str, edition: str) -> int:
-        latest = self.connection.execute(select(func.max(catalog_editions.c.version)).where(catalog_editions.c.scope == scope)).scalar() or 0
-        self.connection.execute(
-            update(catalog_editions)
-            .where(catalog_editions.c.scope == scope, catalog_editions.c.edition == edition)
-            .values(status="published", version=latest + 1, published_at=_now(), updated_at=_now())
-        )
-        return latest + 1
-
-    def current_catalogs(self) -> dict[str, Catalog]:
-        """Each scope's newest published edition."""
-        rows = self.connection.execute(
-            select(catalog_editions.c.scope, catalog_editions.c.version, catalog_editions.c.document).where(catalog_editions.c.status == "published")
-        ).all()
-        newest: dict[str, tuple[int, dict]] = {}
-        for scope, version, document in rows:
-            if scope not in newest or version > newest[scope][0]:
-                newest[scope] = (version, document)
-        return {scope: Catalog.model_validate(document) for scope, (_, document) in newest.items()}
-
-    def editions(self) -> list[dict]:
-        rows = self.connection.execute(
-            select(
-                catalog_editions.c.scope,
-                catalog_editions.c.edition,
-                catalog_editions.c.status,
-                catalog_editions.c.version,
-                catalog_editions.c.derived_from,
-                catalog_editions.c.published_at,
-            ).order_by(catalog_editions.c.scope, catalog_editions.c.edition)
-        ).mappings()
-        return [dict(r) for r in rows]
-
-    def save_regions(self, region_list: tuple[Region, ...]) -> None:
-        existing = {r for (r,) in self.connection.execute(select(regions.c.code))}
-        fresh = [r.model_dump() for r in region_list if r.code not in existing]
-        if fresh:
-            self.connection.execute(insert(regions), fresh)
-
     def add_to_outbox(self, *, event_id: str, topic: str, key: str, payload: str) -> None:
         self.connection.execute(insert(outbox), dict(event_id=event_id, topic=topic, key=key, payload=payload, created_at=_now()))
 
-    def remember_inbound(self, event_id: str, source: str, publication_id: str | None) -> bool:
-        """False when this inbound event was applied before (a redelivery)."""
-        seen = self.connection.execute(
-            select(inbound_events.c.event_id).where(inbound_events.c.event_id == event_id, inbound_events.c.source == source)
-        ).first()
-        if seen:
-            return False
-        self.connection.execute(insert(inbound_events).values(event_id=event_id, source=source, publication_id=publication_id, received_at=_now()))
-        return True
-
     # --- batch operations (the CMS lane applies a whole batch in one transaction) ---------
     def seen_inbound(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        wanted, found = set(keys), set()
+        wanted, found = set(keys), set[tuple[str, str]]()
         ids = sorted({event_id for event_id, _ in keys})
         for start in range(0, len(ids), 500):
             rows = self.connection.execute(
@@ -401,8 +146,7 @@ class PublisherStore:
     def _rows_by_source_ref(self, table: Table, pairs: list[tuple[str, str]]) -> Iterator[RowMapping]:
         """The rows of `table` keyed by (source, source_ref), locked on PostgreSQL. Per source,
         so the lookup walks the unique (source, source_ref) index: a bare `source_ref IN (…)`
-        scanned the whole table once per batch (measured: a migration slowing from 830 to 360
-        rows/s by its 270,000th row)."""
+        scans the whole table once per batch, slower the longer a migration runs."""
         by_source: dict[str, list[str]] = {}
         for source, ref in sorted(set(pairs)):
             by_source.setdefault(source, []).append(ref)
@@ -414,7 +158,7 @@ class PublisherStore:
                 yield from self.connection.execute(query).mappings()
 
     def by_source_refs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StoredPublication]:
-        return {(row["source"], row["source_ref"]): self._row(row) for row in self._rows_by_source_ref(publications, pairs)}
+        return {(row["source"], row["source_ref"]): _stored(row) for row in self._rows_by_source_ref(publications, pairs)}
 
     def upstream_times(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[datetime, str]]:
         """(source, source_ref) → the newest request time applied for it, and that request's id."""
@@ -445,13 +189,15 @@ class PublisherStore:
         if not counts:
             return {}
         prefixes = sorted(counts)  # a fixed lock order, so two PostgreSQL writers cannot deadlock
-        last = dict(
+        last: dict[str, int] = dict(
             self.connection.execute(
                 select(index_counters.c.prefix, index_counters.c.last)
                 .where(index_counters.c.prefix.in_(prefixes))
                 .order_by(index_counters.c.prefix)
                 .with_for_update()
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         fresh = [dict(prefix=p, last=counts[p]) for p in prefixes if p not in last]
         bumped = [dict(p_prefix=p, p_last=last[p] + counts[p]) for p in prefixes if p in last]
@@ -476,47 +222,22 @@ class PublisherStore:
         now = _now()
         documents = documents or {}
         if created:
-            insert_rows(
-                self.connection,
-                publications,
-                [
-                    dict(
-                        publication_id=d.publication_id,
-                        version=d.version,
-                        status="published",
-                        source=d.source_ref.source,
-                        source_ref=d.source_ref.ref,
-                        content_hash=h,
-                        document=documents.get(d.publication_id) or as_json(d),
-                        withdrawal=None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for d, h in created
-                ],
-            )
+            insert_rows(self.connection, publications, [_created_row(d, h, documents, now) for d, h in created])
         if revised:
-            self.connection.execute(
-                update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [
-                    dict(
-                        pid=d.publication_id,
-                        version=d.version,
-                        status="published",
-                        content_hash=h,
-                        document=documents.get(d.publication_id) or as_json(d),
-                        withdrawal=None,
-                        updated_at=now,
-                    )
-                    for d, h in revised
-                ],
-            )
+            self.connection.execute(_UPDATE_PUBLISHED, [_revised_row(d, h, documents, now) for d, h in revised])
         if withdrawn:
             self.connection.execute(
-                update(publications).where(publications.c.publication_id == bindparam("pid")),
-                [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=as_json(w), updated_at=now) for w in withdrawn],
+                _UPDATE_PUBLISHED, [dict(pid=w.publication_id, version=w.version, status="withdrawn", withdrawal=as_json(w), updated_at=now) for w in withdrawn]
             )
-        gone = {w.publication_id for w in withdrawn}
+        self._refile(created, revised, {w.publication_id for w in withdrawn})
+        if outbox_rows:
+            insert_rows(self.connection, outbox, [dict(created_at=now, **row) for row in outbox_rows])
+        if inbound_rows:
+            insert_rows(self.connection, inbound_events, [dict(received_at=now, **row) for row in inbound_rows])
+
+    def _refile(self, created: list[tuple[PublicationData, str | None]], revised: list[tuple[PublicationData, str | None]], gone: set[str]) -> None:
+        """The batch's placements: a revised or withdrawn publication's old ones go, every live
+        one's current ones are written."""
         stale = sorted({d.publication_id for d, _ in revised} | gone)
         for start in range(0, len(stale), 500):
             self.connection.execute(delete(placements).where(placements.c.publication_id.in_(stale[start : start + 500])))
@@ -528,10 +249,6 @@ class PublisherStore:
         ]
         if rows:
             insert_rows(self.connection, placements, rows)
-        if outbox_rows:
-            insert_rows(self.connection, outbox, [dict(created_at=now, **row) for row in outbox_rows])
-        if inbound_rows:
-            insert_rows(self.connection, inbound_events, [dict(received_at=now, **row) for row in inbound_rows])
 
     def migration_checkpoint(self, site: str) -> dict | None:
         row = self.connection.execute(select(migrations).where(migrations.c.site == site)).mappings().first()
@@ -567,19 +284,16 @@ class PublisherStore:
             if not rows:
                 return
             for row in rows:
-                yield self._row(row)  # type: ignore[misc]
+                yield _stored(row)
             last = rows[-1]["publication_id"]
 
 
-class Publisher:
-    """The publisher's database: transactions, the outbox reader, the catalog and regions."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
+class Publisher(RelayLog):
+    """The publisher's database: the gate's transactions, and the relay's side (RelayLog). The
+    catalog's tables share the engine (services.catalog.store.Catalogs)."""
 
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
-        outbox_unsent_by_topic.create(self.engine, checkfirst=True)  # for stores made before it existed
 
     @contextmanager
     def transaction(self) -> Iterator[PublisherStore]:
@@ -602,110 +316,42 @@ class Publisher:
         except Exception:
             return False
 
-    # --- outbox relay side -------------------------------------------------------------
-    def unsent(self, limit: int) -> list[tuple[int, str, str, str]]:
-        """The oldest unsent rows, the canonical topics' first: a migration's backlog on the
-        bulk lane waits behind a clerk's publication, never the other way round."""
-        with self.engine.connect() as connection:
-            # The relay asks 50 times a second; an idle outbox answers one indexed probe.
-            if connection.execute(_ANY_UNSENT).first() is None:
-                return []
-            rows = connection.execute(_UNSENT_FIRST_LANE, {"limit": limit}).all()
-            if len(rows) < limit:
-                # Short rounds on the bulk lane: a clerk's row committed meanwhile waits for one.
-                rows += connection.execute(_UNSENT_BULK_LANE, {"limit": min(limit - len(rows), BULK_ROWS_PER_ROUND)}).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
 
-    def mark_sent(self, ids: list[int]) -> None:
-        with writing(self.engine) as connection:
-            for start in range(0, len(ids), 500):
-                connection.execute(update(outbox).where(outbox.c.id.in_(ids[start : start + 500])).values(sent_at=_now()))
+def _created_row(data: PublicationData, content_hash: str | None, documents: Mapping[str, JSONText], now: datetime) -> dict[str, Any]:
+    return dict(
+        publication_id=data.publication_id,
+        version=data.version,
+        status="published",
+        source=data.source_ref.source,
+        source_ref=data.source_ref.ref,
+        content_hash=content_hash,
+        document=documents.get(data.publication_id) or as_json(data),
+        withdrawal=None,
+        created_at=now,
+        updated_at=now,
+    )
 
-    def outbox_backlog(self) -> int:
-        with self.engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar_one()
 
-    # --- the broker's log, and re-emitting it ----------------------------------------------
-    def known_topic_ids(self) -> dict[str, str]:
-        """The topic ids of the log the relay last sent to."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.startswith(_TOPIC_ID))).all()
-        return {name.removeprefix(_TOPIC_ID): value for name, value in rows}
+def _revised_row(data: PublicationData, content_hash: str | None, documents: Mapping[str, JSONText], now: datetime) -> dict[str, Any]:
+    return dict(
+        pid=data.publication_id,
+        version=data.version,
+        status="published",
+        content_hash=content_hash,
+        document=documents.get(data.publication_id) or as_json(data),
+        withdrawal=None,
+        updated_at=now,
+    )
 
-    def adopt_topic_ids(self, topic_ids: Mapping[str, str]) -> None:
-        with writing(self.engine) as connection:
-            _set_state(connection, {_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()})
 
-    def request_reemission(self) -> None:
-        """Said by whoever restarted a broker that keeps no log; the relay re-emits at its next look."""
-        with writing(self.engine) as connection:
-            _set_state(connection, {_REEMIT_REQUESTED: _now().isoformat()})
-
-    def reemission_requested(self) -> bool:
-        with self.engine.connect() as connection:
-            return connection.execute(select(relay_state.c.value).where(relay_state.c.name == _REEMIT_REQUESTED)).first() is not None
-
-    def reemit_unapplied(self, topic_ids: Mapping[str, str]) -> int:
-        """The rows a new log needs go out again, and the new log's topic ids are the known ones,
-        in one transaction: every row after `applied_through` (every row if none is recorded),
-        and each scope's newest catalog row, so every catalog copy is rebuilt from the edition in
-        force whatever it held. Consumers apply a version once, so what they already hold
-        changes nothing. Returns how many rows go out again."""
-        with writing(self.engine) as connection:
-            applied = _applied_through(connection)
-            newest_catalogs = select(func.max(outbox.c.id)).where(outbox.c.topic == TOPIC_CATALOG, outbox.c.id <= applied).group_by(outbox.c.key)
-            again = connection.execute(
-                update(outbox).where(outbox.c.sent_at.is_not(None), (outbox.c.id > applied) | outbox.c.id.in_(newest_catalogs)).values(sent_at=None)
-            ).rowcount
-            through = connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
-            # The new log's ids replace every old one: an old id left behind would look lost again.
-            connection.execute(delete(relay_state).where((relay_state.c.name == _REEMIT_REQUESTED) | relay_state.c.name.startswith(_TOPIC_ID)))
-            _set_state(connection, {_REEMIT_THROUGH: str(through), **{_TOPIC_ID + topic: topic_id for topic, topic_id in topic_ids.items()}})
-        return again
-
-    def applied_through(self) -> int:
-        """The outbox id through which every consumer group applied every row; 0 if none is known."""
-        with self.engine.connect() as connection:
-            return _applied_through(connection)
-
-    def sent_through(self) -> int:
-        """The highest outbox id with no unsent row at or below it."""
-        with self.engine.connect() as connection:
-            first_unsent = connection.execute(select(func.min(outbox.c.id)).where(outbox.c.sent_at.is_(None))).scalar_one()
-            if first_unsent is not None:
-                return first_unsent - 1
-            return connection.execute(select(func.max(outbox.c.id))).scalar_one() or 0
-
-    def record_applied_through(self, through: int) -> None:
-        """Only ever raised: every store keeps what it applied, whatever log it came from."""
-        with writing(self.engine) as connection:
-            if through > _applied_through(connection):
-                _set_state(connection, {_APPLIED_THROUGH: str(through)})
-
-    def reemission_pending(self) -> bool:
-        """A re-emission asked for and not started, or started and not yet all acknowledged."""
-        with self.engine.connect() as connection:
-            state = dict(
-                connection.execute(select(relay_state.c.name, relay_state.c.value).where(relay_state.c.name.in_((_REEMIT_REQUESTED, _REEMIT_THROUGH)))).all()
-            )
-            if _REEMIT_REQUESTED in state:
-                return True
-            through = int(state.get(_REEMIT_THROUGH, 0))
-            return through > 0 and connection.execute(_ANY_UNSENT.where(outbox.c.id <= through)).first() is not None
-
-    # --- catalog and regions -------------------------------------------------------------
-    def catalogs(self) -> dict[str, Catalog]:
-        with self.engine.connect() as connection:
-            return PublisherStore(connection).current_catalogs()
-
-    def regions(self) -> dict[str, Region]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(regions)).mappings().all()
-        return {r["code"]: Region.model_validate(dict(r)) for r in rows}
-
-    def directory_stamp(self) -> tuple[int, int, int]:
-        """Changes whenever an edition is published or a region added, by any process: published
-        editions and regions are only ever added, never edited or removed."""
-        with self.engine.connect() as connection:
-            row = connection.execute(_DIRECTORY_STAMP).one()
-        return tuple(row)  # type: ignore[return-value]
+def _stored(row: RowMapping) -> StoredPublication:
+    return StoredPublication(
+        publication_id=row["publication_id"],
+        version=row["version"],
+        status=row["status"],
+        source=row["source"],
+        source_ref=row["source_ref"],
+        content_hash=row["content_hash"],
+        document=PublicationData.model_validate(row["document"]),
+        withdrawal=WithdrawalData.model_validate(row["withdrawal"]) if row["withdrawal"] else None,
+    )

@@ -40,7 +40,7 @@ def report(
 
     load_settings()
     parts = composed()
-    known = parts.publisher.regions()
+    known = parts.catalogs.regions()
     if region not in known:
         fail(f"no region {region}", 2)
     if sort not in SORTS:

@@ -14,7 +14,8 @@ from contracts.events import TOPIC_PUBLICATIONS
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.db import create_store_engine
 from services.common.kafka import CONSUMER_GROUPS, BrokerLog, ensure_topics
-from services.publisher.relay import RELAY_TOPICS, record_applied_watermark
+from services.publisher.relay.broker_log import record_applied_watermark
+from services.publisher.relay.outbox import RELAY_TOPICS
 from services.publisher.store import Publisher
 
 

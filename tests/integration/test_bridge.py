@@ -21,9 +21,9 @@ from services.bridge.report import Expected, Mirrored, mirror_report
 from services.column.store import documents
 from services.common.kafka import idempotent_producer
 from services.common.settings import BridgeSettings
-from services.publisher import service_items
 from services.publisher.app import bootstrap, directory_provider
-from services.publisher.domain import sanitise_html
+from services.publisher.gate import service_items
+from services.publisher.gate.domain import sanitise_html
 from tests.integration.conftest import wait_for
 
 SECRET = "integration-webhook-secret"
@@ -198,12 +198,11 @@ def test_a_guide_edited_on_the_platform_appears_changed_on_the_detail_page_and_i
         assert f'href="{item.guide.online_url}"' in page
     after = publication_of(stack, code)
     assert after.publication_id == pid  # the same publication, a new version
-    if service_items.GATE_TAKES_SERVICE:
-        entry = stack.column.entry(pid)
-        assert entry.document.kind == "service" and any(tag in c for c in entry.document.service_guide["conditions"])
-        if DETAIL_SHOWS_GUIDE:
-            positions = [page.index(f"<h3>{title}</h3>") for _, title in GUIDE_SECTIONS]
-            assert positions == sorted(positions) and "办事指南栏目" in page
+    entry = stack.column.entry(pid)
+    assert entry.document.kind == "service" and any(tag in c for c in entry.document.service_guide["conditions"])
+    if DETAIL_SHOWS_GUIDE:
+        positions = [page.index(f"<h3>{title}</h3>") for _, title in GUIDE_SECTIONS]
+        assert positions == sorted(positions) and "办事指南栏目" in page
 
 
 def test_a_revoked_item_is_withdrawn(stack, world):

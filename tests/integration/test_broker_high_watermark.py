@@ -18,7 +18,7 @@ from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIO
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.db import create_store_engine
 from services.common.kafka import ensure_topics, idempotent_producer
-from services.publisher.relay import RELAY_TOPICS, OutboxRelay, messages_of
+from services.publisher.relay.outbox import RELAY_TOPICS, OutboxRelay, messages_of
 from services.publisher.store import Publisher
 
 PARTITIONS = 4

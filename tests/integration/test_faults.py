@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from contracts.events import TOPIC_CMS, TOPIC_PUBLICATIONS
 from services.common.db import PG_CONNECT_TIMEOUT
 from services.publisher.app import bootstrap
-from services.publisher.store import outbox
+from services.publisher.tables import outbox
 from tests.integration.conftest import wait_for
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_pipeline import body, cms_request, unique

@@ -18,9 +18,9 @@ from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from devtools.synthetic_export import write_synthetic_export
 from services.migration import Planned, Reject, load_config, read_legacy, read_rejects
 from services.publisher.app import bootstrap, directory_provider
-from services.publisher.migration import migration_principal, publication_id_for
-from services.publisher.relay import wait_until_drained
-from services.publisher.store import outbox, publications
+from services.publisher.gate.migration import migration_principal, publication_id_for
+from services.publisher.relay.outbox import wait_until_drained
+from services.publisher.tables import outbox, publications
 
 from .conftest import ROOT, wait_for
 

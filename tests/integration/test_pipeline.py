@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import func, select
 
 from contracts.events import TOPIC_CMS, TOPIC_PUBLICATIONS, TOPIC_REJECTIONS, dlq_topic
-from services.publisher.store import outbox, publications
+from services.publisher.tables import outbox, publications
 from tests.integration.conftest import wait_for
 
 TOWNSHIP, COUNTY = "430102001", "430102"

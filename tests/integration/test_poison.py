@@ -70,7 +70,7 @@ def test_poison_amid_valid_publications_loses_nothing_and_lands_in_the_dlq(stack
     # Every group commits past everything it was given: nothing is stuck behind the poison.
     stack.wait_caught_up(TOPIC_CMS, groups=("tongyuan-publisher",), timeout=90)
     from services.publisher.app import bootstrap
-    from services.publisher.relay import wait_until_drained
+    from services.publisher.relay.outbox import wait_until_drained
 
     publisher = bootstrap(stack.settings, load_reference=False)
     cms_ids = wait_for(
@@ -108,7 +108,7 @@ def test_poison_amid_valid_publications_loses_nothing_and_lands_in_the_dlq(stack
 
 
 def _by_refs(publisher, refs: list[str]) -> list[tuple[str, str]]:
-    from services.publisher.store import publications
+    from services.publisher.tables import publications
 
     with publisher.engine.connect() as connection:
         rows = connection.execute(select(publications.c.publication_id, publications.c.source_ref).where(publications.c.source_ref.in_(refs))).all()

@@ -31,7 +31,7 @@ from services.bridge.app import create_runtime
 from services.common.kafka import idempotent_producer
 from services.common.settings import BridgeSettings
 from services.publisher.app import bootstrap
-from services.publisher.relay import wait_until_drained
+from services.publisher.relay.outbox import wait_until_drained
 
 from .conftest import ROOT, backends, running_stack, wait_for
 from .test_pipeline import body, cms_request, unique

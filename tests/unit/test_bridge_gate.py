@@ -16,9 +16,10 @@ from devtools.platform_simulator import seed_items
 from services.bridge.detect import Known, Seen, content_hash, decide
 from services.bridge.mapping import MappingTable, map_item
 from services.common.db import create_store_engine
-from services.publisher import service_items
-from services.publisher.domain import sanitise_html
-from services.publisher.store import Publisher, outbox, publications
+from services.publisher.gate import service_items
+from services.publisher.gate.domain import sanitise_html
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox, publications
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 ACTOR = Principal(user="bridge:hunan-zwfw", roles=("editor",), regions=("4301",))
@@ -85,10 +86,9 @@ def test_a_service_item_becomes_one_service_publication_keyed_by_its_implementat
     assert {(p["region_code"], p["level2_id"]) for p in data["placements"]} == {
         (p.region_code, p.level2_id) for p in map_item(item, MappingTable.defaults(), REGIONS).placements
     }
-    if service_items.GATE_TAKES_SERVICE:
-        assert data["kind"] == "service"
-        assert data["service_guide"]["implementation_code"] == item.implementation_code
-        assert data["service_guide"]["materials"][0]["name"] == item.guide.materials[0].name
+    assert data["kind"] == "service"
+    assert data["service_guide"]["implementation_code"] == item.implementation_code
+    assert data["service_guide"]["materials"][0]["name"] == item.guide.materials[0].name
 
 
 def test_the_same_item_again_is_the_same_publication_and_unchanged_content_adds_no_version(publisher, directory):

@@ -27,8 +27,8 @@ from services.bridge.refusals import parse_rejection, reasons, refuse
 from services.bridge.store import REFUSED, UNREADABLE
 from services.common.db import create_store_engine
 from services.common.settings import BridgeSettings, Settings
-from services.publisher import service_items
-from services.publisher.domain import Directory
+from services.publisher.gate import service_items
+from services.publisher.gate.domain import Directory
 from services.publisher.store import Publisher
 
 SOURCE = "/bridge/hunan-zwfw"

@@ -223,7 +223,7 @@ def test_the_relay_marks_rows_sent_only_after_the_ack_and_keeps_order(world):
 
 
 def test_the_service_guide_partial_shows_every_section_in_order_and_links_to_online_application():
-    from services.publisher.service_items import service_guide
+    from services.publisher.gate.service_items import service_guide
 
     item = ServiceItem.model_validate(seed_items(5, seed=2)[0])
     env = Environment(loader=FileSystemLoader("services/bridge/templates"), autoescape=select_autoescape(default=True))

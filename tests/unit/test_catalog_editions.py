@@ -7,11 +7,14 @@ from sqlalchemy import select
 
 from contracts.catalog import STANDARD, Catalog, diff_catalogs, localise, regions_of_city, standard_catalog, standard_catalog_2021
 from contracts.events import CATALOG_CHANGED, TOPIC_CATALOG, TOPIC_PUBLICATIONS
+from services.catalog import editions as catalogs
+from services.catalog.store import Catalogs
 from services.common.db import create_store_engine
-from services.publisher import catalogs, handlers
 from services.publisher.app import directory_provider
-from services.publisher.domain import Directory, Rejected
-from services.publisher.store import Publisher, outbox
+from services.publisher.gate import handlers
+from services.publisher.gate.domain import Directory, Rejected
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox
 from tests.conftest import ADMIN, COUNTY, OTHER_COUNTY, TOWNSHIP, draft, placement
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
@@ -21,12 +24,13 @@ REGIONS = {r.code: r for r in regions_of_city("4301")}
 def publisher(tmp_path):
     publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'publisher.db'}"))
     publisher.create_tables()
+    Catalogs(publisher.engine).create_tables()
     catalogs.load_reference(publisher, standard_editions=[standard_catalog_2021(), standard_catalog()], regions=regions_of_city("4301"))
     return publisher
 
 
 def directory(publisher):
-    return Directory(catalogs=publisher.catalogs(), regions=REGIONS)
+    return Directory(catalogs=Catalogs(publisher.engine).in_force(), regions=REGIONS)
 
 
 def events(publisher, topic):
@@ -39,7 +43,7 @@ def test_reference_editions_are_published_in_order(publisher):
     assert [(e["data"]["scope"], e["data"]["edition"], e["data"]["version"]) for e in changed] == [(STANDARD, "2021", 1), (STANDARD, "2022", 2)]
     assert changed[0]["type"] == CATALOG_CHANGED
     assert "D27" in changed[1]["data"]["added"]  # 旅游, one of the six domains added in 2022
-    assert publisher.catalogs()[STANDARD].edition == "2022"
+    assert Catalogs(publisher.engine).in_force()[STANDARD].edition == "2022"
 
 
 def test_derivation_follows_the_region_hierarchy(publisher):
@@ -127,7 +131,7 @@ def test_republishing_catalogs_re_emits_each_edition_in_force_with_its_version(p
     again = events(publisher, TOPIC_CATALOG)[len(before) :]
     assert sorted((e["data"]["scope"], e["data"]["edition"], e["data"]["version"]) for e in again) == [(COUNTY, "2023", 1), (STANDARD, "2022", 2)]
     snapshots = {e["data"]["scope"]: Catalog.model_validate(e["data"]["catalog"]) for e in again}
-    assert snapshots == publisher.catalogs()  # each whole edition, as the publisher holds it
+    assert snapshots == Catalogs(publisher.engine).in_force()  # each whole edition, as the publisher holds it
     assert all(e["data"]["added"] == [] and e["data"]["renamed"] == [] for e in again)  # a snapshot, not a change
 
 

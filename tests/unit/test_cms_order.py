@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from contracts.events import CMS_PUBLISH_REQUESTED, PUBLISHED, WITHDRAWN, PublishRequestData
-from services.publisher import handlers
-from services.publisher.handlers import InboundRequest, OutOfOrder
-from services.publisher.inbound import handle_cms_batch
-from services.publisher.store import Publisher, outbox
+from services.publisher.gate import batches, handlers
+from services.publisher.gate.batches import InboundRequest, OutOfOrder
+from services.publisher.gate.inbound import handle_cms_batch
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox
 from tests.conftest import EDITOR, draft, store_backends, store_engine
 
 CMS = "/cms/furong"
@@ -38,7 +39,7 @@ def at(moment: datetime | None, title: str = "低保标准调整公告", event_i
 
 
 def accept(publisher, directory, *messages: InboundRequest):
-    return handlers.accept_cms_batch(list(messages), publisher=publisher, directory=directory, clock=lambda: NOW)
+    return batches.accept_cms_batch(list(messages), publisher=publisher, directory=directory, clock=lambda: NOW)
 
 
 def stored(publisher, ref: str = "article-1"):
@@ -117,7 +118,7 @@ def test_requests_without_a_time_keep_arrival_order(publisher, directory):
 def test_each_cms_article_has_its_own_clock(publisher, directory):
     accept(publisher, directory, at(LATE, ref="a"))
     (other,) = accept(publisher, directory, at(EARLY, ref="b"))
-    (other_cms,) = handlers.accept_cms_batch(
+    (other_cms,) = batches.accept_cms_batch(
         [InboundRequest("x", "/cms/tianxin", request(ref="a"), upstream_time=EARLY)], publisher=publisher, directory=directory, clock=lambda: NOW
     )
     assert isinstance(other, handlers.Accepted) and isinstance(other_cms, handlers.Accepted)

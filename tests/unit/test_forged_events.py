@@ -26,7 +26,7 @@ from services.indexer import routes as search_routes
 from services.indexer.index import SearchHit, SearchIndex, SearchQuery, SearchResults
 from services.indexer.memory import InMemorySearchIndex
 from services.portal.app import create_app
-from services.publisher import handlers
+from services.publisher.gate import handlers
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, place, published
@@ -76,7 +76,7 @@ def forged(publication_id: str = "forged", version: int = 99, **changes) -> Publ
 
 # --- the shared policy --------------------------------------------------------------------
 def test_the_gate_and_the_pages_share_one_policy():
-    from services.publisher import domain
+    from services.publisher.gate import domain
 
     assert domain.sanitise_html is sanitise_html
     cleaned = sanitise_html(HOSTILE_BODY)
@@ -278,7 +278,7 @@ def publisher(tmp_path):
 def outbox_events(publisher):
     from sqlalchemy import select
 
-    from services.publisher.store import outbox
+    from services.publisher.tables import outbox
 
     with publisher.engine.connect() as connection:
         return [json.loads(p) for (p,) in connection.execute(select(outbox.c.payload).order_by(outbox.c.id))]

@@ -19,7 +19,7 @@ from services.embed.app import build_store as build_embed_store
 from services.indexer.app import build_index
 from services.portal.app import create_app
 from services.publisher.app import bootstrap
-from services.publisher.store import outbox
+from services.publisher.tables import outbox
 from tests.conftest import EDITOR
 
 XSS = [

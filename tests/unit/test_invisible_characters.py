@@ -15,8 +15,8 @@ from services.common.auth import build_verifier
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.portal.app import create_app
-from services.publisher import domain, handlers
-from services.publisher.domain import Rejected, without_invisible_format
+from services.publisher.gate import batches, domain
+from services.publisher.gate.domain import Rejected, without_invisible_format
 from services.publisher.store import Publisher
 from tests.conftest import EDITOR, draft
 
@@ -124,10 +124,10 @@ def test_the_inbound_lane_strips_titles_and_refuses_lying_names(tmp_path, direct
         return PublishRequestData.model_validate(dict(source_ref=ref, actor=EDITOR.model_dump(), **draft(**overrides).model_dump()))
 
     batch = [
-        handlers.InboundRequest("e1", source, request("a", title="低保\u202e公告")),
-        handlers.InboundRequest("e2", source, request("b", attachments=[Attachment(name=LYING_NAME, url=PDF)])),
+        batches.InboundRequest("e1", source, request("a", title="低保\u202e公告")),
+        batches.InboundRequest("e2", source, request("b", attachments=[Attachment(name=LYING_NAME, url=PDF)])),
     ]
-    accepted, refused = handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
+    accepted, refused = batches.accept_cms_batch(batch, publisher=publisher, directory=directory)
     with publisher.transaction() as store:
         assert store.get(accepted.publication_id).document.title == "低保公告"
     assert isinstance(refused, Rejected) and refused.errors[0].loc == ("attachments", 0, "name")

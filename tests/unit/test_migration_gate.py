@@ -16,18 +16,18 @@ from sqlalchemy import select
 from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, PublishedEvent
 from services.common.db import create_store_engine
 from services.migration import Planned, load_config, read_legacy, read_rejects
-from services.publisher import handlers
 from services.publisher import store as store_module
-from services.publisher.domain import content_hash
-from services.publisher.migration import (
+from services.publisher.gate import handlers
+from services.publisher.gate.migration import (
     CannotResume,
-    earlier_migration_event_id,
     migrate,
     migration_event_id,
     migration_principal,
     publication_id_for,
 )
-from services.publisher.store import BULK_ROWS_PER_ROUND, Publisher, outbox, publications
+from services.publisher.relay.store import BULK_ROWS_PER_ROUND
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox, publications
 from tests.conftest import ADMIN, draft
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "migration"
@@ -266,7 +266,7 @@ def test_the_relay_serves_a_clerks_publication_before_a_migrations_backlog(publi
 
 def test_without_a_terminal_progress_is_logged_with_rate_and_eta_every_few_seconds(tmp_path, monkeypatch):
     from services.publisher import migration_cli
-    from services.publisher.migration import MigrationProgress
+    from services.publisher.gate.migration import MigrationProgress
 
     export = tmp_path / "export.csv"
     export.write_text("标题\n" + "一行\n" * 1000, encoding="utf-8")
@@ -341,31 +341,6 @@ def test_an_article_in_two_old_columns_is_one_publication_filed_in_both(publishe
     assert again.accepted == 0, "a second run changes nothing"
 
 
-def test_a_run_over_rows_migrated_under_the_earlier_event_ids_creates_nothing(publisher, directory, tmp_path):
-    """Rows migrated when event ids named the ref are recognised by those ids. Article A1's
-    first row is older content than its publication holds, so only the ledger tells a rerun
-    that it was migrated already."""
-    export, config = _two_column_site(tmp_path)
-    _run(publisher, directory, tmp_path, export=export, config=config)
-    inbound = store_module.inbound_events
-    with publisher.engine.begin() as connection:
-        recorded = connection.execute(
-            select(inbound.c.event_id, publications.c.source_ref).join(publications, inbound.c.publication_id == publications.c.publication_id)
-        ).all()
-        assert len(recorded) == 3 and all(event_id.startswith("migration:01") for event_id, _ in recorded)
-        for event_id, ref in recorded:
-            earlier = earlier_migration_event_id(ref, event_id.rsplit(":", 1)[1])
-            connection.execute(inbound.update().where(inbound.c.event_id == event_id).values(event_id=earlier))
-    held = _held_by_ref(publisher)
-
-    again = _run(publisher, directory, tmp_path, export=export, config=config)
-
-    assert (again.accepted, again.unchanged) == (0, 3)
-    assert _held_by_ref(publisher) == held
-    with publisher.engine.connect() as connection:
-        assert len(connection.execute(select(inbound.c.event_id)).all()) == 3
-
-
 def _held_by_ref(publisher) -> dict[str, tuple[str, int]]:
     with publisher.engine.connect() as connection:
         return {
@@ -380,29 +355,3 @@ def test_migration_event_ids_follow_the_publication_date():
     ids = [migration_event_id(publication_id_for(SOURCE, f"row-{n}", day), f"{n:064x}") for n, day in enumerate(days)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert migration_event_id("0" * 32, "ab" * 32) == "migration:" + "0" * 32 + ":" + "ab" * 8
-
-
-def test_a_run_over_rows_migrated_under_undated_refs_finds_them_again(publisher, directory, tmp_path):
-    """Runs before refs carried the date (rows without an old article id) filed rows under
-    `row-<digest>`: a run now finds each under that ref, and creates nothing."""
-    planned = _planned(directory)
-    assert all(p.undated_ref and p.request.source_ref.startswith("row:") for p in planned)
-    _run(publisher, directory, tmp_path)
-    inbound = store_module.inbound_events
-    with publisher.engine.begin() as connection:
-        # As the earlier version left them: undated refs, and ledger ids derived from those.
-        for p in planned:
-            digest = content_hash(p.request)
-            dated = publication_id_for(SOURCE, p.request.source_ref, p.request.published_at)
-            undated = publication_id_for(SOURCE, p.undated_ref, p.request.published_at)
-            connection.execute(publications.update().where(publications.c.source_ref == p.request.source_ref).values(source_ref=p.undated_ref))
-            connection.execute(
-                inbound.update().where(inbound.c.event_id == migration_event_id(dated, digest)).values(event_id=migration_event_id(undated, digest))
-            )
-    held, events = _held(publisher), len(_outbox(publisher))
-    assert set(held) == {p.undated_ref for p in planned}
-
-    again = _run(publisher, directory, tmp_path)
-
-    assert (again.accepted, again.unchanged) == (0, len(planned))
-    assert _held(publisher) == held and len(_outbox(publisher)) == events

@@ -294,7 +294,7 @@ def publisher(tmp_path_factory, directory):
 @FUZZ
 @given(st.lists(cms_message(), min_size=1, max_size=10))
 def test_the_cms_lane_accepts_every_valid_request_and_rejects_the_rest(publisher, directory, messages):
-    from services.publisher.inbound import handle_cms_batch
+    from services.publisher.gate.inbound import handle_cms_batch
 
     outcomes = handle_cms_batch([raw for *_, raw in messages], publisher=publisher, directory=directory)
     assert len(outcomes) == len(messages)
@@ -307,16 +307,16 @@ def test_the_cms_lane_accepts_every_valid_request_and_rejects_the_rest(publisher
 
 def test_a_request_the_gate_fails_on_is_rejected_alone(publisher, directory, monkeypatch):
     """An exception in the gate (not the store being down) costs the one request, not its batch."""
-    from services.publisher import handlers, inbound
+    from services.publisher.gate import batches, inbound
 
-    real = handlers.accept_cms_batch
+    real = batches.accept_cms_batch
 
     def failing(requests, **kwargs):
         if any(r.request.source_ref == "cms-breaks-the-gate" for r in requests):
             raise RecursionError("maximum recursion depth exceeded")
         return real(requests, **kwargs)
 
-    monkeypatch.setattr(handlers, "accept_cms_batch", failing)
+    monkeypatch.setattr(batches, "accept_cms_batch", failing)
     raws = [json.dumps(cms_event(ref)).encode() for ref in ("cms-before-it", "cms-breaks-the-gate", "cms-after-it")]
     before, broken, after = inbound.handle_cms_batch(raws, publisher=publisher, directory=directory)
     assert before.accepted and after.accepted
@@ -326,18 +326,18 @@ def test_a_request_the_gate_fails_on_is_rejected_alone(publisher, directory, mon
 def test_a_store_outage_on_the_cms_lane_is_still_raised_for_the_lane_to_wait_out(publisher, directory, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from services.publisher import handlers, inbound
+    from services.publisher.gate import batches, inbound
 
     def down(requests, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(handlers, "accept_cms_batch", down)
+    monkeypatch.setattr(batches, "accept_cms_batch", down)
     with pytest.raises(OperationalError):
         inbound.handle_cms_batch([json.dumps(cms_event("cms-waits")).encode()], publisher=publisher, directory=directory)
 
 
 def test_the_service_items_lane_rejects_nesting_50000_deep(publisher, directory):
-    from services.publisher.service_items import handle_service_item_batch
+    from services.publisher.gate.service_items import handle_service_item_batch
 
     (outcome,) = handle_service_item_batch([DEEP], publisher=publisher, directory=directory)
     assert outcome.rejection is not None and outcome.rejection.data.errors[0].type == "json_invalid"

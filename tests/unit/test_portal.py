@@ -11,7 +11,7 @@ from services.column.app import build_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
-from services.publisher.store import outbox, publications
+from services.publisher.tables import outbox, publications
 from tests.conftest import EDITOR
 from tests.factories import catalog_changed, place, published, withdrawn
 from tests.wired import mounted

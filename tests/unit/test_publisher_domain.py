@@ -3,8 +3,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from contracts.events import PlacementRef, SourceRef
-from services.publisher import domain
-from services.publisher.domain import Rejected
+from services.publisher.gate import domain
+from services.publisher.gate.domain import Rejected
 from tests.conftest import COUNTY, TOWNSHIP, draft, placement
 
 NOW = datetime(2026, 3, 5, 9, 0, tzinfo=timezone.utc)

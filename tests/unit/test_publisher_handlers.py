@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 
 from contracts.events import PUBLISHED, WITHDRAWN, PublishRequestData
 from services.common.db import create_store_engine
-from services.publisher import handlers
-from services.publisher.domain import Rejected, VersionConflict
-from services.publisher.store import Publisher, outbox, publications
+from services.publisher.gate import batches, handlers
+from services.publisher.gate.domain import Rejected, VersionConflict
+from services.publisher.store import Publisher
+from services.publisher.tables import outbox, publications
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, store_backends, store_engine
 
 
@@ -47,7 +48,7 @@ def test_new_publications_and_events_get_time_ordered_ids(publisher, directory):
 
     first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
     time.sleep(0.002)
-    from_cms = handlers.accept_cms_request("ev-order", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    from_cms = batches.accept_cms_request("ev-order", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
     assert uuid.UUID(first.publication_id).version == 7 and uuid.UUID(from_cms.publication_id).version == 7
     assert first.publication_id < from_cms.publication_id
     events = [event["id"] for event in outbox_events(publisher)]
@@ -96,19 +97,19 @@ def cms_request(**overrides):
 
 
 def test_cms_redelivery_creates_no_second_version(publisher, directory):
-    first = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
-    again = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    first = batches.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    again = batches.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
     assert again.publication_id == first.publication_id and again.event_id is None
     assert rows(publisher, outbox) == 1
 
 
 def test_cms_same_source_ref_updates_the_same_publication(publisher, directory):
-    first = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
-    unchanged = handlers.accept_cms_request("ev-2", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
-    changed = handlers.accept_cms_request("ev-3", "/cms/furong", cms_request(title="新标题"), publisher=publisher, directory=directory)
+    first = batches.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    unchanged = batches.accept_cms_request("ev-2", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    changed = batches.accept_cms_request("ev-3", "/cms/furong", cms_request(title="新标题"), publisher=publisher, directory=directory)
     assert unchanged.version == 1 and unchanged.event_id is None
     assert changed.publication_id == first.publication_id and changed.version == 2
-    withdrawn = handlers.accept_cms_request(
+    withdrawn = batches.accept_cms_request(
         "ev-4", "/cms/furong", cms_request(withdraw="withdrawn", explanation="已过期"), publisher=publisher, directory=directory
     )
     assert (withdrawn.version, withdrawn.status) == (3, "withdrawn")
@@ -116,8 +117,8 @@ def test_cms_same_source_ref_updates_the_same_publication(publisher, directory):
 
 
 def test_another_cms_with_the_same_ref_is_another_publication(publisher, directory):
-    a = handlers.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
-    b = handlers.accept_cms_request("ev-1", "/cms/tianxin", cms_request(), publisher=publisher, directory=directory)
+    a = batches.accept_cms_request("ev-1", "/cms/furong", cms_request(), publisher=publisher, directory=directory)
+    b = batches.accept_cms_request("ev-1", "/cms/tianxin", cms_request(), publisher=publisher, directory=directory)
     assert a.publication_id != b.publication_id
 
 
@@ -142,7 +143,7 @@ def test_republish_re_emits_current_state_with_unchanged_versions(publisher, dir
 
 
 def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, directory):
-    from services.publisher.handlers import InboundRequest
+    from services.publisher.gate.batches import InboundRequest
 
     bad = cms_request(source_ref="cms-bad", placements=[placement(level2="D14-02-99")])
     batch = [
@@ -153,7 +154,7 @@ def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, 
         InboundRequest("e4", "/cms/furong", cms_request(source_ref="b")),
         InboundRequest("e5", "/cms/furong", cms_request(source_ref="b", withdraw="gone", explanation="误发")),
     ]
-    outcomes = handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
+    outcomes = batches.accept_cms_batch(batch, publisher=publisher, directory=directory)
     assert isinstance(outcomes[1], Rejected)
     a1, a2, again, b1, b2 = (outcomes[i] for i in (0, 2, 3, 4, 5))
     assert (a1.version, a2.version, again.version, again.event_id) == (1, 2, 2, None)
@@ -175,12 +176,12 @@ def test_a_cms_batch_is_applied_in_order_and_a_refusal_stops_nothing(publisher, 
         assert store.get(a1.publication_id).document.title == "第二版"
         assert store.get(b1.publication_id).status == "withdrawn"
     # The same batch again is all redeliveries: nothing new.
-    handlers.accept_cms_batch(batch, publisher=publisher, directory=directory)
+    batches.accept_cms_batch(batch, publisher=publisher, directory=directory)
     assert len(outbox_events(publisher)) == 4
 
 
 def test_editors_publish_only_for_their_county_and_its_townships(publisher, directory):
-    from services.publisher.domain import Forbidden
+    from services.publisher.gate.domain import Forbidden
 
     handlers.publish(principal=EDITOR, draft=draft(), publisher=publisher, directory=directory)  # a township of 芙蓉区
     with pytest.raises(Forbidden) as caught:
@@ -209,7 +210,7 @@ def test_a_cms_actor_is_authorised_like_a_token(publisher, directory):
 
     township_clerk = Principal(user="t", roles=("editor",), regions=("430102002",))
     with pytest.raises(Rejected) as caught:
-        handlers.accept_cms_request("e1", "/cms/furong", cms_request(actor=township_clerk.model_dump()), publisher=publisher, directory=directory)
+        batches.accept_cms_request("e1", "/cms/furong", cms_request(actor=township_clerk.model_dump()), publisher=publisher, directory=directory)
     assert caught.value.errors[0].loc == ("actor", "placements", 0, "region_code") and caught.value.errors[0].type == "auth.region"
     assert rows(publisher, outbox) == 0
 
@@ -222,10 +223,9 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
     publisher = Publisher(create_store_engine(f"sqlite:///{tmp_path / 'p.db'}"))
     publisher.create_tables()
     requests = [
-        handlers.InboundRequest(f"e{n}", "/cms/t", PublishRequestData(**draft(title=f"公告{n}").model_dump(), source_ref=f"r{n}", actor=ADMIN))
-        for n in range(3)
+        batches.InboundRequest(f"e{n}", "/cms/t", PublishRequestData(**draft(title=f"公告{n}").model_dump(), source_ref=f"r{n}", actor=ADMIN)) for n in range(3)
     ]
-    handlers.accept_cms_batch(requests, publisher=publisher, directory=directory)
+    batches.accept_cms_batch(requests, publisher=publisher, directory=directory)
     with publisher.engine.connect() as connection:
         payloads = connection.execute(select(outbox.c.payload).order_by(outbox.c.id)).scalars().all()
         documents = dict(connection.execute(select(publications.c.publication_id, publications.c.document)).all())

@@ -8,8 +8,8 @@ import pytest
 
 from contracts.events import BULK_BYTES_PER_MESSAGE, BULK_EVENTS_PER_MESSAGE
 from services.common.db import create_store_engine
-from services.publisher import handlers
-from services.publisher.relay import OutboxRelay, messages_of
+from services.publisher.gate import handlers
+from services.publisher.relay.outbox import OutboxRelay, messages_of
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 
@@ -121,7 +121,7 @@ def test_a_bulk_batch_stays_under_the_byte_cap_and_a_huge_event_goes_alone():
 
 def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, directory):
     from services.migration import load_config
-    from services.publisher.migration import migrate
+    from services.publisher.gate.migration import migrate
 
     samples = Path(__file__).resolve().parents[1] / "data" / "migration"
     before = publisher.outbox_backlog()
@@ -149,7 +149,7 @@ def test_the_official_cloudevents_sdk_reads_every_event_of_a_bulk_lane_record_an
     from contracts.bulk import structured_records
     from services.common.consuming import parse_publication_batch
     from services.migration import load_config
-    from services.publisher.migration import migrate
+    from services.publisher.gate.migration import migrate
 
     samples = Path(__file__).resolve().parents[1] / "data" / "migration"
     migrate(

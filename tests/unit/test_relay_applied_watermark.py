@@ -7,7 +7,8 @@ import json
 import pytest
 
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
-from services.publisher.relay import LogAtStop, OutboxRelay, applied_watermark
+from services.publisher.relay.broker_log import LogAtStop, applied_watermark
+from services.publisher.relay.outbox import OutboxRelay
 from services.publisher.store import Publisher
 from tests.conftest import store_backends, store_engine
 from tests.unit.test_relay_broker_log import NEW, OLD, Log, outbox_event_ids, publish

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from services.common.db import create_store_engine
-from services.publisher import handlers
-from services.publisher.relay import OutboxRelay, log_lost
+from services.publisher.gate import handlers
+from services.publisher.relay.outbox import OutboxRelay, log_lost
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 
@@ -74,7 +74,7 @@ def publish(publisher, count, start=0):
 def outbox_event_ids(publisher):
     from sqlalchemy import select
 
-    from services.publisher.store import outbox
+    from services.publisher.tables import outbox
 
     with publisher.engine.connect() as connection:
         return list(connection.execute(select(outbox.c.event_id).order_by(outbox.c.id)).scalars())

@@ -12,7 +12,7 @@ from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.portal.tracing import request_id_of
-from services.publisher.store import outbox
+from services.publisher.tables import outbox
 from tests.conftest import EDITOR
 
 

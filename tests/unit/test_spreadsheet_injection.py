@@ -19,13 +19,14 @@ from openpyxl import Workbook, load_workbook
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.identity import Principal
 from services.bridge.mapping import MappingTable, Override, Rule, Target, from_xlsx, to_xlsx
+from services.catalog.xlsx_read import import_catalog
+from services.catalog.xlsx_write import export_catalog
 from services.common.db import create_store_engine
 from services.common.settings import Settings
 from services.common.spreadsheets import csv_text, csv_text_back, looks_like_formula, xlsx_row
 from services.embed.registry import export_portals, import_portals, known_regions
 from services.embed.store import EmbedStore
 from services.migration import Planned, Reject, RejectWriter, load_config, read_legacy, read_rejects
-from services.publisher.catalog_xlsx import export_catalog, import_catalog
 from services.supervision import routes as supervision_routes
 from services.supervision.store import SupervisionStore
 from tests.factories import catalog_changed, place, published

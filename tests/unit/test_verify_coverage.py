@@ -8,9 +8,9 @@ from sqlalchemy import select
 from services.common.consuming import parse_catalog_event, parse_publication_event
 from services.common.settings import Settings
 from services.operations import DeadLetter, editions_in_force, replay_dead_letters, verify_stores
-from services.publisher import handlers
 from services.publisher.app import bootstrap
-from services.publisher.store import outbox
+from services.publisher.gate import handlers
+from services.publisher.tables import outbox
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, published
 

@@ -193,7 +193,7 @@ def test_who_may_read_a_withdrawn_record(directory):
     from datetime import date
 
     from contracts.events import PublicationData, SourceRef, WithdrawalData
-    from services.publisher.reading import may_read_withdrawn, view_for
+    from services.publisher.gate.reading import may_read_withdrawn, view_for
     from services.publisher.store import StoredPublication
     from tests.factories import place
 

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from contracts.catalog import regions_of_city, standard_catalog
 from services.bridge.app import build_store
 from services.bridge.mapping import MappingTable, Override, Target, to_xlsx
+from services.catalog.xlsx_write import export_catalog
 from services.column.app import build_store as build_column_store
 from services.common.auth import build_verifier
 from services.common.settings import Settings
 from services.common.workbooks import WorkbookLimits, WorkbookRefused, inspect
 from services.portal.app import create_app
-from services.publisher.catalog_xlsx import export_catalog
 from tests.conftest import ADMIN
 from tests.factories import catalog_changed
 
@@ -212,9 +212,9 @@ def test_the_portal_serves_others_while_a_workbook_is_parsed(client):
 
 def test_a_draft_edited_while_its_workbook_was_read_is_not_overwritten(client, settings):
     """The workbook is parsed outside any transaction; the save refuses if the draft moved."""
-    from services.publisher import catalogs
+    from services.catalog import editions as catalogs
+    from services.catalog.xlsx_read import import_catalog
     from services.publisher.app import bootstrap
-    from services.publisher.catalog_xlsx import import_catalog
 
     assert client.post("/v1/catalogs/430102/2032/derive", json={}).status_code == 201
     publisher = bootstrap(settings)

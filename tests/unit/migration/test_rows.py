@@ -113,7 +113,7 @@ def test_refs_are_the_same_in_another_process(directory):
         "import json; from pathlib import Path\n"
         "from contracts.catalog import regions_of_city, standard_catalog\n"
         "from contracts.identity import Principal\n"
-        "from services.publisher.domain import Directory\n"
+        "from services.publisher.gate.domain import Directory\n"
         "from services.migration import Planned, load_config, read_legacy\n"
         "d = Directory.single(standard_catalog(), {r.code: r for r in regions_of_city('4301')})\n"
         "s = Path('tests/data/migration')\n"

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from contracts.catalog import STANDARD, Catalog, Region, effective_catalog
+from contracts.catalog import STANDARD, Catalog, Domain, Level1Item, Level2Item, Region, effective_catalog
 from contracts.events import (
     Attachment,
     CatalogAttributes,
@@ -45,7 +45,7 @@ class Forbidden(Exception):
         self.errors = errors
 
 
-def authorize(principal: Principal, placements: list[tuple[tuple, str]], directory: "Directory") -> None:
+def authorize(principal: Principal, placements: list[tuple[tuple[str | int, ...], str]], directory: "Directory") -> None:
     """Every (location, region code) must be one the principal publishes for. An unknown
     region is left to validation, which refuses it with the valid choices (422)."""
     errors = [
@@ -57,10 +57,12 @@ def authorize(principal: Principal, placements: list[tuple[tuple, str]], directo
         raise Forbidden(errors)
 
 
-def authorize_draft(principal: Principal, draft: PublicationDraft, directory: "Directory", current: PublicationData | None = None) -> None:
+def authorize_draft(principal: Principal, draft: PublicationDraft | None, directory: "Directory", current: PublicationData | None = None) -> None:
     """A draft's placements, and for a revision or withdrawal those already filed too: nobody
     moves another unit's publication into or out of their own column."""
-    checks = [(("placements", i, "region_code"), ref.region_code) for i, ref in enumerate(draft.placements)] if draft else []
+    checks: list[tuple[tuple[str | int, ...], str]] = (
+        [(("placements", i, "region_code"), ref.region_code) for i, ref in enumerate(draft.placements)] if draft else []
+    )
     if current is not None:
         checks += [(("publication", "placements", i, "region_code"), p.region_code) for i, p in enumerate(current.placements)]
     authorize(principal, checks, directory)
@@ -111,46 +113,16 @@ def resolve_placements(refs: list[PlacementRef], directory: Directory, loc: tupl
     for index, ref in enumerate(refs):
         here = (*loc, index)
         region = directory.regions.get(ref.region_code)
-        # Each region publishes under its own localised catalog (or its nearest ancestor's).
-        catalog = directory.catalog_for(ref.region_code)
         if region is None:
             errors.append(FieldError(loc=(*here, "region_code"), msg=f"unknown region code {ref.region_code!r}", type="catalog.unknown_region"))
-        domain = catalog.resolve_domain(ref.domain_code)
-        if domain is None:
-            errors.append(
-                FieldError(
-                    loc=(*here, "domain_code"),
-                    msg=f"unknown domain {ref.domain_code!r}",
-                    type="catalog.unknown_domain",
-                    choices=_choices((d.code, d.name) for d in catalog.domains),
-                )
-            )
-            continue
-        level1 = next((i for i in domain.level1 if i.id == ref.level1_id), None)
-        if level1 is None:
-            errors.append(
-                FieldError(
-                    loc=(*here, "level1_id"),
-                    msg=f"{ref.level1_id!r} is not a level-1 item of {domain.name}"
-                    + ("" if domain.level1 else f" ({domain.name} has no level-1 items in this catalog edition)"),
-                    type="catalog.unknown_level1",
-                    choices=_choices((i.id, i.name) for i in domain.level1),
-                )
-            )
-            continue
-        level2 = next((j for j in level1.items if j.id == ref.level2_id), None)
-        if level2 is None:
-            errors.append(
-                FieldError(
-                    loc=(*here, "level2_id"),
-                    msg=f"{ref.level2_id!r} is not a level-2 item of {domain.name} / {level1.name}",
-                    type="catalog.unknown_level2",
-                    choices=_choices((j.id, j.name) for j in level1.items),
-                )
-            )
+        # Each region publishes under its own localised catalog (or its nearest ancestor's).
+        found = _catalog_item(ref, directory.catalog_for(ref.region_code), here)
+        if isinstance(found, FieldError):
+            errors.append(found)
             continue
         if region is None:
             continue
+        domain, level1, level2 = found
         if (region.code, level2.id) in seen:
             errors.append(FieldError(loc=here, msg="the same region and item is given twice", type="placement.duplicate"))
             continue
@@ -170,6 +142,37 @@ def resolve_placements(refs: list[PlacementRef], directory: Directory, loc: tupl
     if errors:
         raise Rejected(errors)
     return placements
+
+
+def _catalog_item(ref: PlacementRef, catalog: Catalog, here: tuple) -> tuple[Domain, Level1Item, Level2Item] | FieldError:
+    """The domain, level-1 and level-2 item a placement names, or what is wrong with it (with
+    the valid choices)."""
+    domain = catalog.resolve_domain(ref.domain_code)
+    if domain is None:
+        return FieldError(
+            loc=(*here, "domain_code"),
+            msg=f"unknown domain {ref.domain_code!r}",
+            type="catalog.unknown_domain",
+            choices=_choices((d.code, d.name) for d in catalog.domains),
+        )
+    level1 = next((i for i in domain.level1 if i.id == ref.level1_id), None)
+    if level1 is None:
+        return FieldError(
+            loc=(*here, "level1_id"),
+            msg=f"{ref.level1_id!r} is not a level-1 item of {domain.name}"
+            + ("" if domain.level1 else f" ({domain.name} has no level-1 items in this catalog edition)"),
+            type="catalog.unknown_level1",
+            choices=_choices((i.id, i.name) for i in domain.level1),
+        )
+    level2 = next((j for j in level1.items if j.id == ref.level2_id), None)
+    if level2 is None:
+        return FieldError(
+            loc=(*here, "level2_id"),
+            msg=f"{ref.level2_id!r} is not a level-2 item of {domain.name} / {level1.name}",
+            type="catalog.unknown_level2",
+            choices=_choices((j.id, j.name) for j in level1.items),
+        )
+    return domain, level1, level2
 
 
 # Any tag of sanitised HTML: nh3's output is well formed and escapes ">" inside attribute values.

@@ -1,8 +1,4 @@
-"""`tongyuan catalog …`: catalog editions (import, export, derive, publish, diff, list).
-
-The catalog's commands, kept apart from the publisher's; they belong with the catalog's own
-package once it has one.
-"""
+"""`tongyuan catalog …`: catalog editions (import, export, derive, publish, diff, list)."""
 
 from __future__ import annotations
 
@@ -21,8 +17,15 @@ def _publisher_and_regions() -> tuple[Any, dict[str, Any]]:
     from services.bootstrap import composed
 
     load_settings()
-    publisher = composed().publisher
-    return publisher, publisher.regions()
+    parts = composed()
+    return parts.publisher, parts.catalogs.regions()
+
+
+def _catalogs() -> Any:
+    from services.bootstrap import composed
+
+    load_settings()
+    return composed().catalogs
 
 
 def _edition_key(text: str) -> tuple[str, str]:
@@ -38,8 +41,8 @@ def catalog_import(
     draft: Annotated[bool, typer.Option("--draft", help="import without publishing")] = False,
 ) -> None:
     """Import a unit's catalog from Excel (all or nothing), then publish it."""
-    from . import catalogs
-    from .catalog_xlsx import CatalogImportError
+    from . import editions as catalogs
+    from .xlsx_read import CatalogImportError
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -64,15 +67,15 @@ def catalog_export(
     """Export a catalog edition to Excel in the standard table layout."""
     from contracts.catalog import effective_catalog
 
-    from .catalog_xlsx import export_catalog
+    from .xlsx_write import export_catalog
 
-    publisher, regions = _publisher_and_regions()
+    catalogs = _catalogs()
     if edition:
-        with publisher.transaction() as store:
-            found = store.edition(region, edition)
+        found = catalogs.edition(region, edition)
         catalog = found[0] if found else None
     else:
-        catalog = effective_catalog(region, regions, publisher.catalogs()) if region != "standard" else publisher.catalogs().get("standard")
+        in_force = catalogs.in_force()
+        catalog = effective_catalog(region, catalogs.regions(), in_force) if region != "standard" else in_force.get("standard")
     if catalog is None:
         fail(f"no catalog for {region} {edition or ''}".rstrip())
     output.write_bytes(export_catalog(catalog))
@@ -82,7 +85,7 @@ def catalog_export(
 @catalog_cli.command("derive")
 def catalog_derive(region: Region, edition: Annotated[str, typer.Option()], parent: Annotated[str | None, typer.Option("--from")] = None) -> None:
     """Start a new draft edition as a copy of its parent (the nearest ancestor's current one)."""
-    from . import catalogs
+    from . import editions as catalogs
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -95,7 +98,7 @@ def catalog_derive(region: Region, edition: Annotated[str, typer.Option()], pare
 @catalog_cli.command("publish")
 def catalog_publish(region: Region, edition: Annotated[str, typer.Option()]) -> None:
     """Publish a draft edition: it becomes immutable and the one in force for its unit."""
-    from . import catalogs
+    from . import editions as catalogs
 
     publisher, regions = _publisher_and_regions()
     try:
@@ -110,9 +113,8 @@ def catalog_diff(edition_a: str, edition_b: str) -> None:
     """What changed between two editions (scope@edition, or a bare edition of the standard)."""
     from contracts.catalog import diff_catalogs
 
-    publisher, _ = _publisher_and_regions()
     found = []
-    with publisher.transaction() as store:
+    with _catalogs().reading() as store:
         for text in (edition_a, edition_b):
             edition = store.edition(*_edition_key(text))
             if edition is None:
@@ -147,7 +149,6 @@ def _names(catalog) -> dict[str, str]:
 @catalog_cli.command("list")
 def catalog_list() -> None:
     """Every edition with its status."""
-    publisher, _ = _publisher_and_regions()
-    with publisher.transaction() as store:
+    with _catalogs().reading() as store:
         for row in store.editions():
             typer.echo(f"{row['scope']}@{row['edition']}\t{row['status']}\tv{row['version'] or '-'}\tfrom {row['derived_from'] or '-'}")

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import structlog
 
-from contracts.events import TOPIC_PUBLICATIONS_BULK, PublishRequestData, uuid7_at
+from contracts.events import TOPIC_PUBLICATIONS_BULK, uuid7_at
 from contracts.identity import Principal
 from services.migration import MigrationConfig, Planned, Reject, RejectWriter, read_legacy
+from services.publisher.store import Publisher
 
+from .batches import InboundRequest, accept_inbound
 from .domain import Directory, Rejected, content_hash
-from .handlers import Clock, InboundRequest, accept_inbound, utc_clock
-from .store import Publisher, PublisherStore
+from .handlers import Clock, utc_clock
 
 log = structlog.get_logger("tongyuan.migration")
 
@@ -43,10 +44,7 @@ def publication_id_for(source: str, ref: str, published_at: datetime) -> str:
 
     Time-ordered like the ids the gate gives new publications, so a migration of an export in
     publication order — the order an old CMS numbers its articles — adds to the end of every
-    store's index on publication ids instead of dirtying a random page of each, for each row
-    (a million rows wrote 79 KB a row to disk across the stores, against 141 KB with random
-    ids). Runs before this scheme derived the id from source and ref alone (uuid5): their
-    publications are found again by source and ref, and keep those ids."""
+    store's index on publication ids instead of dirtying a random page of each, for each row."""
     moment = published_at if published_at.tzinfo is not None else published_at.replace(tzinfo=timezone.utc)
     digest = hashlib.blake2b(f"{source}#{ref}".encode(), digest_size=10, person=b"tongyuan-migr").digest()
     return uuid7_at(int(moment.timestamp() * 1000), digest).hex
@@ -56,16 +54,8 @@ def migration_event_id(publication_id: str, digest: str) -> str:
     """A migrated row's inbound event id: its derived publication id and its content digest.
 
     The inbound ledger's index on event ids then grows at its end when an export runs in
-    publication order, as the publication ids do. Earlier runs named the event by its ref
-    (earlier_migration_event_id): a random page of that index for each row. `tongyuan migrate`
-    alone, 300,000 rows: 40.8 → 31.3 KB written a row, CPU within noise."""
+    publication order, as the publication ids do."""
     return f"migration:{publication_id}:{digest[:16]}"
-
-
-def earlier_migration_event_id(ref: str, digest: str) -> str:
-    """The event id of rows migrated before migration_event_id; still looked up, so a run over
-    them recognises what they already migrated."""
-    return f"migration:{ref}:{digest[:16]}"
 
 
 def migration_principal(config: MigrationConfig) -> Principal:
@@ -184,17 +174,14 @@ def _through_the_gate(
 ) -> None:
     digests = [content_hash(p.request) for p in batch]
     accepted = unchanged = refused = 0
+    requests = []
+    for planned, digest in zip(batch, digests, strict=True):
+        draft = planned.request
+        assert draft.published_at is not None  # services.migration dates every row it plans
+        publication_id = publication_id_for(source, draft.source_ref, draft.published_at)
+        event_id = migration_event_id(publication_id, digest)
+        requests.append(InboundRequest(event_id=event_id, source=source, request=draft, publication_id=publication_id, content_hash=digest))
     with publisher.transaction() as store:
-        drafts = _under_earlier_refs(store, batch, source)
-        earlier_ids = [(earlier_migration_event_id(draft.source_ref, digest), source) for draft, digest in zip(drafts, digests, strict=True)]
-        # A row an earlier version migrated goes through the gate under the id it was recorded
-        # with, so the gate recognises it as it did then.
-        known = store.seen_inbound(earlier_ids)
-        requests = []
-        for draft, digest, earlier_id in zip(drafts, digests, earlier_ids, strict=True):
-            publication_id = publication_id_for(source, draft.source_ref, draft.published_at)
-            event_id = earlier_id[0] if earlier_id in known else migration_event_id(publication_id, digest)
-            requests.append(InboundRequest(event_id=event_id, source=source, request=draft, publication_id=publication_id, content_hash=digest))
         outcomes = accept_inbound(store, requests, directory=directory, now=clock(), topic=TOPIC_PUBLICATIONS_BULK, log_each=False) if requests else []
         for planned, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Rejected):
@@ -221,14 +208,6 @@ def _through_the_gate(
     progress.rejected += refused
     progress.line = last_line
     log.debug("migration.batch", site=site, line=last_line, accepted=accepted, unchanged=unchanged, refused=refused)
-
-
-def _under_earlier_refs(store: PublisherStore, batch: list[Planned], source: str) -> list[PublishRequestData]:
-    """Each row's request, under the ref an earlier run migrated it with (Planned.undated_ref)
-    where the publisher holds that one, so the row stays the same publication."""
-    earlier = [(source, p.undated_ref) for p in batch if p.undated_ref is not None]
-    held = store.by_source_refs(earlier) if earlier else {}
-    return [p.request.model_copy(update={"source_ref": p.undated_ref}) if (source, p.undated_ref) in held else p.request for p in batch]
 
 
 def _counts(progress: MigrationProgress) -> dict:

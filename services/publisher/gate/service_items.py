@@ -1,6 +1,6 @@
 """The bridge lane of the gate: `cn.gov.tongyuan.service-item.changed.v1` events from
 tongyuan.service-items.v1 become publications of kind "service" through the same code path as
-CMS requests (`handlers.accept_cms_batch`): validated against the catalog, sanitised, versioned,
+CMS requests (`batches.accept_cms_batch`): validated against the catalog, sanitised, versioned,
 written with their outbox row in one transaction.
 
 - Keyed by 实施编码: source `/bridge/<platform>` + source_ref = 实施编码, so one item is one
@@ -13,7 +13,6 @@ written with their outbox row in one transaction.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from datetime import datetime, timezone
 
@@ -21,28 +20,19 @@ from pydantic import ValidationError
 
 from contracts.events import SERVICE_ITEM_CHANGED, Attachment, FieldError, PublishRequestData
 from contracts.service_items import GUIDE_SECTIONS, ITEM_TYPES, ServiceItem, ServiceItemChangedData
+from services.publisher.store import Publisher
 
-from . import handlers
+from . import batches
 from .domain import Directory
 from .inbound import Outcome, _pydantic_errors, _reject, check_envelope, through_the_gate
-from .store import Publisher
 
 SUMMARY_LENGTH = 200
 
-# --- ADAPTER: the gate extension this lane needs (issue 6) ---------------------------------------
-# handlers.InboundRequest gains `kind` and `service_guide`, and the gate puts them on the
-# PublicationData (and into the content hash). Until that lands, the lane still works through
-# the unchanged gate: kind "info", the guide in body_html only. Remove the fallback then.
-GATE_TAKES_SERVICE = {"kind", "service_guide"} <= {f.name for f in dataclasses.fields(handlers.InboundRequest)}
+
+def _inbound(event_id: str, source: str, request: PublishRequestData, guide: dict | None) -> batches.InboundRequest:
+    return batches.InboundRequest(event_id=event_id, source=source, request=request, kind="service", service_guide=guide)
 
 
-def _inbound(event_id: str, source: str, request: PublishRequestData, guide: dict | None) -> handlers.InboundRequest:
-    if GATE_TAKES_SERVICE:
-        return handlers.InboundRequest(event_id=event_id, source=source, request=request, kind="service", service_guide=guide)  # type: ignore[call-arg]
-    return handlers.InboundRequest(event_id=event_id, source=source, request=request)
-
-
-# --- the guide as data and as HTML --------------------------------------------------------------
 def service_guide(item: ServiceItem) -> dict:
     """What `PublicationData.service_guide` holds: the item's identity and its whole guide."""
     return {
@@ -69,56 +59,65 @@ def _link(url, text: str) -> str:
 def guide_html(item: ServiceItem) -> str:
     """The whole guide as HTML, sections in GUIDE_SECTIONS order; every value escaped (the gate
     sanitises it again, as it does every body)."""
-    guide = item.guide
-    parts: dict[str, str] = {}
-    parts["basic"] = (
+    guide, fees = item.guide, item.guide.fees
+    parts = {
+        "basic": _basic_html(item),
+        "conditions": "<ol>" + "".join(f"<li>{_e(c)}</li>" for c in guide.conditions) + "</ol>" if guide.conditions else "<p>无</p>",
+        "materials": _materials_html(item),
+        "process": _process_html(item),
+        "time_limits": f"<p>法定办结时限：{_e(guide.legal_time_limit or '无')}</p><p>承诺办结时限：{_e(guide.promised_time_limit or '无')}</p>",
+        "place": f"<p>办理地点：{_e(guide.place)}</p><p>办理时间：{_e(guide.hours)}</p>",
+        "fees": (
+            f"<p>是否收费：{'是' if fees.charged else '否'}</p>"
+            + (f"<p>收费标准：{_e(fees.standard)}</p>" if fees.standard else "")
+            + (f"<p>收费依据：{_e(fees.basis)}</p>" if fees.basis else "")
+        ),
+        "basis": "<ul>" + "".join(f"<li>{_e(b)}</li>" for b in guide.basis) + "</ul>" if guide.basis else "<p>无</p>",
+        "contact": f"<p>咨询电话：{_e(guide.consult_phone)}</p><p>监督投诉电话：{_e(guide.complaint_phone)}</p>",
+        "faq": "<dl>" + "".join(f"<dt>{_e(q.question)}</dt><dd>{_e(q.answer)}</dd>" for q in guide.faq) + "</dl>" if guide.faq else "<p>暂无</p>",
+    }
+    return "".join(f"<section><h2>{_e(title)}</h2>{parts[key]}</section>" for key, title in GUIDE_SECTIONS)
+
+
+def _basic_html(item: ServiceItem) -> str:
+    return (
         "<table><tbody>"
         f"<tr><th>事项名称</th><td>{_e(item.name)}</td></tr>"
         f"<tr><th>事项类型</th><td>{_e(ITEM_TYPES[item.item_type])}</td></tr>"
         f"<tr><th>实施主体</th><td>{_e(item.department)}</td></tr>"
         f"<tr><th>基本编码</th><td>{_e(item.basic_code)}</td></tr>"
         f"<tr><th>实施编码</th><td>{_e(item.implementation_code)}</td></tr>"
-        + (f"<tr><th>网上办理</th><td>{_link(guide.online_url, '在线申请')}</td></tr>" if guide.online_url else "")
+        + (f"<tr><th>网上办理</th><td>{_link(item.guide.online_url, '在线申请')}</td></tr>" if item.guide.online_url else "")
         + "</tbody></table>"
     )
-    parts["conditions"] = "<ol>" + "".join(f"<li>{_e(c)}</li>" for c in guide.conditions) + "</ol>" if guide.conditions else "<p>无</p>"
+
+
+def _materials_html(item: ServiceItem) -> str:
     rows = []
-    for m in guide.materials:
+    for m in item.guide.materials:
         forms = " ".join(
             filter(None, [_link(m.blank_form_url, "空白表格") if m.blank_form_url else "", _link(m.sample_url, "示例样表") if m.sample_url else ""])
         )
         rows.append(
             f"<tr><td>{_e(m.name)}</td><td>{'必需' if m.required else '非必需'}</td><td>{_e(m.form)}</td><td>{m.copies}</td><td>{_e(m.source)}</td><td>{forms}</td><td>{_e(m.note)}</td></tr>"
         )
-    parts["materials"] = (
+    if not rows:
+        return "<p>无需提交材料</p>"
+    return (
         "<table><thead><tr><th>材料名称</th><th>是否必需</th><th>材料形式</th><th>份数</th><th>来源渠道</th><th>空白表格</th><th>备注</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
-        if rows
-        else "<p>无需提交材料</p>"
     )
-    parts["process"] = (
-        "<ol>"
-        + "".join(
-            f"<li><strong>{_e(s.name)}</strong>{('：' + _e(s.description)) if s.description else ''}{('（' + _e(s.time_limit) + '）') if s.time_limit else ''}</li>"
-            for s in guide.process
-        )
-        + "</ol>"
-        if guide.process
-        else "<p>无</p>"
+
+
+def _process_html(item: ServiceItem) -> str:
+    if not item.guide.process:
+        return "<p>无</p>"
+    steps = (
+        f"<li><strong>{_e(s.name)}</strong>{('：' + _e(s.description)) if s.description else ''}{('（' + _e(s.time_limit) + '）') if s.time_limit else ''}</li>"
+        for s in item.guide.process
     )
-    parts["time_limits"] = f"<p>法定办结时限：{_e(guide.legal_time_limit or '无')}</p><p>承诺办结时限：{_e(guide.promised_time_limit or '无')}</p>"
-    parts["place"] = f"<p>办理地点：{_e(guide.place)}</p><p>办理时间：{_e(guide.hours)}</p>"
-    fees = guide.fees
-    parts["fees"] = (
-        f"<p>是否收费：{'是' if fees.charged else '否'}</p>"
-        + (f"<p>收费标准：{_e(fees.standard)}</p>" if fees.standard else "")
-        + (f"<p>收费依据：{_e(fees.basis)}</p>" if fees.basis else "")
-    )
-    parts["basis"] = "<ul>" + "".join(f"<li>{_e(b)}</li>" for b in guide.basis) + "</ul>" if guide.basis else "<p>无</p>"
-    parts["contact"] = f"<p>咨询电话：{_e(guide.consult_phone)}</p><p>监督投诉电话：{_e(guide.complaint_phone)}</p>"
-    parts["faq"] = "<dl>" + "".join(f"<dt>{_e(q.question)}</dt><dd>{_e(q.answer)}</dd>" for q in guide.faq) + "</dl>" if guide.faq else "<p>暂无</p>"
-    return "".join(f"<section><h2>{_e(title)}</h2>{parts[key]}</section>" for key, title in GUIDE_SECTIONS)
+    return "<ol>" + "".join(steps) + "</ol>"
 
 
 def _summary(item: ServiceItem) -> str:
@@ -162,7 +161,7 @@ def to_request(data: ServiceItemChangedData, *, today=None) -> tuple[PublishRequ
     return request, service_guide(item)
 
 
-def parse_service_item_message(raw: bytes) -> handlers.InboundRequest | Outcome:
+def parse_service_item_message(raw: bytes) -> batches.InboundRequest | Outcome:
     """A well-formed bridge event as a gate request, or the rejection saying what is wrong."""
     envelope = check_envelope(raw, event_type=SERVICE_ITEM_CHANGED, source_prefix="/bridge/")
     if isinstance(envelope, Outcome):
@@ -187,7 +186,8 @@ def parse_service_item_message(raw: bytes) -> handlers.InboundRequest | Outcome:
 
 def _with_ref(envelope: dict) -> dict:
     """Rejections name the item by its 实施编码, as CMS rejections name the CMS id."""
-    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+    raw = envelope.get("data")
+    data: dict = raw if isinstance(raw, dict) else {}
     return {**envelope, "data": {"source_ref": data.get("implementation_code")}}
 
 

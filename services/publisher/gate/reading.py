@@ -14,8 +14,7 @@ from typing import Any
 
 from contracts.catalog import Region, scope_chain
 from contracts.identity import Principal
-
-from .store import StoredPublication
+from services.publisher.store import StoredPublication
 
 READERS_OF_WITHDRAWN = ("editor", "approver")
 # What the public may read of a withdrawal, by type; the explanation is written for the public.

@@ -26,10 +26,10 @@ from contracts.events import (
     utcnow,
 )
 from services.common.consuming import PoisonEvent, decode_json, is_transient
+from services.publisher.store import Publisher
 
-from . import handlers
+from . import batches, handlers
 from .domain import Directory, Rejected
-from .store import Publisher
 
 log = structlog.get_logger("tongyuan.publisher")
 
@@ -51,7 +51,8 @@ def rejection_message(rejection: RejectedEvent) -> tuple[bytes, list[tuple[str, 
 
 
 def _reject(original: dict, errors: list[FieldError]) -> Outcome:
-    data = original.get("data") if isinstance(original.get("data"), dict) else {}
+    raw = original.get("data")
+    data: dict = raw if isinstance(raw, dict) else {}
     return Outcome(
         rejection=RejectedEvent(
             id=new_event_id(),
@@ -112,9 +113,9 @@ def _event_time(envelope: dict) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
+def parse_cms_message(raw: bytes) -> batches.InboundRequest | Outcome:
     """A well-formed publish request, or the rejection that says what is wrong with it. The
-    CMS's own `time` orders its requests for one article (see handlers.accept_inbound)."""
+    CMS's own `time` orders its requests for one article (see batches.accept_inbound)."""
     envelope = check_envelope(raw, event_type=CMS_PUBLISH_REQUESTED, source_prefix="/cms/")
     if isinstance(envelope, Outcome):
         return envelope
@@ -129,7 +130,7 @@ def parse_cms_message(raw: bytes) -> handlers.InboundRequest | Outcome:
         request = PublishRequestData.model_validate(envelope["data"])
     except ValidationError as exc:
         return _reject(envelope, _pydantic_errors(exc, ("data",)))
-    return handlers.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request, upstream_time=sent)
+    return batches.InboundRequest(event_id=str(envelope["id"])[:200], source=source, request=request, upstream_time=sent)
 
 
 def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Publisher, directory: Directory) -> list[Outcome]:
@@ -137,7 +138,7 @@ def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Pu
     transaction, and answer each message with its outcome (in order). Raises only what is worth
     retrying (the store is down)."""
     parsed = [_parsed(parse, raw) for raw in raws]
-    requests = [p for p in parsed if isinstance(p, handlers.InboundRequest)]
+    requests = [p for p in parsed if isinstance(p, batches.InboundRequest)]
     results = iter(_accepted(requests, publisher=publisher, directory=directory) if requests else [])
     outcomes = []
     for item in parsed:
@@ -151,14 +152,14 @@ def through_the_gate(raws: list[bytes], parse, event_type: str, *, publisher: Pu
         elif isinstance(result, Rejected):
             envelope = {"id": item.event_id, "type": event_type, "source": item.source, "data": {"source_ref": item.request.source_ref}}
             # The gate's reasons are about the data, except an order refusal's (the envelope's time).
-            errors = result.errors if isinstance(result, handlers.OutOfOrder) else [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]
+            errors = result.errors if isinstance(result, batches.OutOfOrder) else [e.model_copy(update={"loc": ("data", *e.loc)}) for e in result.errors]
             outcomes.append(_reject(envelope, errors))
         else:
             outcomes.append(Outcome(accepted=result))
     return outcomes
 
 
-def _parsed(parse, raw) -> handlers.InboundRequest | Outcome:
+def _parsed(parse, raw) -> batches.InboundRequest | Outcome:
     try:
         return parse(raw)
     except Exception as exc:  # a parser's blind spot is still this message's alone
@@ -171,19 +172,19 @@ class _GateFailure:
     error: str  # the exception's type: the CMS is told that, the log has the rest
 
 
-def _accepted(requests: list[handlers.InboundRequest], *, publisher: Publisher, directory: Directory) -> list:
+def _accepted(requests: list[batches.InboundRequest], *, publisher: Publisher, directory: Directory) -> list:
     """The gate's answer to each request: one transaction for the batch; when that fails for a
     reason other than the store, one transaction each, so the request the gate fails on is
     refused (answered with its exception) and the others still go through."""
     try:
-        return handlers.accept_cms_batch(requests, publisher=publisher, directory=directory)
+        return batches.accept_cms_batch(requests, publisher=publisher, directory=directory)
     except Exception as exc:
         if is_transient(exc):
             raise
         results: list = []
         for request in requests:
             try:
-                results.extend(handlers.accept_cms_batch([request], publisher=publisher, directory=directory))
+                results.extend(batches.accept_cms_batch([request], publisher=publisher, directory=directory))
             except Exception as one:
                 if is_transient(one):
                     raise
