@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# lint: ruff's checks and its formatter. lint-types: mypy (configured in pyproject.toml, with
-# the pydantic plugin); it joins lint once every module is clean.
-.PHONY: run test lint lint-types unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
+# lint: ruff's checks and its formatter, mypy (configured in pyproject.toml, with the pydantic
+# plugin) and the size limits of services/ (devtools/sizes.py). .ci/run runs it before the tests.
+.PHONY: run test lint unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-
-lint-types: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/python -m devtools.sizes services
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
