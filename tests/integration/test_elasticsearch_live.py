@@ -33,7 +33,7 @@ from services.indexer.elasticsearch import ElasticsearchIndex  # noqa: E402
 from services.indexer.index import SearchQuery  # noqa: E402
 from services.indexer.reindex import reindex  # noqa: E402
 from tests.factories import published, withdrawn  # noqa: E402
-from tests.unit.test_search_index_contract import SearchIndexContract  # noqa: E402
+from tests.unit.indexer.test_search_index_contract import SearchIndexContract  # noqa: E402
 
 
 def new_index(prefix: str) -> ElasticsearchIndex:

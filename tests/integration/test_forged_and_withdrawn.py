@@ -15,7 +15,7 @@ from contracts.events import PUBLISHED, TOPIC_PUBLICATIONS
 from services.embed.app import build_store as build_embed_store
 from services.operations import versions_held
 from tests.integration.conftest import wait_for
-from tests.unit.test_forged_events import HOSTILE, HOSTILE_BODY, unsafe
+from tests.unit.publisher.test_forged_events import HOSTILE, HOSTILE_BODY, unsafe
 
 TOWNSHIP = "430102001"
 SURFACES = (f"/embed/{TOWNSHIP}/fragment", f"/embed/{TOWNSHIP}", f"/embed/{TOWNSHIP}/atom.xml", f"/embed/{TOWNSHIP}/feed.json")

@@ -25,7 +25,7 @@ from services.supervision import store as supervision
 from tests.conftest import store_backends, store_engine
 from tests.factories import published, withdrawn
 from tests.unit.common.projection_contract import ProjectionContract, RefusalContract, Subject
-from tests.unit.test_elasticsearch_requests import CLOCK, FakeElasticsearch
+from tests.unit.indexer.test_elasticsearch_requests import CLOCK, FakeElasticsearch
 
 ES_URL = os.environ.get("TONGYUAN_TEST_ES_URL")
 

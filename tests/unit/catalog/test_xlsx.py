@@ -12,7 +12,7 @@ from contracts.catalog import Catalog, Level1Item, standard_catalog
 from services.catalog.xlsx_read import CatalogImportError, Problem, import_catalog
 from services.catalog.xlsx_write import export_catalog
 
-FIXTURE = Path(__file__).parents[1] / "data" / "catalog-real-layout.xlsx"
+FIXTURE = Path(__file__).parents[2] / "data" / "catalog-real-layout.xlsx"
 CODE = "P"  # 事项编码 in the standard export layout
 
 

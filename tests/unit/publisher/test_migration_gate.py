@@ -30,7 +30,7 @@ from services.publisher.store import Publisher
 from services.publisher.tables import outbox, publications
 from tests.conftest import ADMIN, draft
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "migration"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "migration"
 EXPORT, CONFIG = SAMPLES / "changsha-county.csv", SAMPLES / "changsha-county.toml"
 SOURCE = "/migration/changsha-county"
 

@@ -25,7 +25,7 @@ from tests.factories import place, published, withdrawn
 from tests.wired import directory_of, mounted
 
 TOWNSHIP, COUNTY = "430102001", "430102"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ATOM = "{http://www.w3.org/2005/Atom}"
 GENERIC_LINK_TEXT = {"更多", "更多>>", "详情", "点击这里", "这里", "链接", "more", "click here", "here", "read more"}
 REGIONS = {r.code: r for r in regions_of_city("4301")}

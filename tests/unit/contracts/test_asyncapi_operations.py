@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-ASYNCAPI = Path(__file__).resolve().parents[2] / "contracts" / "asyncapi.yaml"
+ASYNCAPI = Path(__file__).resolve().parents[3] / "contracts" / "asyncapi.yaml"
 
 
 def document() -> dict:

@@ -11,7 +11,7 @@ from services.publisher.relay.broker_log import LogAtStop, applied_watermark
 from services.publisher.relay.outbox import OutboxRelay
 from services.publisher.store import Publisher
 from tests.conftest import store_backends, store_engine
-from tests.unit.test_relay_broker_log import NEW, OLD, Log, outbox_event_ids, publish
+from tests.unit.publisher.test_relay_broker_log import NEW, OLD, Log, outbox_event_ids, publish
 
 GROUPS = ("tongyuan-column", "tongyuan-indexer")
 ENDS = {(TOPIC_PUBLICATIONS, 0): 7, (TOPIC_PUBLICATIONS, 1): 0, (TOPIC_PUBLICATIONS_BULK, 0): 3, (TOPIC_CATALOG, 0): 2}

@@ -30,10 +30,10 @@ from services.publisher.gate import handlers
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, place, published
-from tests.unit.embed_client import embed_store_and_client
+from tests.unit.embed.client import embed_store_and_client
 from tests.wired import mounted
 
-SERVICES = Path(__file__).resolve().parents[2] / "services"
+SERVICES = Path(__file__).resolve().parents[3] / "services"
 TOWNSHIP = "430102001"
 HOSTILE_BODY = (
     '<p>低保名单公示</p><script>alert("body")</script><img src="x" onerror="alert(1)">'

@@ -88,7 +88,7 @@ def test_the_migration_writes_the_publishers_store_with_the_larger_cache(tmp_pat
     from services.common.settings import get_settings
     from services.publisher import app
 
-    samples = Path(__file__).parents[1] / "data" / "migration"
+    samples = Path(__file__).parents[2] / "data" / "migration"
     monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path))
     get_settings.cache_clear()
     engines = []

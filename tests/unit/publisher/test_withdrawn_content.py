@@ -21,7 +21,7 @@ from services.indexer.memory import InMemorySearchIndex
 from services.portal.app import create_app
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY
 from tests.factories import catalog_changed, published, withdrawn
-from tests.unit.embed_client import embed_store_and_client
+from tests.unit.embed.client import embed_store_and_client
 from tests.wired import mounted
 
 TITLE = "2026年3月城乡低保对象名单"

@@ -550,7 +550,7 @@ class TestEmbeddedSearchIndex:
             f"""
             import asyncio, sys
             from services.indexer.embedded import EmbeddedSearchIndex
-            from tests.unit.test_search_index_contract import published
+            from tests.unit.indexer.test_search_index_contract import published
             index = EmbeddedSearchIndex("sqlite:///{tmp_path / "search.db"}")
             asyncio.run(index.create())
             asyncio.run(index.apply([published(f"first{{i}}", title="低保") for i in range(100)]))

@@ -12,7 +12,7 @@ import services.indexer
 from services.indexer.embedded import EmbeddedSearchIndex
 from services.indexer.memory import InMemorySearchIndex
 from services.indexer.routes import DAY, router
-from tests.unit.test_search_index_contract import (
+from tests.unit.indexer.test_search_index_contract import (
     FURONG_TOWNSHIP,
     YUELU_TOWNSHIP,
     placement,

@@ -26,7 +26,7 @@ from services.bridge.mapping import (
 from tests.data.make_bridge_mapping import EXCLUDED, REFILED
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
-FIXTURE = Path(__file__).parents[1] / "data" / "bridge-mapping.xlsx"
+FIXTURE = Path(__file__).parents[2] / "data" / "bridge-mapping.xlsx"
 CATALOG = standard_catalog()
 TIANXIN_TOWNSHIP = min(r.code for r in REGIONS.values() if r.parent_code == "430103")
 ITEMS = [ServiceItem.model_validate(d) for d in seed_items(1344)]  # every basic item × every unit

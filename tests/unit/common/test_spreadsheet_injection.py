@@ -42,7 +42,7 @@ HOSTILE = [
     "'=already quoted",
     "''-twice",
 ]
-SAMPLES = Path(__file__).parents[1] / "data" / "migration"
+SAMPLES = Path(__file__).parents[2] / "data" / "migration"
 MIGRATOR = Principal(user="migration", roles=("admin",))
 HARMLESS = ["低保审批", "2021-03-05", "'引号开头", "a=b", "-5", "+3.5", "-1e3", "", "HYPERLINK"]
 

@@ -123,7 +123,7 @@ def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, d
     from services.migration import load_config
     from services.publisher.gate.migration import migrate
 
-    samples = Path(__file__).resolve().parents[1] / "data" / "migration"
+    samples = Path(__file__).resolve().parents[2] / "data" / "migration"
     before = publisher.outbox_backlog()
     migrate(
         load_config(samples / "changsha-county.toml", directory),
@@ -151,7 +151,7 @@ def test_the_official_cloudevents_sdk_reads_every_event_of_a_bulk_lane_record_an
     from services.migration import load_config
     from services.publisher.gate.migration import migrate
 
-    samples = Path(__file__).resolve().parents[1] / "data" / "migration"
+    samples = Path(__file__).resolve().parents[2] / "data" / "migration"
     migrate(
         load_config(samples / "changsha-county.toml", directory),
         samples / "changsha-county.csv",
