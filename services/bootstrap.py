@@ -135,6 +135,14 @@ class Composition:
         raise ValueError(f"unknown consumer group {group!r}")
 
 
+def for_consumers(settings: Settings) -> Composition:
+    """A consumer process's parts: its store opened with the larger page cache of a bulk writer
+    (services.common.db.BULK_WRITER_CACHE_MB); the reference catalog is the publisher's to load."""
+    from services.common.db import BULK_WRITER_CACHE_MB
+
+    return Composition(settings, load_reference=False, cache_mb=BULK_WRITER_CACHE_MB)
+
+
 _process: Composition | None = None
 
 

@@ -16,10 +16,8 @@ import asyncio
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from sqlalchemy import ColumnElement, Engine
 
 from contracts.events import dlq_topic
 from services.common.consuming import parse_catalog_event, parse_publication_event
@@ -114,14 +112,9 @@ def compare(truth: dict[str, int], held: dict[str, int], store: str) -> list[Dif
 
 def versions_held(settings: Settings, publication_id: str) -> dict[str, int | None]:
     """The version of one publication each store holds (None: never seen), tombstones included."""
-    from sqlalchemy import select
-
     from services.bootstrap import Composition
-    from services.supervision.store import publications as supervised
 
     parts = Composition(settings, load_reference=False)
-    with parts.supervision_store.engine.connect() as connection:
-        supervised_version = connection.execute(select(supervised.c.version).where(supervised.c.publication_id == publication_id)).scalar()
     index = parts.search_index
 
     async def indexed() -> int | None:
@@ -133,7 +126,7 @@ def versions_held(settings: Settings, publication_id: str) -> dict[str, int | No
     return {
         "column": parts.column_store.version_of(publication_id),
         "embed": parts.embed_store.version_of(publication_id),
-        "supervision": supervised_version,
+        "supervision": parts.supervision_store.version_of(publication_id),
         "search": asyncio.run(indexed()),
     }
 
@@ -163,8 +156,6 @@ def editions_in_force(rows) -> dict[str, int]:
 def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
     """Every store and catalog copy against the publisher: (publications, differences)."""
     from services.bootstrap import Composition
-    from services.column import store as column_tables
-    from services.supervision import store as supervision_tables
 
     parts = Composition(settings, load_reference=False)
     truth = {pid: version for pid, (version, _) in parts.publisher.versions().items()}
@@ -179,18 +170,9 @@ def verify_stores(settings: Settings) -> tuple[int, list[Difference]]:
         "column": {pid: version for pid, (version, _) in column.versions().items()},
         "search": asyncio.run(indexed()),
         "embed": {pid: version for pid, (version, _) in parts.embed_store.versions().items()},
-        "supervision": _pairs(supervision.engine, supervision_tables.publications.c.publication_id, supervision_tables.publications.c.version),
+        "supervision": {pid: version for pid, (version, _) in supervision.versions().items()},
     }
     differences = [d for name, versions in held.items() for d in compare(truth, versions, name)]
-    differences += compare(editions, _pairs(column.engine, column_tables.catalogs.c.scope, column_tables.catalogs.c.version), "catalog:column")
-    differences += compare(
-        editions, _pairs(supervision.engine, supervision_tables.catalogs.c.scope, supervision_tables.catalogs.c.version), "catalog:supervision"
-    )
+    differences += compare(editions, column.catalog_versions(), "catalog:column")
+    differences += compare(editions, supervision.catalog_versions(), "catalog:supervision")
     return len(truth), differences
-
-
-def _pairs(engine: Engine, key: ColumnElement[Any], value: ColumnElement[Any]) -> dict[str, int]:
-    from sqlalchemy import select
-
-    with engine.connect() as connection:
-        return dict(connection.execute(select(key, value)).tuples().all())

@@ -56,9 +56,12 @@ def run(process: Process) -> None:
 
     use_fast_event_loop()
     metrics.serve(settings.metrics_port)
+    from services.bootstrap import Composition, for_consumers
+
     create = _faust_app_factory(process)
     sys.argv = [sys.argv[0]]  # faust's worker parses argv itself
-    app = create(settings)
+    # The publisher answers clerks' requests: its store keeps the default page cache.
+    app = create(Composition(settings) if process is Process.publisher else for_consumers(settings))
     settle_garbage_collector()
     run_worker(app, loglevel="warn")
 
@@ -74,7 +77,7 @@ def _serve_portal(settings: Settings) -> None:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", http=protocol)
 
 
-def _faust_app_factory(process: Process) -> Callable[[Settings], Any]:
+def _faust_app_factory(process: Process) -> Callable[[Any], Any]:
     if process is Process.publisher:
         from services.publisher.app import create_app
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
 
-from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
+from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
 
 from .store import ColumnStore, heartbeats
+
+if TYPE_CHECKING:
+    from services.bootstrap import Composition
 
 GROUP = "tongyuan-column"
 
@@ -20,12 +25,13 @@ def build_store(settings: Settings, *, cache_mb: int | None = None) -> ColumnSto
     return store
 
 
-def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
+def create_consumer(parts: Composition) -> faust.App:
+    """The consumer over the store the composition root built (services.bootstrap.for_consumers)."""
+    store = parts.column_store
     return consumer_app(
         GROUP,
         store.projection(),
-        settings,
+        parts.settings,
         catalogs=store.catalog_projection(),
         heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag),
     )

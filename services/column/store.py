@@ -155,6 +155,10 @@ class ColumnStore(LedgeredStore):
             keep_newest(connection, catalogs, events)
         self._catalog_copy.expire()
 
+    def catalog_versions(self) -> dict[str, int]:
+        """Scope → the version of the catalog edition this store holds."""
+        return self._catalog_copy.versions()
+
     def catalogs(self) -> dict[str, Catalog]:
         """Scope → edition in force; cached briefly, since every page needs it."""
         return self._catalog_copy.current()

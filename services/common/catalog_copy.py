@@ -70,6 +70,11 @@ class CatalogCopy:
     def expire(self) -> None:
         self._checked_at = float("-inf")
 
+    def versions(self) -> dict[str, int]:
+        """Scope → the version of the edition held, read now (for `tongyuan verify`)."""
+        with self.engine.connect() as connection:
+            return dict(connection.execute(select(self.table.c.scope, self.table.c.version)).tuples().all())
+
     def current(self) -> dict[str, Catalog]:
         with self._lock:
             # An empty copy is looked up every time: the first catalog event may land any moment.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
 
-from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
+from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
 
 from .store import EmbedStore, heartbeats
+
+if TYPE_CHECKING:
+    from services.bootstrap import Composition
 
 STORE = "embed"
 GROUP = "tongyuan-embed"
@@ -21,12 +26,13 @@ def build_store(settings: Settings, *, cache_mb: int | None = None) -> EmbedStor
     return store
 
 
-def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
+def create_consumer(parts: Composition) -> faust.App:
+    """The consumer over the store the composition root built (services.bootstrap.for_consumers)."""
+    store = parts.embed_store
     return consumer_app(
         GROUP,
         store.projection(),
-        settings,
+        parts.settings,
         heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
     )
 

@@ -10,19 +10,22 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import faust
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.exc import OperationalError
 
-from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
+from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, heartbeat_table, live_workers
 from services.common.settings import Settings
 
 from .embedded import EmbeddedSearchIndex
 from .index import SearchIndex
+
+if TYPE_CHECKING:
+    from services.bootstrap import Composition
 
 STORE = "search"
 GROUP = "tongyuan-indexer"
@@ -52,9 +55,10 @@ def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchInd
     return index
 
 
-def create_consumer(settings: Settings) -> faust.App:
-    index = build_index(settings, cache_mb=BULK_WRITER_CACHE_MB)
-    engine, table = _heartbeats(settings, cache_mb=BULK_WRITER_CACHE_MB)
+def create_consumer(parts: Composition) -> faust.App:
+    """The consumer over the index the composition root built (services.bootstrap.for_consumers)."""
+    settings, index = parts.settings, parts.search_index
+    engine, table = _heartbeats(settings, cache_mb=parts.cache_mb)
     return consumer_app(
         GROUP,
         index,

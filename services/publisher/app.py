@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import structlog
@@ -33,6 +33,9 @@ from .relay.broker_log import record_applied_watermark, relay_topic_ids
 from .relay.outbox import OutboxRelay, start_relay_thread
 from .store import Publisher
 from .tables import heartbeats
+
+if TYPE_CHECKING:
+    from services.bootstrap import Composition
 
 GROUP = "tongyuan-publisher"
 log = structlog.get_logger("tongyuan.publisher")
@@ -96,8 +99,9 @@ class _Gate:
         await pending
 
 
-def create_app(settings: Settings) -> faust.App:
-    publisher = bootstrap(settings)
+def create_app(parts: Composition) -> faust.App:
+    """The publisher process over the store the composition root built."""
+    settings, publisher = parts.settings, parts.publisher
     app = faust_app(GROUP, settings)
     gate = _Gate(app, settings, publisher)
     stats = ConsumerStats()  # its failure stops the heartbeat, as in every consumer

@@ -8,17 +8,21 @@ read the column store instead).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import faust
 import structlog
 
 from services.common.consuming import ConsumerStats
-from services.common.db import BULK_WRITER_CACHE_MB, create_store_engine
+from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, live_workers
 from services.common.settings import Settings
 
 from .store import SupervisionStore, heartbeats
+
+if TYPE_CHECKING:
+    from services.bootstrap import Composition
 
 GROUP = "tongyuan-supervision"
 log = structlog.get_logger("tongyuan.supervision")
@@ -30,14 +34,15 @@ def build_store(settings: Settings, *, cache_mb: int | None = None) -> Supervisi
     return store
 
 
-def create_consumer(settings: Settings) -> faust.App:
-    store = build_store(settings, cache_mb=BULK_WRITER_CACHE_MB)
+def create_consumer(parts: Composition) -> faust.App:
+    """The consumer over the store the composition root built (services.bootstrap.for_consumers)."""
+    store = parts.supervision_store
     # Filings a former chinese-calendar release could not assess (a year it did not cover)
     # are assessed again with the release installed now.
     reassessed = store.reassess()
     if reassessed:
         log.info("supervision.reassessed", filings=reassessed, calendar=store.calendar.source)
-    return consumer_app(GROUP, store.projection(), settings, catalogs=store.catalog_projection(), heartbeat=heartbeat_writer(store))
+    return consumer_app(GROUP, store.projection(), parts.settings, catalogs=store.catalog_projection(), heartbeat=heartbeat_writer(store))
 
 
 def heartbeat_writer(store: SupervisionStore) -> Callable[[ConsumerStats], None]:

@@ -194,6 +194,10 @@ class SupervisionStore(LedgeredStore):
         self._catalog_copy.expire()  # look again at once; unchanged scopes stay parsed
 
     # --- the pages' side ----------------------------------------------------------------
+    def catalog_versions(self) -> dict[str, int]:
+        """Scope → the version of the catalog edition this store holds."""
+        return self._catalog_copy.versions()
+
     def catalogs(self) -> dict[str, Catalog]:
         """Scope → edition in force (see CatalogCopy: unchanged scopes stay the same objects, so
         the measures cache per catalog object)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from services.bootstrap import for_consumers
 from services.common import db
 
 
@@ -75,7 +76,7 @@ def test_every_consumer_writes_its_store_with_the_larger_cache(tmp_path, monkeyp
     monkeypatch.setattr(target, "create_store_engine", recording)
     if service == "indexer":
         module._index_at.cache_clear()
-    module.create_consumer(Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path))
+    module.create_consumer(for_consumers(Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)))
     assert asked and set(asked) == {db.BULK_WRITER_CACHE_MB}
 
 

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from contracts.events import PublicationData, PublishedEvent
+from services.bootstrap import for_consumers
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.settings import Settings
@@ -199,6 +200,6 @@ def test_wiring_uses_its_own_group_and_store(tmp_path):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path)
     assert settings.store_url("embed") == f"sqlite:///{(tmp_path / 'embed.db').resolve()}"
     assert Settings(database_url="postgresql://u@h/db").store_url("embed") == "postgresql+psycopg://u@h/db"
-    app = create_consumer(settings)
+    app = create_consumer(for_consumers(settings))
     assert app.conf.id == GROUP and f"{GROUP}.apply" in app.agents
     assert (tmp_path / "embed.db").exists()

@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 
 from contracts.catalog import derive_catalog, localise, standard_catalog
 from contracts.events import CatalogAttributes, PublishedEvent
+from services.bootstrap import for_consumers
 from services.common.consuming import ConsumerStats
 from services.common.db import create_store_engine
 from services.common.settings import Settings
@@ -175,7 +176,7 @@ def test_filings_a_former_calendar_could_not_assess_are_reassessed(tmp_path):
 
 def test_the_consumer_agent_applies_through_the_store(tmp_path):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
-    app = create_consumer(settings)
+    app = create_consumer(for_consumers(settings))
     agent = app.agents["tongyuan-supervision.apply"]
     events = [filed("p1", date(2026, 9, 28), date(2026, 10, 28)).model_dump_json().encode(), catalog_changed().model_dump_json().encode()]
 
