@@ -66,8 +66,6 @@ class Planned:
     old_path: str
     target: Target
     source_fields: Mapping[str, object]
-    # The ref earlier runs gave this row, where it differs (LegacyRow.undated_ref).
-    undated_ref: str | None = None
 
     def reject(self, reason: str, detail: str) -> Reject:
         """For the gate side: the same row as a reject (e.g. when the gate refuses it)."""

@@ -43,17 +43,10 @@ class LegacyRow:
         """Stable on every run and machine: the old article id, else the published date and a
         digest of what identifies an item on the old site (column, title, published date, index
         number), `row:2021-03-05:<digest>`. The date leads so that an export in publication
-        order adds to the end of the publisher's index on refs (see undated_ref)."""
+        order adds to the end of the publisher's index on refs (a digest alone would scatter it)."""
         if self.old_id is not None:
             return self.old_id
         return f"row:{self.published_at.date().isoformat()}:{self._identity_digest()}"
-
-    @property
-    def undated_ref(self) -> str | None:
-        """The undated form of the ref of a row without an old article id, `row-<digest>`
-        (which scatters the index on refs: hence the dated source_ref). The gate still looks it
-        up, so rows migrated under it are found again. None where the ref is the old article id."""
-        return None if self.old_id is not None else f"row-{self._identity_digest()}"
 
     def _identity_digest(self) -> str:
         key = "\x1f".join((self.path, self.title, self.published_at.date().isoformat(), self.index_number))

@@ -105,7 +105,7 @@ class LegacyStream:
         earlier = self._seen.get(key)
         if earlier is None:
             self._seen[key] = content << _TARGET_BITS | number
-            return Planned(line, request, row.path, target, values, row.undated_ref)
+            return Planned(line, request, row.path, target, values)
         if earlier >> _TARGET_BITS != content:
             return Reject(line, "conflicting_duplicate", f"an earlier row has source_ref {ref!r} with different content", values, row.path)
         numbers = [earlier & _TARGET_MASK, *self._more_targets.get(key, ())]
@@ -115,7 +115,7 @@ class LegacyStream:
         # (the gate makes it a new version carrying every placement so far).
         self._more_targets.setdefault(key, []).append(number)
         placements = [self._targets[n].ref for n in numbers] + [target.ref]
-        return Planned(line, request.model_copy(update={"placements": placements}), row.path, target, values, row.undated_ref)
+        return Planned(line, request.model_copy(update={"placements": placements}), row.path, target, values)
 
     def _number(self, target: Target) -> int:
         identity = tuple(target.ref.model_dump().values())
