@@ -36,7 +36,26 @@ def oversized(path: Path) -> list[str]:
     return found
 
 
-def main(roots: list[str]) -> int:
+def largest(roots: list[str]) -> tuple[tuple[int, str], tuple[int, str]]:
+    """The largest module and the largest function, with their sizes in lines."""
+    modules, functions = [(0, "")], [(0, "")]
+    for root in roots:
+        for path in Path(root).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            modules.append((len(text.splitlines()), str(path)))
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                    functions.append((node.end_lineno - node.lineno + 1, f"{path}:{node.lineno} {node.name}"))
+    return max(modules), max(functions)
+
+
+def main(arguments: list[str]) -> int:
+    """`python -m devtools.sizes [--largest] [ROOT…]` (services/ by default)."""
+    report = "--largest" in arguments
+    roots = [a for a in arguments if a != "--largest"] or ["services"]
+    if report:
+        (module_lines, module), (function_lines, function) = largest(roots)
+        print(f"largest module: {module} ({module_lines} lines); largest function: {function} ({function_lines} lines)")
     problems = [problem for root in roots for path in sorted(Path(root).rglob("*.py")) for problem in oversized(path)]
     for problem in problems:
         print(problem)
@@ -44,4 +63,4 @@ def main(roots: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["services"]))
+    sys.exit(main(sys.argv[1:]))
