@@ -93,6 +93,12 @@ def _locked(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+def downgrade(engine: Engine, store: str, revision: str) -> None:
+    """Take `store`'s tables back to `revision` (an operator's way back from a bad release)."""
+    with _locked(engine) as connection:
+        command.downgrade(config(store, connection=connection), revision)
+
+
 def ensure(engine: Engine, store: str) -> None:
     """What a process does with `store`'s schema at start: on SQLite (the embedded profile)
     upgrade it; on PostgreSQL (production, where `tongyuan db upgrade` is an operator's
