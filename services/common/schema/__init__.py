@@ -25,6 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, text
 
 from services.common.db import writing
@@ -106,10 +107,19 @@ def ensure(engine: Engine, store: str) -> None:
     at = current(engine, store)
     if at == head():
         return
+    if at is not None and not _known(at):  # a newer release upgraded it: upgrading cannot help
+        raise SchemaNotCurrent(f"the {store} store's schema is at {at}, which this code does not know (a newer release's?); it needs {head()}")
     if engine.dialect.name == "sqlite":
         upgrade(engine, store)
         return
     raise SchemaNotCurrent(f"the {store} store's schema is at {at or 'nothing'}, this code needs {head()}: {UPGRADE_HINT}")
+
+
+def _known(revision: str) -> bool:
+    try:
+        return scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def stores_of(settings: Settings) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Engine, MetaData, String, insert, inspect, select
+from sqlalchemy import Column, Engine, MetaData, String, insert, inspect, select, text
 from typer.testing import CliRunner
 
 from services.common import schema
@@ -207,3 +207,11 @@ def test_db_upgrade_brings_every_store_to_head(tmp_path, monkeypatch):
         get_settings.cache_clear()
     for store in ("publisher", "column", "embed", "supervision", "bridge", "search"):
         assert (tmp_path / f"{store}.db").exists(), store
+
+
+def test_a_schema_from_a_newer_release_is_refused_not_upgraded(engine):
+    schema.upgrade(engine, "column")
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {schema.version_table('column')} SET version_num = '9999'"))
+    with pytest.raises(schema.SchemaNotCurrent, match="is at 9999, which this code does not know"):
+        schema.ensure(engine, "column")
