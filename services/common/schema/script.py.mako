@@ -21,10 +21,12 @@ depends_on = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-    if wants("STORE"):
-        ${upgrades if upgrades else "pass"}
+    if not wants("STORE"):
+        return
+    ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
-    if wants("STORE"):
-        ${downgrades if downgrades else "pass"}
+    if not wants("STORE"):
+        return
+    ${downgrades if downgrades else "pass"}
