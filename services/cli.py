@@ -79,7 +79,13 @@ def schemas(check: Annotated[bool, typer.Option("--check", help="fail if contrac
 
 
 def main() -> None:
-    cli()
+    from services.common.schema import SchemaNotCurrent
+
+    try:
+        cli()
+    except SchemaNotCurrent as exc:  # production: the operator upgrades; one line, no traceback
+        typer.echo(str(exc), err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -247,10 +247,12 @@ def up() -> None:
     """Start the broker (unless TONGYUAN_KAFKA_BOOTSTRAP is set), publisher, consumers and portal."""
     from services.bootstrap import Composition
     from services.common.kafka import ensure_topics, wait_for_broker
+    from services.common.schema import upgrade_all
     from services.common.stack_state import StackState, remove_state, write_state
 
     settings = load_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_all(settings)  # every store's schema at head before any process opens it
     parts = Composition(settings)
     _ = parts.verifier  # the local signing key, before the portal and `tongyuan token` need it
     env = os.environ.copy()

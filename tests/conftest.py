@@ -74,8 +74,12 @@ def fresh_postgres_database(base_url: str | None = None, prefix: str = "tongyuan
 @contextmanager
 def store_engine(backend: str, tmp_path, name: str) -> Iterator[Engine]:
     """An engine on `backend` (a store_backends() param): a SQLite file under tmp_path, or a
-    fresh PostgreSQL database dropped afterwards."""
+    fresh PostgreSQL database dropped afterwards, upgraded as `tongyuan db upgrade` would (on
+    PostgreSQL a store only checks its schema at start): the store `name`'s tables, or every
+    shared store's when `name` is not a store."""
+    from services.common import schema
     from services.common.db import create_store_engine
+    from services.common.settings import SHARED_STORES
 
     drop = None
     if backend == "sqlite":
@@ -83,6 +87,9 @@ def store_engine(backend: str, tmp_path, name: str) -> Iterator[Engine]:
     else:
         url, drop = fresh_postgres_database(prefix=f"tongyuan_{name[:8]}")
     engine = create_store_engine(url)
+    if drop:
+        for store in [name] if name in SHARED_STORES else SHARED_STORES:
+            schema.upgrade(engine, store)
     try:
         yield engine
     finally:

@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.events import PlacementRef
 from services.common.db import writing
+from services.common.schema import ensure as ensure_schema
 
 from .detect import Known
 from .mapping import MappingTable, table_from_dict, table_to_dict
@@ -274,7 +275,7 @@ class BridgeStore:
         self.platform = platform
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        ensure_schema(self.engine, "bridge")
 
     @contextmanager
     def transaction(self) -> Iterator[BridgeTransaction]:

@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Column, Connection, DateTime, Engine, Integer, Meta
 
 from contracts.catalog import Catalog, Region
 from services.common.db import writing
+from services.common.schema import ensure as ensure_schema
 
 metadata = MetaData()
 
@@ -138,7 +139,7 @@ class Catalogs:
         self.engine = engine
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        ensure_schema(self.engine, "publisher")  # the catalog's tables are the publisher store's
 
     @contextmanager
     def reading(self) -> Iterator[CatalogStore]:

@@ -37,6 +37,7 @@ from services.common.db import as_json, in_parts, insert_rows, write_in_turns, w
 from services.common.heartbeat import heartbeat_table
 from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_table, publications_to_apply
 from services.common.sanitise import sanitise_html
+from services.common.schema import ensure as ensure_schema
 
 metadata = MetaData()
 
@@ -97,7 +98,7 @@ class ColumnStore(LedgeredStore):
         self._catalog_copy = CatalogCopy(engine, catalogs, ttl=catalog_ttl)
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        ensure_schema(self.engine, "column")
 
     # --- the consumer's side ------------------------------------------------------------
     def catalog_projection(self) -> Projection[CatalogChangedEvent]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, TextClause, bindparam, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 
 from .turns import TurnLock
@@ -285,10 +285,6 @@ def _insert_plan(dialect, table: Table, keys: tuple[str, ...]):
         return None
     # (key, the column type's bind processor or None), in the statement's parameter order.
     return compiled.string, tuple((k, table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) for k in order)
-
-
-def create_tables(engine: Engine, metadata: MetaData) -> None:
-    metadata.create_all(engine)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -37,6 +37,7 @@ from contracts.events import PublishedEvent, WithdrawnEvent
 from services.common.db import Upsert, in_parts, insert_rows, write_in_turns, writing
 from services.common.heartbeat import heartbeat_table
 from services.common.projection import LedgeredStore, held_versions, publications_table, publications_to_apply, record_versions
+from services.common.schema import ensure as ensure_schema
 
 from .domain import MajorRules, Portal, excerpt, explicit_flag, scopes_of
 
@@ -193,7 +194,7 @@ class EmbedStore(LedgeredStore):
 
     def create(self) -> None:
         """Tables, and the default rules the first time (they are data from then on)."""
-        metadata.create_all(self.engine)
+        ensure_schema(self.engine, "embed")
         try:
             with writing(self.engine) as connection:
                 if connection.execute(select(scopes.c.version).where(scopes.c.scope == RULES_SCOPE)).first() is None:

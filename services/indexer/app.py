@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.heartbeat import beat, heartbeat_table, live_workers
+from services.common.schema import ensure as ensure_schema
 from services.common.settings import Settings
 
 from .embedded import EmbeddedSearchIndex
@@ -137,5 +138,5 @@ def _heartbeat_file(url: str) -> tuple[Engine, Table]:
     metadata = MetaData()
     table = heartbeat_table(metadata, STORE)
     engine = create_store_engine(url)
-    metadata.create_all(engine)
+    ensure_schema(engine, "search-heartbeat")
     return engine, table

@@ -48,6 +48,7 @@ from contracts.events import PublishedEvent
 from services.common.db import create_store_engine, in_parts, insert_rows, others_waiting, writing
 from services.common.heartbeat import heartbeat_table
 from services.common.projection import newest_per_publication, publications_to_apply
+from services.common.schema import ensure as ensure_schema
 
 from .index import (
     Event,
@@ -131,7 +132,7 @@ class EmbeddedSearchIndex(SearchIndex):
     def create_now(self) -> None:
         """Ledger tables and the text index; safe to call again, from several processes."""
         with self._creating():
-            metadata.create_all(self.engine)
+            ensure_schema(self.engine, "search")
             fresh = self._open_text(create=True)
             if fresh:
                 with writing(self.engine) as connection:

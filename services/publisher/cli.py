@@ -1,7 +1,8 @@
-"""The publisher's commands: `tongyuan db init`, `regions load`, `republish` and `migrate`."""
+"""The publisher's commands: `tongyuan db upgrade|current|init`, `regions load`, `republish` and `migrate`."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from services.common.terminal import commands, fail, load_settings
 from .migration_cli import migrate
 
 publisher_cli = commands()
-db_cli = commands("The publisher's database.")
+db_cli = commands("The stores' schemas, and the publisher's reference data.")
 regions_cli = commands("Administrative regions (2023 statistical division codes).")
 publisher_cli.add_typer(db_cli, name="db")
 publisher_cli.add_typer(regions_cli, name="regions")
@@ -25,9 +26,50 @@ def _parts():
     return composed()
 
 
+@db_cli.command("upgrade")
+def db_upgrade(sql: Annotated[bool, typer.Option("--sql", help="print the SQL that upgrades empty databases instead of running it")] = False) -> None:
+    """Bring every store's schema to the newest revision: the SQLite files under the var dir,
+    or every store's tables in TONGYUAN_DATABASE_URL. Safe to run again, and beside running
+    processes (each store's upgrade holds its write lock)."""
+    from services.common import schema
+
+    settings = load_settings()
+    if sql:
+        schema.upgrade_sql(settings, sys.stdout)
+        return
+    for store, (before, after) in schema.upgrade_all(settings).items():
+        typer.echo(f"{store}: {before or 'empty'} -> {after}" if before != after else f"{store}: at {after}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Each store's schema revision, and the one this code needs (exit 1 if any is behind)."""
+    from services.common import schema
+    from services.common.db import create_store_engine
+
+    settings = load_settings()
+    behind = []
+    for store in schema.stores_of(settings):
+        engine = create_store_engine(settings.store_url(store))
+        try:
+            at = schema.current(engine, store)
+        finally:
+            engine.dispose()
+        typer.echo(f"{store}: {at or 'empty'}")
+        if at != schema.head():
+            behind.append(store)
+    typer.echo(f"head: {schema.head()}")
+    if behind:
+        fail(f"behind: {', '.join(behind)}: {schema.UPGRADE_HINT}")
+
+
 @db_cli.command("init")
 def db_init() -> None:
-    """Create the publisher's tables and load the standard catalog and the Changsha regions."""
+    """Upgrade every store's schema (`db upgrade`), then load the standard catalog and the
+    Changsha regions into the publisher's store if it has none."""
+    from services.common import schema
+
+    schema.upgrade_all(load_settings())
     catalogs = _parts().catalogs
     current = catalogs.in_force()
     typer.echo(f"catalogs in force: {', '.join(c.key for c in current.values())}; {len(catalogs.regions())} regions")

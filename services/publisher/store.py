@@ -13,11 +13,11 @@ from sqlalchemy import Connection, RowMapping, Table, bindparam, delete, insert,
 
 from contracts.events import PublicationData, WithdrawalData
 from services.common.db import JSONText, as_json, insert_rows, writing
+from services.common.schema import ensure as ensure_schema
 from services.publisher.relay.store import RelayLog
 from services.publisher.tables import (
     inbound_events,
     index_counters,
-    metadata,
     migrations,
     outbox,
     placements,
@@ -293,7 +293,8 @@ class Publisher(RelayLog):
     catalog's tables share the engine (services.catalog.store.Catalogs)."""
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        """The publisher store's schema, with the catalog's (services.common.schema.ensure)."""
+        ensure_schema(self.engine, "publisher")
 
     @contextmanager
     def transaction(self) -> Iterator[PublisherStore]:

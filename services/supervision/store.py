@@ -46,6 +46,7 @@ from contracts.events import CatalogChangedEvent, PublicationData, PublishedEven
 from services.common.catalog_copy import CatalogCopy, keep_newest
 from services.common.db import writing
 from services.common.projection import InThread, LedgeredStore, Projection, held_versions, publications_to_apply, record_versions
+from services.common.schema import ensure as ensure_schema
 
 from . import ranking, rollups
 from .calendar import WorkCalendar, official_calendar
@@ -65,7 +66,7 @@ from .domain import (
     split_window,
 )
 from .ranking import as_date as _as_date
-from .tables import catalogs, editions, filings, items, metadata, months, publications
+from .tables import catalogs, editions, filings, items, months, publications
 from .tables import heartbeats as heartbeats  # the worker's heartbeats, which app.py writes
 
 # Up to this many units the partial months of a window are read by the (unit, item, date) index;
@@ -104,7 +105,7 @@ class SupervisionStore(LedgeredStore):
         return self._calendar
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        ensure_schema(self.engine, "supervision")
 
     # --- the consumer's side ------------------------------------------------------------
     def catalog_projection(self) -> Projection[CatalogChangedEvent]:

@@ -23,6 +23,7 @@ from contracts.identity import Principal
 from services.common.auth import build_verifier
 from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import ensure_topics
+from services.common.schema import upgrade_all
 from services.common.settings import Settings
 from services.portal.app import create_app
 from services.publisher.app import bootstrap
@@ -244,6 +245,7 @@ def running_stack(backend: str, tmp_path_factory):
         portal_searches_per_minute=0,
     )
     ensure_topics(broker.bootstrap, settings.topic_partitions)
+    upgrade_all(settings)  # as `tongyuan up` and `tongyuan db upgrade` do: on PostgreSQL a process only checks
     bootstrap(settings)
     _, local_key = build_verifier(settings)
     # The tests act as the disclosure office (admin); tests/unit covers who may publish where.
