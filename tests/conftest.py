@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -89,3 +90,20 @@ def store_engine(backend: str, tmp_path, name: str) -> Iterator[Engine]:
         engine.dispose()
         if drop:
             drop()
+
+
+@contextmanager
+def settings_under(monkeypatch: pytest.MonkeyPatch, var_dir: Path, *, unset: tuple[str, ...] = ("TONGYUAN_DATABASE_URL",)) -> Iterator[Path]:
+    """What the CLI reads through get_settings(), made afresh from this environment: the var dir
+    `var_dir`, none of `unset` (the developer's own database, say); cached settings dropped
+    before and after."""
+    from services.common.settings import get_settings
+
+    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(var_dir))
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        yield var_dir
+    finally:
+        get_settings.cache_clear()
