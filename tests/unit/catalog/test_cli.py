@@ -4,17 +4,15 @@ import io
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
 from services.cli import cli
-from tests.conftest import settings_under
+from tests.conftest import cli_under
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    runner = CliRunner()
-    with settings_under(monkeypatch, tmp_path / "var"):
-        yield lambda *args: runner.invoke(cli, list(args), catch_exceptions=False)
+    with cli_under(monkeypatch, tmp_path / "var", cli) as run:
+        yield run
 
 
 def test_export_edit_import_diff(run, tmp_path):

@@ -5,7 +5,6 @@ import io
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
@@ -21,7 +20,7 @@ from services.embed.registry import (
     townships_lacking_portal,
 )
 from services.embed.store import EmbedStore
-from tests.conftest import settings_under
+from tests.conftest import cli_under
 from tests.data.make_township_portals import townships
 from tests.factories import published
 
@@ -157,9 +156,8 @@ def test_the_registry_does_not_touch_the_feeds(store):
 # --- the commands -------------------------------------------------------------------------------
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    runner = CliRunner()
-    with settings_under(monkeypatch, tmp_path / "var"):
-        yield lambda *args: runner.invoke(embed_cli, list(args), catch_exceptions=False)
+    with cli_under(monkeypatch, tmp_path / "var", embed_cli) as run:
+        yield run
 
 
 def test_portals_commands(run, tmp_path):

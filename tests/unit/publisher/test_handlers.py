@@ -11,7 +11,7 @@ from services.publisher.gate import batches, handlers
 from services.publisher.gate.domain import Rejected, VersionConflict
 from services.publisher.store import Publisher
 from services.publisher.tables import outbox, publications
-from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, store_backends, store_engine
+from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, publisher_on, store_backends
 from tests.unit.publisher.writes import withdraw
 
 
@@ -212,9 +212,7 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
 
 @pytest.fixture(params=store_backends())
 def any_publisher(request, tmp_path):
-    with store_engine(request.param, tmp_path, "publisher") as engine:
-        publisher = Publisher(engine)
-        publisher.create_tables()
+    with publisher_on(request.param, tmp_path) as publisher:
         yield publisher
 
 
