@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tests.processes import interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
@@ -250,14 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime.shutdown()
     finally:
         stop.set()
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        interrupt(processes.values())
         producer.close()
         broker.stop()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 import httpx
 
 from services.common.broker import free_port
+from tests.processes import interrupt
 
 PATHS = {
     "domains": "/v1/regions/430102001/catalog",
@@ -82,11 +82,7 @@ def main() -> int:
             print(f"{name:<24}{p50:>8.2f}{p95:>8.2f}{p99:>8.2f}{p50 / floor:>9.2f}  {verdict}")
         return 0
     finally:
-        portal.send_signal(signal.SIGINT)
-        try:
-            portal.wait(10)
-        except subprocess.TimeoutExpired:
-            portal.kill()
+        interrupt([portal], grace=10)
 
 
 if __name__ == "__main__":

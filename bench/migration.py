@@ -47,6 +47,7 @@ from bench.pipeline import (
     _status_kb,
     begin,
     ceiling_phase,
+    failed,
     log,
     warm_up,
 )
@@ -229,12 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = ceiling_phase(stack.bootstrap, run_id, messages, timeout=600)
         results["ceiling"] = {"events": ceiling.events, "events_per_s": round(ceiling.events_per_s, 1)}
         results["ratio_to_ceiling"] = round(results["migration"]["rows_per_s"] / ceiling.events_per_s, 4)
-    except BenchFailure as exc:
-        results["failure"] = str(exc)
-        exit_code = 1
-    except KeyboardInterrupt:
-        results["failure"] = "interrupted"
-        exit_code = 130
+    except (BenchFailure, KeyboardInterrupt) as exc:
+        exit_code = failed(results, exc)
     finally:
         if migrate is not None and migrate.poll() is None:
             migrate.terminate()

@@ -62,6 +62,15 @@ class BenchFailure(Exception):
     """The run could not produce its figures (events lost, the stack did not start …)."""
 
 
+def failed(results: dict, exc: BenchFailure | KeyboardInterrupt) -> int:
+    """Records why a run ended early in its results; the exit code: 1, or 130 when interrupted."""
+    if isinstance(exc, KeyboardInterrupt):
+        results["failure"] = "interrupted"
+        return 130
+    results["failure"] = str(exc)
+    return 1
+
+
 # --------------------------------------------------------------------------------------
 # Realistic payloads: catalog items × Changsha counties and townships, Chinese text 1–2 KB
 # --------------------------------------------------------------------------------------
@@ -1204,12 +1213,8 @@ def main(argv: list[str] | None = None) -> int:
         if throughput.events_per_s:
             results["ratio_pipeline_to_ceiling"] = round(throughput.events_per_s / ceiling.events_per_s, 4)
         results["cpu_ms_per_event"] = {k: round(v, 3) for k, v in cpu_per_event(results).items()}
-    except BenchFailure as exc:
-        results["failure"] = str(exc)
-        exit_code = 1
-    except KeyboardInterrupt:
-        results["failure"] = "interrupted"
-        exit_code = 130
+    except (BenchFailure, KeyboardInterrupt) as exc:
+        exit_code = failed(results, exc)
     finally:
         if sampler is not None:
             try:

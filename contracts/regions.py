@@ -4,6 +4,7 @@ county-level units and townships, read from contracts/reference/regions/."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -75,3 +76,11 @@ def regions_of_city(city_code: str = "4301") -> tuple[Region, ...]:
         for r in _streets_by_county().get(county["code"], ())
     ]
     return tuple(regions)
+
+
+def trail(region: Region, regions: Mapping[str, Region]) -> list[Region]:
+    """The region and those above it that `regions` holds, outermost first (a page's breadcrumb)."""
+    chain = [region]
+    while chain[0].parent_code and chain[0].parent_code in regions:
+        chain.insert(0, regions[chain[0].parent_code])
+    return chain

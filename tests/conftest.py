@@ -5,15 +5,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
+import typer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
 
 from contracts.catalog import regions_of_city, standard_catalog
 from contracts.events import PlacementRef, PublicationDraft
 from contracts.identity import Principal
 from services.publisher.gate.domain import Directory
+from services.publisher.store import Publisher
 
 # A township of 芙蓉区 and the county itself, both real 2023 codes.
 TOWNSHIP = "430102001"
@@ -96,3 +100,38 @@ def store_engine(backend: str, tmp_path, name: str) -> Iterator[Engine]:
         engine.dispose()
         if drop:
             drop()
+
+
+@contextmanager
+def publisher_on(backend: str, tmp_path) -> Iterator[Publisher]:
+    """The publisher's store, its tables made, on `backend` (a store_backends() param)."""
+    with store_engine(backend, tmp_path, "publisher") as engine:
+        publisher = Publisher(engine)
+        publisher.create_tables()
+        yield publisher
+
+
+@contextmanager
+def settings_under(monkeypatch: pytest.MonkeyPatch, var_dir: Path, *, unset: tuple[str, ...] = ("TONGYUAN_DATABASE_URL",)) -> Iterator[Path]:
+    """What the CLI reads through get_settings(), made afresh from this environment: the var dir
+    `var_dir`, none of `unset` (the developer's own database, say); cached settings dropped
+    before and after."""
+    from services.common.settings import get_settings
+
+    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(var_dir))
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        yield var_dir
+    finally:
+        get_settings.cache_clear()
+
+
+@contextmanager
+def cli_under(monkeypatch: pytest.MonkeyPatch, var_dir: Path, app: typer.Typer) -> Iterator[Callable[..., Result]]:
+    """`run("catalog", "export", …)`: the typer app invoked as an office would, its settings
+    from `var_dir` (settings_under); exceptions are raised, not turned into an exit code."""
+    runner = CliRunner()
+    with settings_under(monkeypatch, var_dir):
+        yield lambda *args: runner.invoke(app, list(args), catch_exceptions=False)

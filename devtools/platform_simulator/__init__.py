@@ -13,11 +13,10 @@ the list and the detail, a cursor (and clock) that goes backwards. `/_sim/*` let
 benchmark edit, revoke and delete items, set faults and read the platform's true state.
 """
 
-from .county_templates import COUNTY_TEMPLATES
 from .http import Served, create_app
-from .items import TEMPLATES, Faults, SimItem, item_fingerprint, seed_items
+from .items import Faults, SimItem, item_fingerprint, seed_items
 from .platform import Platform, WebhookSender
-from .templates import HIGH_TECH_ZONE_AREA, PLATFORM, TOWNSHIP_TEMPLATES, Template
+from .templates import COUNTY_TEMPLATES, HIGH_TECH_ZONE_AREA, PLATFORM, TEMPLATES, TOWNSHIP_TEMPLATES, Template
 
 __all__ = [
     "COUNTY_TEMPLATES",

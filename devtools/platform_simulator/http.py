@@ -19,18 +19,6 @@ from .platform import Platform, WebhookSender
 log = structlog.get_logger("tongyuan.bridge.simulator")
 
 
-class FaultsBody(BaseModel):
-    timeout: float = 0.0
-    error: float = 0.0
-    truncated: float = 0.0
-    malformed: float = 0.0
-    duplicate_page: float = 0.0
-    reorder: float = 0.0
-    delete_between: float = 0.0
-    cursor_backwards: float = 0.0
-    hang_seconds: float = 5.0
-
-
 class WebhookBody(BaseModel):
     url: str
     secret: str
@@ -106,8 +94,8 @@ def add_controls(app: FastAPI, platform: Platform) -> None:
         return platform.state()
 
     @app.post("/_sim/faults")
-    def set_faults(body: FaultsBody):
-        platform.faults = Faults(**body.model_dump())
+    def set_faults(body: Faults):
+        platform.faults = body
         return body
 
     @app.post("/_sim/webhook")

@@ -12,10 +12,7 @@ from datetime import datetime
 from contracts.catalog import HIGH_TECH_ZONE_CODE, Region, regions_of_city
 from contracts.service_items import credit_code_check, organization_code_check
 
-from .county_templates import COUNTY_TEMPLATES
-from .templates import COUNTY_HOURS, HIGH_TECH_ZONE_AREA, HOURS, ROADS, TOWNSHIP_TEMPLATES, Template
-
-TEMPLATES = TOWNSHIP_TEMPLATES + COUNTY_TEMPLATES
+from .templates import COUNTY_HOURS, HIGH_TECH_ZONE_AREA, HOURS, ROADS, TEMPLATES, Template
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """The simulated platform's basic items (基本编码) and how every unit implements them: the
-township offices' own items here, the county bureaus' in county_templates.py."""
+township offices' own items and the county bureaus', as data in templates.json."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 # The platform's own area code for 长沙高新区, which has no statistical code (our 4301GX); the
 # bridge's mapping data carries the alias. Made up for the simulator, like the platform would.
@@ -38,149 +41,37 @@ class Template:
         return f"43{self.item_type}{self.seq:04d}000000"
 
 
-ID_CARD = ("居民身份证", True, "原件", 1, "公安部门核发", False)
-HUKOU = ("居民户口簿", True, "原件", 1, "公安部门核发", False)
-LICENSE = ("营业执照", True, "电子证照", 1, "市场监管部门核发", False)
+def _material(entry: str | dict[str, Any], shared: dict[str, dict[str, Any]]) -> tuple:
+    """A material written out, or the name of one many items ask for (居民身份证 …)."""
+    m = shared[entry] if isinstance(entry, str) else entry
+    return (m["name"], m["required"], m["form"], m["copies"], m["source"], m["blank_form"])
 
-TOWNSHIP_TEMPLATES: tuple[Template, ...] = (
-    Template(
-        1,
-        "07",
-        "最低生活保障对象认定",
-        "township",
-        "",
-        ("具有本县（市、区）户籍，共同生活的家庭成员人均收入低于当地城乡低保标准", "家庭财产状况符合当地低保家庭财产状况规定", "申请人以家庭为单位提出申请"),
-        (
-            ("最低生活保障申请书", True, "原件", 1, "申请人自备", True),
-            ID_CARD,
-            HUKOU,
-            ("家庭经济状况核对授权书", True, "原件", 1, "申请人自备", True),
-            ("残疾证、病历等特殊情况证明材料", False, "复印件", 1, "相关部门核发", False),
-        ),
-        (
-            ("申请", "申请人向户籍所在地乡镇人民政府（街道办事处）提出书面申请", ""),
-            ("受理", "材料齐全的当场受理；不齐全的一次性告知需补正材料", "当场"),
-            ("调查核实", "入户调查、邻里走访、信息核对，并在村（社区）公示7天", "15个工作日"),
-            ("审核确认", "乡镇人民政府（街道办事处）作出审核确认决定", "5个工作日"),
-            ("公示发放", "确认结果在村（社区）长期公示，按月发放低保金", ""),
-        ),
-        "30个工作日",
-        "20个工作日",
-        ("《社会救助暂行办法》（国务院令第649号）第九条至第十一条", "《湖南省最低生活保障工作规程》"),
-        (
-            ("外出务工人员可以在居住地申请低保吗？", "低保原则上在户籍所在地申请；持有居住证的，可按当地规定在居住地申请。"),
-            ("审批期间收入发生变化怎么办？", "应当及时向受理窗口报告，按变化后的情况重新核定。"),
-        ),
-    ),
-    Template(
-        2,
-        "07",
-        "特困人员救助供养认定",
-        "township",
-        "",
-        ("无劳动能力、无生活来源、无法定赡养抚养扶养义务人或者其法定义务人无履行义务能力的老年人、残疾人以及未满16周岁的未成年人",),
-        (
-            ("特困人员救助供养申请书", True, "原件", 1, "申请人自备", True),
-            ID_CARD,
-            HUKOU,
-            ("残疾证或者劳动能力评估材料", False, "复印件", 1, "残联或评估机构", False),
-        ),
-        (
-            ("申请", "本人或委托村（居）民委员会向乡镇人民政府（街道办事处）提出申请", ""),
-            ("审核", "调查核实并在村（社区）公示", "20个工作日"),
-            ("确认", "乡镇人民政府（街道办事处）作出认定决定", "10个工作日"),
-        ),
-        "30个工作日",
-        "20个工作日",
-        ("《社会救助暂行办法》第十四条至第十七条", "《特困人员认定办法》（民发〔2021〕43号）"),
-        (("特困人员可以选择集中供养吗？", "具备生活自理能力的，可自愿选择在家分散供养或到供养服务机构集中供养。"),),
-    ),
-    Template(
-        3,
-        "05",
-        "临时救助金给付",
-        "township",
-        "",
-        ("因火灾、交通事故等意外事件，家庭成员突发重大疾病等原因，导致基本生活暂时出现严重困难的家庭或者个人",),
-        (
-            ("临时救助申请书", True, "原件", 1, "申请人自备", True),
-            ID_CARD,
-            ("困难情况证明材料（医疗票据、事故证明等）", True, "复印件", 1, "申请人自备", False),
-        ),
-        (
-            ("申请", "向乡镇人民政府（街道办事处）提出申请；情况紧急的可先行救助", ""),
-            ("审核", "调查核实家庭经济状况和困难情形", "5个工作日"),
-            ("审批发放", "符合条件的给予临时救助，金额在规定标准内的由乡镇（街道）审批", "3个工作日"),
-        ),
-        "20个工作日",
-        "8个工作日",
-        ("《社会救助暂行办法》第四十七条至第五十条",),
-    ),
-    Template(
-        4,
-        "05",
-        "高龄老人补贴（长寿保健金）申领",
-        "township",
-        "",
-        ("具有本市户籍、年满80周岁的老年人",),
-        (
-            ("高龄补贴申请表", True, "原件", 1, "申请人自备", True),
-            ID_CARD,
-            ("一寸免冠照片", True, "原件", 2, "申请人自备", False),
-            ("本人银行账户（社会保障卡）", True, "复印件", 1, "申请人自备", False),
-        ),
-        (
-            ("申请", "老年人或其代理人向户籍所在地村（社区）或乡镇（街道）提出申请", ""),
-            ("审核", "乡镇（街道）审核并公示", "5个工作日"),
-            ("发放", "县级民政部门审批后按月发放至社会保障卡", ""),
-        ),
-        "15个工作日",
-        "10个工作日",
-        ("《中华人民共和国老年人权益保障法》第三十三条", "《湖南省老年人权益保障条例》"),
-        (("补贴从什么时候开始发放？", "自审批通过的次月起发放。"),),
-    ),
-    Template(
-        5,
-        "20",
-        "城乡居民基本养老保险参保登记",
-        "township",
-        "",
-        ("年满16周岁（不含在校学生），非国家机关和事业单位工作人员，不属于职工基本养老保险覆盖范围的城乡居民，可在户籍地参加城乡居民养老保险",),
-        (ID_CARD, HUKOU, ("城乡居民基本养老保险参保登记表", True, "原件", 1, "申请人自备", True)),
-        (("申请", "本人到户籍所在地村（社区）或乡镇（街道）社保服务窗口办理，也可网上办理", ""), ("登记", "经办人员核对信息后即时录入参保", "即办")),
-        "即办",
-        "即办",
-        ("《中华人民共和国社会保险法》第二十条至第二十二条", "《国务院关于建立统一的城乡居民基本养老保险制度的意见》（国发〔2014〕8号）"),
-        (("每年可以选择哪些缴费档次？", "按省定缴费档次自主选择，多缴多得。"),),
-    ),
-    Template(
-        6,
-        "20",
-        "就业失业登记",
-        "township",
-        "",
-        ("在法定劳动年龄内、有劳动能力和就业要求、处于无业状态的城乡劳动者可办理失业登记；已就业人员办理就业登记",),
-        (ID_CARD, ("就业创业证（如有）", False, "原件", 1, "人社部门核发", False)),
-        (("申请", "到常住地公共就业服务机构或街道（乡镇）便民服务中心提出申请", ""), ("登记", "核对信息后办理登记并发放就业创业证", "即办")),
-        "即办",
-        "即办",
-        ("《就业服务与就业管理规定》（人力资源社会保障部令第28号）第六章",),
-    ),
-    Template(
-        7,
-        "05",
-        "困难残疾人生活补贴和重度残疾人护理补贴申请",
-        "township",
-        "",
-        ("具有本县（市、区）户籍，持有第二代残疾人证，并符合困难或重度残疾条件",),
-        (("残疾人两项补贴申请审批表", True, "原件", 1, "申请人自备", True), ID_CARD, ("中华人民共和国残疾人证", True, "原件", 1, "残联核发", False)),
-        (
-            ("申请", "向户籍所在地乡镇人民政府（街道办事处）提出申请", ""),
-            ("初审", "乡镇（街道）初审", "5个工作日"),
-            ("审核审定", "县级残联审核、民政部门审定", "10个工作日"),
-        ),
-        "20个工作日",
-        "15个工作日",
-        ("《国务院关于全面建立困难残疾人生活补贴和重度残疾人护理补贴制度的意见》（国发〔2015〕52号）",),
-    ),
-)
+
+def _template(entry: dict[str, Any], shared: dict[str, dict[str, Any]]) -> Template:
+    fees = entry.get("fees", {"charged": False, "standard": "", "basis": ""})
+    return Template(
+        seq=entry["seq"],
+        item_type=entry["item_type"],
+        name=entry["name"],
+        level=entry["level"],
+        bureau=entry["bureau"],
+        conditions=tuple(entry["conditions"]),
+        materials=tuple(_material(m, shared) for m in entry["materials"]),
+        process=tuple((p["name"], p["description"], p["time_limit"]) for p in entry["process"]),
+        legal=entry["legal_time_limit"],
+        promised=entry["promised_time_limit"],
+        basis=tuple(entry["basis"]),
+        faq=tuple((f["question"], f["answer"]) for f in entry.get("faq", ())),
+        fee=(fees["charged"], fees["standard"], fees["basis"]),
+        online=entry.get("online", True),
+    )
+
+
+def _load() -> tuple[Template, ...]:
+    data = json.loads(resources.files(__package__).joinpath("templates.json").read_text("utf-8"))
+    return tuple(_template(entry, data["shared_materials"]) for entry in data["templates"])
+
+
+TEMPLATES = _load()
+TOWNSHIP_TEMPLATES = tuple(t for t in TEMPLATES if t.level == "township")
+COUNTY_TEMPLATES = tuple(t for t in TEMPLATES if t.level == "county")

@@ -8,7 +8,8 @@ an edition changed, so the next request sees it)."""
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
@@ -182,8 +183,13 @@ def edition_or_404(publisher: Publisher, scope: str, edition: str) -> tuple[Cata
     return found[0], found[1]
 
 
-def refused(exc: catalogs.CatalogRefused) -> JSONResponse:
-    return JSONResponse(status_code=409, content={"detail": str(exc)})
+@contextmanager
+def refusals_as_conflicts() -> Iterator[None]:
+    """An edition that cannot take the change answers 409 with the editions' reason."""
+    try:
+        yield
+    except catalogs.CatalogRefused as exc:
+        raise HTTPException(409, str(exc)) from exc
 
 
 @router.get("/v1/regions/{region_code}/catalog", response_model=RegionDomains, responses=PICKER)
@@ -261,12 +267,13 @@ async def import_edition(
     from .xlsx_read import CatalogImportError, import_catalog
 
     try:
-        workbook = await read_body(request, limits)
-        base = await run_in_threadpool(catalogs.import_base, publisher, scope=scope, edition=edition, regions=directory().regions)
-        imported = await parse_workbook(import_catalog, workbook, limits, errors=(CatalogImportError,), base=base)
-        catalog = await run_in_threadpool(
-            catalogs.save_import, publisher, imported, base=base, regions=directory().regions, publish=publish, request_id=request_id
-        )
+        with refusals_as_conflicts():
+            workbook = await read_body(request, limits)
+            base = await run_in_threadpool(catalogs.import_base, publisher, scope=scope, edition=edition, regions=directory().regions)
+            imported = await parse_workbook(import_catalog, workbook, limits, errors=(CatalogImportError,), base=base)
+            catalog = await run_in_threadpool(
+                catalogs.save_import, publisher, imported, base=base, regions=directory().regions, publish=publish, request_id=request_id
+            )
     except WorkbookRefused as refusal:
         return refusal_response(refusal)
     except CatalogImportError as exc:
@@ -274,8 +281,6 @@ async def import_edition(
             status_code=422,
             content={"detail": [{"loc": ["body", p.sheet, p.row, p.column], "msg": p.message, "type": "catalog.import"} for p in exc.problems]},
         )
-    except catalogs.CatalogRefused as exc:
-        return refused(exc)
     on_change()
     return {"key": catalog.key, "status": "published" if publish else "draft"}
 
@@ -294,11 +299,9 @@ def derive(
     publisher: PublisherDep,
     directory: DirectoryDep,
     parent: Annotated[str | None, Body(embed=True, max_length=80)] = None,
-) -> JSONResponse | dict:
-    try:
+) -> dict:
+    with refusals_as_conflicts():
         catalog = catalogs.derive_edition(publisher, scope=scope, edition=edition, regions=directory().regions, parent_key=parent)
-    except catalogs.CatalogRefused as exc:
-        return refused(exc)
     return {"key": catalog.key, "derived_from": catalog.derived_from, "status": "draft"}
 
 
@@ -308,11 +311,9 @@ def derive(
     responses=refusals(*WRITE, 409, d409="no such draft, or an edit it cannot take"),
     openapi_extra=ADMIN,
 )
-def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin, publisher: PublisherDep) -> JSONResponse | dict:
-    try:
+def edit(scope: ScopePath, edition: EditionPath, edits: Annotated[DraftEdits, Body()], _: Admin, publisher: PublisherDep) -> dict:
+    with refusals_as_conflicts():
         catalog = catalogs.edit_draft(publisher, scope=scope, edition=edition, rename=edits.rename, drop=set(edits.drop), specialise=edits.specialise)
-    except catalogs.CatalogRefused as exc:
-        return refused(exc)
     return {"key": catalog.key, "status": "draft"}
 
 
@@ -330,11 +331,9 @@ def publish(
     publisher: PublisherDep,
     directory: DirectoryDep,
     on_change: OnChangeDep,
-) -> JSONResponse | dict:
-    try:
+) -> dict:
+    with refusals_as_conflicts():
         reissued = catalogs.publish_edition(publisher, scope=scope, edition=edition, regions=directory().regions, request_id=request_id)
-    except catalogs.CatalogRefused as exc:
-        return refused(exc)
     on_change()
     return {"key": edition_key(scope, edition), "status": "published", "reissued_publications": reissued}
 

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Catalog, Domain, Level1Item, Level2Item, Region, effective_catalog
 from contracts.events import PublicationData
+from contracts.regions import trail
 from services.common.http_errors import HTML, NOT_MODIFIED, answered_as, refusals
 from services.common.sanitise import install_filters, is_safe_link, safe_links
 from services.common.wiring import Regions, provided
@@ -71,14 +72,6 @@ def region_or_404(regions: dict[str, Region], code: str) -> Region:
     if region is None:
         raise HTTPException(404, f"no region {code}")
     return region
-
-
-def trail(region: Region, regions: dict[str, Region]) -> list[Region]:
-    """The region and its ancestors, outermost first (the breadcrumb)."""
-    chain = [region]
-    while chain[0].parent_code and chain[0].parent_code in regions:
-        chain.insert(0, regions[chain[0].parent_code])
-    return chain
 
 
 def page_of(templates: Jinja2Templates, request: Request, name: str, **context: Any) -> HTMLResponse:

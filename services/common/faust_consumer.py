@@ -18,11 +18,13 @@ from typing import Any
 import faust
 import structlog
 from aiokafka.errors import MessageSizeTooLargeError
+from sqlalchemy import Engine, Table
 
 from contracts.events import BULK_EVENTS_PER_MESSAGE, TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK, CatalogChangedEvent, dlq_topic
 
 from . import metrics
 from .consuming import ConsumerStats, DeadLetter, parse_catalog_event, parse_publication_event, process_batch
+from .heartbeat import beat
 from .kafka import faust_app
 from .projection import Projection, PublicationEvent
 from .settings import Settings
@@ -166,6 +168,16 @@ def dead_letter_sender(topic, group: str) -> Callable[[DeadLetter], Awaitable[No
             await (await topic.send(key=letter.key, value=letter.raw[:DLQ_VALUE_CUT], headers=headers))
 
     return send
+
+
+def heartbeat_into(engine: Engine, table: Table, group: str, *, lag: bool = True) -> Callable[[ConsumerStats], None]:
+    """A consumer's heartbeat as a row of its store's heartbeat table (services.common.heartbeat);
+    `lag`: whether the row also says how far behind the group is."""
+
+    def write(stats: ConsumerStats) -> None:
+        beat(engine, table, group_id=group, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag if lag else None)
+
+    return write
 
 
 async def beat_unless_dead(heartbeat: Callable[[ConsumerStats], None], stats: ConsumerStats) -> None:

@@ -8,7 +8,8 @@ import faust
 
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
-from services.common.heartbeat import beat, live_workers
+from services.common.faust_consumer import heartbeat_into
+from services.common.heartbeat import live_workers
 from services.common.settings import Settings
 
 from .store import EmbedStore, heartbeats
@@ -33,7 +34,7 @@ def create_consumer(parts: Composition) -> faust.App:
         GROUP,
         store.projection(),
         parts.settings,
-        heartbeat=lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+        heartbeat=heartbeat_into(store.engine, heartbeats, GROUP, lag=False),
     )
 
 

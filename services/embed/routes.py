@@ -10,7 +10,7 @@ bodies are kept by ETag (services.embed.caching), so a change renders once whoev
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -269,48 +269,34 @@ async def page(request: Request):
     return await conditional(request, wired, region, "page", HTML_MEDIA_TYPE, render, {"Content-Security-Policy": PAGE_CSP})
 
 
-@router.get(
-    "/embed/{region_code}/atom.xml",
-    response_class=Response,
-    responses=ATOM_FEED,
-    summary="Atom feed of a township's (or a county's) 重大民生信息",
-    openapi_extra=_documented("region"),
+def _feed_endpoint(kind: str, per_domain: bool) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        region_code = _path(request, "region_code", REGION_CODE)
+        domain_code = _path(request, "domain_code", DOMAIN_CODE) if per_domain else None
+        return await feed(request, region_code, domain_code, kind)
+
+    return endpoint
+
+
+# (operation, path, kind, summary): a township's (or a county's) feeds, then one domain's.
+_FEEDS = (
+    ("region_atom", "/embed/{region_code}/atom.xml", "atom", "Atom feed of a township's (or a county's) 重大民生信息"),
+    ("region_json_feed", "/embed/{region_code}/feed.json", "json", "JSON Feed 1.1 of a township's (or a county's) 重大民生信息"),
+    ("domain_atom", "/embed/{region_code}/{domain_code}/atom.xml", "atom", "Atom feed of one domain"),
+    ("domain_json_feed", "/embed/{region_code}/{domain_code}/feed.json", "json", "JSON Feed 1.1 of one domain"),
 )
-async def region_atom(request: Request):
-    return await feed(request, _path(request, "region_code", REGION_CODE), None, "atom")
-
-
-@router.get(
-    "/embed/{region_code}/feed.json",
-    response_class=Response,
-    responses=FEED_JSON,
-    summary="JSON Feed 1.1 of a township's (or a county's) 重大民生信息",
-    openapi_extra=_documented("region"),
-)
-async def region_json_feed(request: Request):
-    return await feed(request, _path(request, "region_code", REGION_CODE), None, "json")
-
-
-@router.get(
-    "/embed/{region_code}/{domain_code}/atom.xml",
-    response_class=Response,
-    responses=ATOM_FEED,
-    summary="Atom feed of one domain",
-    openapi_extra=_documented("region", "domain"),
-)
-async def domain_atom(request: Request):
-    return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "atom")
-
-
-@router.get(
-    "/embed/{region_code}/{domain_code}/feed.json",
-    response_class=Response,
-    responses=FEED_JSON,
-    summary="JSON Feed 1.1 of one domain",
-    openapi_extra=_documented("region", "domain"),
-)
-async def domain_json_feed(request: Request):
-    return await feed(request, _path(request, "region_code", REGION_CODE), _path(request, "domain_code", DOMAIN_CODE), "json")
+for _name, _route, _kind, _summary in _FEEDS:
+    _per_domain = "{domain_code}" in _route
+    router.add_api_route(
+        _route,
+        _feed_endpoint(_kind, _per_domain),
+        methods=["GET"],
+        name=_name,
+        response_class=Response,
+        responses=ATOM_FEED if _kind == "atom" else FEED_JSON,
+        summary=_summary,
+        openapi_extra=_documented("region", "domain") if _per_domain else _documented("region"),
+    )
 
 
 @router.get(

@@ -16,7 +16,8 @@ import structlog
 from services.common.consuming import ConsumerStats
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
-from services.common.heartbeat import beat, live_workers
+from services.common.faust_consumer import heartbeat_into
+from services.common.heartbeat import live_workers
 from services.common.settings import Settings
 
 from .store import SupervisionStore, heartbeats
@@ -46,7 +47,7 @@ def create_consumer(parts: Composition) -> faust.App:
 
 
 def heartbeat_writer(store: SupervisionStore) -> Callable[[ConsumerStats], None]:
-    return lambda stats: beat(store.engine, heartbeats, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag)
+    return heartbeat_into(store.engine, heartbeats, GROUP)
 
 
 def heartbeat_status(store: SupervisionStore, within: float) -> list[dict]:

@@ -5,7 +5,7 @@ number of publications."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache, partial
 from importlib import resources
@@ -16,7 +16,7 @@ from .domain import (
     CatalogProfile,
     ItemMeasure,
     Milestone,
-    Timeliness,
+    Tally,
     UnitCounts,
     UnitMeasures,
     beijing_date,
@@ -68,19 +68,10 @@ def milestones_for(year: int, plan: dict | None = None) -> list[Milestone]:
 
 
 @dataclass
-class Rollup:
+class Rollup(Tally):
     """A county's townships taken together."""
 
     units: int = 0
-    covered: int = 0
-    applicable: int = 0
-    stale: int = 0
-    late_items: int = 0
-    timeliness: Timeliness = field(default_factory=Timeliness)
-
-    @property
-    def coverage(self) -> float | None:
-        return self.covered / self.applicable if self.applicable else None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from contracts.catalog import Catalog, Region, standard_catalog
+from contracts.regions import trail
 from services.common.http_errors import HTML, XLSX, answered_as, refusals
 from services.common.wiring import Regions, provided
 
@@ -176,7 +177,7 @@ def unit_page(
     board = build_board(store, regions, query, by_domain_for=unit.code)
     measures = next(m for m in board.units if m.region.code == unit.code)
     late = store.late_filings(unit.code, board.query.start, board.query.end, domain=board.query.domain, limit=50)
-    return render(templates, request, "supervision/unit.html", board, unit=measures, late_filings=late, trail=_trail(unit, regions))
+    return render(templates, request, "supervision/unit.html", board, unit=measures, late_filings=late, trail=trail(unit, regions))
 
 
 @router.get("/supervision/units/{unit_code}/{domain_code}", response_class=Response, responses=PAGE)
@@ -195,7 +196,7 @@ def domain_page(
     board = build_board(store, regions, query, item_detail_for=unit.code, by_domain_for=unit.code, include_below=False)
     late = store.late_filings(unit.code, query.start, query.end, domain=domain_code, limit=500)
     domain = board.standard.domain(domain_code)
-    return render(templates, request, "supervision/items.html", board, unit=board.units[0], domain=domain, late_filings=late, trail=_trail(unit, regions))
+    return render(templates, request, "supervision/items.html", board, unit=board.units[0], domain=domain, late_filings=late, trail=trail(unit, regions))
 
 
 @router.get("/supervision/report.xlsx", response_class=Response, responses={**answered_as(XLSX, "the report as a workbook"), **REFUSED})
@@ -240,10 +241,3 @@ def _unit_or_404(known: dict[str, Region], code: str) -> Region:
     if unit is None or unit.level not in ("county", "township"):
         raise HTTPException(404, f"no supervised unit {code} (a county-level unit or a township)")
     return unit
-
-
-def _trail(region: Region, known: dict[str, Region]) -> list[Region]:
-    chain = [region]
-    while chain[0].parent_code and chain[0].parent_code in known:
-        chain.insert(0, known[chain[0].parent_code])
-    return chain

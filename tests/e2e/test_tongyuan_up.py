@@ -66,16 +66,21 @@ class Up:
             time.sleep(0.5)
         pytest.fail(f"/healthz was not 200 within {STARTUP_S:.0f} s (last: {last}):\n{self.output()[-3000:]}")
 
-    def token(self) -> str:
-        """An editor's token for the region, from the stack's own local key (as `tongyuan token`)."""
-        result = subprocess.run(
-            [sys.executable, "-m", "services.cli", "token", "--region", PLACEMENT["region_code"][:6], "--user", "e2e-clerk"],
+    def second_shell(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """`tongyuan <args>` as a user's second terminal runs it: only the var dir in common with
+        the stack (no TONGYUAN_KAFKA_BOOTSTRAP or any other setting)."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
             cwd=ROOT,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("TONGYUAN_")}, "TONGYUAN_VAR_DIR": str(self.var_dir)},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
         )
+
+    def token(self) -> str:
+        """An editor's token for the region, from the stack's own local key (as `tongyuan token`)."""
+        result = self.second_shell("token", "--region", PLACEMENT["region_code"][:6], "--user", "e2e-clerk", timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
 
@@ -263,14 +268,7 @@ def test_a_cms_publishes_with_a_plain_kafka_client(up):
 def test_a_command_in_a_second_shell_finds_the_running_stack(up):
     """Only the var dir in common, as a user's second terminal: no TONGYUAN_KAFKA_BOOTSTRAP."""
     assert (up.var_dir / "stack.json").exists()
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "dlq", "list"],
-        cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("TONGYUAN_")}, "TONGYUAN_VAR_DIR": str(up.var_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = up.second_shell("dlq", "list", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "dead letter(s) in tongyuan-supervision" in result.stdout
 

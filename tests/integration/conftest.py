@@ -30,6 +30,7 @@ from services.publisher.app import bootstrap
 from services.stack import WORKER_NICENESS
 from tests.conftest import fresh_postgres_database
 from tests.integration.tcp_proxy import TcpProxy
+from tests.processes import interrupt
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = ("publisher", "column", "indexer", "embed", "supervision")
@@ -265,15 +266,7 @@ def running_stack(backend: str, tmp_path_factory):
         wait_for(lambda: receipt["publication_id"] in embed.versions(), timeout=90, what="the warm-up publication in the embed store")
         yield stack
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        interrupt(processes.values())
         if stack.producer:
             stack.producer.close()
         broker.stop()

@@ -4,7 +4,6 @@ aggregate, and leaves every one of them when withdrawn. One test: the stack is e
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from services.embed.app import build_store
 from services.embed.caching import Renders
 from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_pipeline import body, unique
+from tests.processes import interrupt
 from tests.wired import directory_of, mounted
 
 TOWNSHIP, COUNTY = "430102001", "430102"
@@ -46,12 +46,7 @@ def embed(stack):
         yield TestClient(app)
     finally:
         if process is not None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt([process])
 
 
 def test_a_livelihood_publication_reaches_every_feed_and_a_withdrawal_takes_it_out(stack, embed):

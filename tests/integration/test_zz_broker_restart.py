@@ -26,6 +26,7 @@ from services.publisher.app import bootstrap
 from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_faults import listed_once, publish_burst
 from tests.integration.test_pipeline import body, unique
+from tests.processes import interrupt
 
 
 class Supervisor:
@@ -172,12 +173,7 @@ def test_up_restarts_a_broker_killed_under_load_and_nothing_is_lost(tmp_path):
             time.sleep(3)
             verified = _verify(env)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        interrupt([up], grace=60)
         output.close()
     # The workers' lines reach the log when they stop (their stdout is a file, buffered).
     said = (tmp_path / "up.log").read_text(errors="replace")

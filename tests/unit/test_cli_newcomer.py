@@ -13,15 +13,13 @@ from typer.testing import CliRunner
 from services.cli import cli
 from services.common.kafka import CONSUMER_GROUPS
 from services.common.settings import get_settings
+from tests.conftest import settings_under
 
 
 @pytest.fixture
 def var(tmp_path, monkeypatch):
-    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path))
-    monkeypatch.delenv("TONGYUAN_AUTH_JWKS_URL", raising=False)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
+    with settings_under(monkeypatch, tmp_path, unset=("TONGYUAN_AUTH_JWKS_URL",)) as var_dir:
+        yield var_dir
 
 
 def test_a_token_needs_the_portals_key_and_does_not_make_one_silently(var):

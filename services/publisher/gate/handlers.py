@@ -7,7 +7,8 @@ transaction (the outbox); nothing here talks to Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -91,18 +92,23 @@ def revise(
 ) -> Accepted:
     """A new version of an existing publication (it also republishes a withdrawn one)."""
     now = clock()
-    with publisher.transaction() as store:
-        current = _current(store, publication_id, expected_version)
-        domain.authorize_draft(principal, draft, directory, current.document)
+    with _current(publisher, publication_id, expected_version, principal, draft, directory) as (store, current):
         return _revise(store, current, draft, now=now, directory=directory, request_id=request_id)
 
 
-def _current(store: PublisherStore, publication_id: str, expected_version: int | None) -> StoredPublication:
-    current = store.get(publication_id, for_update=True)
-    if current is None:
-        raise NotFound(publication_id)
-    domain.check_version(publication_id, expected_version, current.version)
-    return current
+@contextmanager
+def _current(
+    publisher: Publisher, publication_id: str, expected_version: int | None, principal: Principal, draft: PublicationDraft | None, directory: Directory
+) -> Iterator[tuple[PublisherStore, StoredPublication]]:
+    """A transaction holding the publication's current version, locked, once it is the version
+    the writer expects and the principal may change it (into `draft`, or withdraw it: None)."""
+    with publisher.transaction() as store:
+        current = store.get(publication_id, for_update=True)
+        if current is None:
+            raise NotFound(publication_id)
+        domain.check_version(publication_id, expected_version, current.version)
+        domain.authorize_draft(principal, draft, directory, current.document)
+        yield store, current
 
 
 def _revise(
@@ -144,9 +150,7 @@ def withdraw(
     request_id: str | None = None,
 ) -> Accepted:
     now = clock()
-    with publisher.transaction() as store:
-        current = _current(store, publication_id, expected_version)
-        domain.authorize_draft(principal, None, directory, current.document)
+    with _current(publisher, publication_id, expected_version, principal, None, directory) as (store, current):
         return _withdraw(store, current, withdrawal_type, explanation, redirect_to, now=now, request_id=request_id)
 
 

@@ -120,10 +120,11 @@ class UnitMeasures:
         return [i for i in self.applicable if i.rule.kind == "unparsed"]
 
 
-@dataclass
-class DomainMeasure:
-    code: str
-    name: str
+@dataclass(kw_only=True)
+class Tally:
+    """What a set of items adds up to: applicable and covered items, stale ones, items with late
+    filings, and the timeliness of the filings."""
+
     applicable: int = 0
     covered: int = 0
     stale: int = 0
@@ -133,6 +134,12 @@ class DomainMeasure:
     @property
     def coverage(self) -> float | None:
         return self.covered / self.applicable if self.applicable else None
+
+
+@dataclass
+class DomainMeasure(Tally):
+    code: str
+    name: str
 
 
 def domain_measures(unit: UnitMeasures) -> list[DomainMeasure]:

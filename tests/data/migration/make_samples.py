@@ -214,6 +214,17 @@ def write_mapping() -> None:
 
 
 XLSX_HEADER = ["信息ID", "信息名称", "正文", "成文日期", "发布时间", "所属栏目", "索引号", "发文机关", "相关附件"]
+SPECIAL_CARE_RESULTS = (
+    "LY2021002",
+    "浏阳市2021年3月特困人员审批结果",
+    '<span style="font-family:宋体">审批结果<span>',
+    "2021-03-01",
+    "2021年3月5日",
+    "信息公开 » 社会救助 » 特困供养",
+    "LY-2021-002",
+    "浏阳市民政局",
+    "",
+)
 # None = a blank row; a str = a section row merged across the sheet.
 XLSX_ROWS: list[tuple | str | None] = [
     (
@@ -227,17 +238,7 @@ XLSX_ROWS: list[tuple | str | None] = [
         "浏阳市民政局",
         "",
     ),
-    (
-        "LY2021002",
-        "浏阳市2021年3月特困人员审批结果",
-        '<span style="font-family:宋体">审批结果<span>',
-        "2021-03-01",
-        "2021年3月5日",
-        "信息公开 » 社会救助 » 特困供养",
-        "LY-2021-002",
-        "浏阳市民政局",
-        "",
-    ),
+    SPECIAL_CARE_RESULTS,
     (
         "LY2021003",
         "浏阳市2021年临时救助办事指南",
@@ -274,17 +275,7 @@ XLSX_ROWS: list[tuple | str | None] = [
         "",
     ),
     # an exact repeat of LY2021002
-    (
-        "LY2021002",
-        "浏阳市2021年3月特困人员审批结果",
-        '<span style="font-family:宋体">审批结果<span>',
-        "2021-03-01",
-        "2021年3月5日",
-        "信息公开 » 社会救助 » 特困供养",
-        "LY-2021-002",
-        "浏阳市民政局",
-        "",
-    ),
+    SPECIAL_CARE_RESULTS,
     # LY2021005's id again with another title: not a repeat, a conflict
     (
         "LY2021005",

@@ -13,16 +13,14 @@ from services.bridge.app import build_store, create_runtime, templates
 from services.bridge.cli import bridge_cli
 from services.bridge.detect import Known
 from services.common.settings import Settings, get_settings
+from tests.conftest import settings_under
 from tests.wired import mounted
 
 
 @pytest.fixture
 def var(tmp_path, monkeypatch):
-    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path))
-    monkeypatch.delenv("TONGYUAN_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
+    with settings_under(monkeypatch, tmp_path) as var_dir:
+        yield var_dir
 
 
 def test_mapping_export_then_import_round_trips_and_unmapped_lists_nothing_yet(var):

@@ -4,20 +4,15 @@ import io
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
 from services.cli import cli
-from services.common.settings import get_settings
+from tests.conftest import cli_under
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("TONGYUAN_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args), catch_exceptions=False)
-    get_settings.cache_clear()
+    with cli_under(monkeypatch, tmp_path / "var", cli) as run:
+        yield run
 
 
 def test_export_edit_import_diff(run, tmp_path):

@@ -8,7 +8,8 @@ import pytest
 from fastapi import HTTPException
 
 from contracts.catalog import regions_of_city, standard_catalog
-from services.column.routes import Listed, listed_items, region_or_404, trail
+from contracts.regions import trail
+from services.column.routes import Listed, listed_items, region_or_404
 
 REGIONS = {r.code: r for r in regions_of_city("4301")}
 TOWNSHIP = next(r for r in REGIONS.values() if r.level == "township")

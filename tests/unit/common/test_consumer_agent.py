@@ -1,13 +1,12 @@
 """The consumer agent in faust's test context (no broker): events reach the store through
 the same agent code the workers run, and versions decide what is applied."""
 
-import asyncio
-
 from services.column.store import ColumnStore
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer
 from services.common.projection import InThread
 from services.common.settings import Settings
+from tests.agents import feed_agent
 from tests.factories import published, withdrawn
 
 
@@ -16,18 +15,7 @@ def run_agent(tmp_path, events: list[bytes]) -> ColumnStore:
     store.create()
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
     app = create_consumer("tongyuan-column", store.projection(), settings, heartbeat=lambda stats: None)
-    agent = app.agents["tongyuan-column.apply"]
-
-    async def feed():
-        async with agent.test_context() as running:
-            for raw in events:
-                await running.put(raw)
-            for _ in range(100):
-                if app.tongyuan_stats.applied + app.tongyuan_stats.skipped >= len(events):
-                    break
-                await asyncio.sleep(0.02)
-
-    asyncio.run(feed())
+    feed_agent(app.agents["tongyuan-column.apply"], events, lambda: app.tongyuan_stats.applied + app.tongyuan_stats.skipped >= len(events))
     return store
 
 
@@ -90,19 +78,8 @@ def _bulk_batches_applied(tmp_path, group="tongyuan-supervision", bulk_batch_siz
     sizes: list[int] = []
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_size=100, indexer_batch_within=0.5, **settings_overrides)
     app = create_consumer(group, InThread(lambda events: sizes.append(len(events))), settings, heartbeat=lambda stats: None, bulk_batch_size=bulk_batch_size)
-    agent = app.agents[f"{group}.apply-bulk"]
     messages = [("[" + ",".join(published(f"p{m}-{n}").model_dump_json() for n in range(BULK_EVENTS_PER_MESSAGE)) + "]").encode() for m in range(6)]
-
-    async def feed():
-        async with agent.test_context() as running:
-            for raw in messages:
-                await running.put(raw)
-            for _ in range(200):
-                if sum(sizes) >= 6 * BULK_EVENTS_PER_MESSAGE:
-                    break
-                await asyncio.sleep(0.02)
-
-    asyncio.run(feed())
+    feed_agent(app.agents[f"{group}.apply-bulk"], messages, lambda: sum(sizes) >= 6 * BULK_EVENTS_PER_MESSAGE, polls=200)
     assert sum(sizes) == 6 * BULK_EVENTS_PER_MESSAGE
     return sizes
 

@@ -5,11 +5,9 @@ import io
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
 from contracts.catalog import regions_of_city
 from services.common.db import create_store_engine
-from services.common.settings import get_settings
 from services.embed.cli import embed_cli
 from services.embed.domain import RegistryError
 from services.embed.registry import (
@@ -22,6 +20,7 @@ from services.embed.registry import (
     townships_lacking_portal,
 )
 from services.embed.store import EmbedStore
+from tests.conftest import cli_under
 from tests.data.make_township_portals import townships
 from tests.factories import published
 
@@ -157,12 +156,8 @@ def test_the_registry_does_not_touch_the_feeds(store):
 # --- the commands -------------------------------------------------------------------------------
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("TONGYUAN_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("TONGYUAN_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(embed_cli, list(args), catch_exceptions=False)
-    get_settings.cache_clear()
+    with cli_under(monkeypatch, tmp_path / "var", embed_cli) as run:
+        yield run
 
 
 def test_portals_commands(run, tmp_path):

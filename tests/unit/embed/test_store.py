@@ -1,7 +1,6 @@
 """The embed store applies versions in order, idempotently; withdrawals leave every feed;
 the rules decide what counts as 重大民生信息 and a change of them reclassifies what is stored."""
 
-import asyncio
 import itertools
 
 import pytest
@@ -13,6 +12,7 @@ from services.common.faust_consumer import create_consumer as consumer_app
 from services.common.settings import Settings
 from services.embed.app import GROUP, create_consumer
 from services.embed.store import EmbedStore
+from tests.agents import feed_agent
 from tests.factories import place, published, withdrawn
 
 TOWNSHIP, COUNTY, CITY = "430102001", "430102", "4301"
@@ -176,23 +176,12 @@ def test_items_per_domain_are_the_newest_few(store):
 def test_the_consumer_agent_applies_through_the_same_loop_as_every_consumer(tmp_path, store):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
     app = consumer_app(GROUP, store.projection(), settings, heartbeat=lambda stats: None)
-    agent = app.agents[f"{GROUP}.apply"]
     raw = [
         published(version=2, title="第二版").model_dump_json().encode(),
         published(version=1).model_dump_json().encode(),
         withdrawn(version=3).model_dump_json().encode(),
     ]
-
-    async def feed():
-        async with agent.test_context() as running:
-            for message in raw:
-                await running.put(message)
-            for _ in range(100):
-                if app.tongyuan_stats.applied + app.tongyuan_stats.skipped >= len(raw):
-                    break
-                await asyncio.sleep(0.02)
-
-    asyncio.run(feed())
+    feed_agent(app.agents[f"{GROUP}.apply"], raw, lambda: app.tongyuan_stats.applied + app.tongyuan_stats.skipped >= len(raw))
     assert store.versions()["p1"] == (3, "withdrawn") and ids(store, CITY) == []
 
 

@@ -13,9 +13,8 @@ from contracts.events import CMS_PUBLISH_REQUESTED, PUBLISHED, WITHDRAWN, Publis
 from services.publisher.gate import batches, handlers
 from services.publisher.gate.batches import InboundRequest, OutOfOrder
 from services.publisher.gate.inbound import handle_cms_batch
-from services.publisher.store import Publisher
 from services.publisher.tables import outbox
-from tests.conftest import EDITOR, draft, store_backends, store_engine
+from tests.conftest import EDITOR, draft, publisher_on, store_backends
 
 CMS = "/cms/furong"
 NOW = datetime(2026, 3, 10, 8, 0, tzinfo=timezone.utc)
@@ -24,9 +23,7 @@ EARLY, LATE = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
 
 @pytest.fixture(params=store_backends())
 def publisher(request, tmp_path):
-    with store_engine(request.param, tmp_path, "publisher") as engine:
-        publisher = Publisher(engine)
-        publisher.create_tables()
+    with publisher_on(request.param, tmp_path) as publisher:
         yield publisher
 
 

@@ -21,16 +21,15 @@ from services.column.app import build_store
 from services.column.store import documents
 from services.common.db import create_store_engine
 from services.common.sanitise import is_safe_link, safe_body, safe_link, safe_links, safe_marked, sanitise_html
-from services.common.settings import Settings
 from services.indexer import routes as search_routes
 from services.indexer.index import SearchHit, SearchIndex, SearchQuery, SearchResults
 from services.indexer.memory import InMemorySearchIndex
-from services.portal.app import create_app
 from services.publisher.gate import handlers
 from services.publisher.store import Publisher
 from tests.conftest import ADMIN, draft
 from tests.factories import catalog_changed, place, published
 from tests.unit.embed.client import embed_store_and_client
+from tests.unit.publisher.writes import withdraw
 from tests.wired import mounted
 
 SERVICES = Path(__file__).resolve().parents[3] / "services"
@@ -128,16 +127,6 @@ def test_no_template_marks_anything_safe():
 
 
 # --- the column ----------------------------------------------------------------------------
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(var_dir=tmp_path, kafka_bootstrap=None)
-
-
-@pytest.fixture
-def portal(settings):
-    return TestClient(create_app(settings))
-
-
 @pytest.fixture
 def column(settings):
     store = build_store(settings)
@@ -296,16 +285,7 @@ def test_republish_above_re_emits_the_truth_as_a_version_no_store_has(publisher,
 
 def test_republish_above_keeps_a_withdrawal_withdrawn(publisher, directory):
     accepted = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
-    handlers.withdraw(
-        accepted.publication_id,
-        withdrawal_type="gone",
-        explanation="含个人信息",
-        redirect_to=None,
-        expected_version=None,
-        principal=ADMIN,
-        publisher=publisher,
-        directory=directory,
-    )
+    withdraw(publisher, directory, accepted.publication_id, "gone", "含个人信息")
     assert handlers.republish_above(publisher, accepted.publication_id, above=99) == 100
     last = outbox_events(publisher)[-1]
     assert last["type"].endswith("withdrawn.v1") and last["data"]["version"] == 100 and last["data"]["withdrawal_type"] == "gone"

@@ -11,7 +11,8 @@ from services.publisher.gate import batches, handlers
 from services.publisher.gate.domain import Rejected, VersionConflict
 from services.publisher.store import Publisher
 from services.publisher.tables import outbox, publications
-from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, store_backends, store_engine
+from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY, draft, placement, publisher_on, store_backends
+from tests.unit.publisher.writes import withdraw
 
 
 @pytest.fixture
@@ -75,16 +76,7 @@ def test_revision_needs_the_current_version(publisher, directory):
 
 def test_withdrawal_is_a_new_version(publisher, directory):
     first = handlers.publish(principal=ADMIN, draft=draft(), publisher=publisher, directory=directory)
-    gone = handlers.withdraw(
-        first.publication_id,
-        principal=ADMIN,
-        directory=directory,
-        withdrawal_type="gone",
-        explanation="信息有误",
-        redirect_to=None,
-        expected_version=None,
-        publisher=publisher,
-    )
+    gone = withdraw(publisher, directory, first.publication_id, "gone", "信息有误")
     assert (gone.version, gone.status) == (2, "withdrawn")
     last = outbox_events(publisher)[-1]
     assert last["type"] == WITHDRAWN and last["data"]["withdrawal_type"] == "gone" and last["data"]["version"] == 2
@@ -125,16 +117,7 @@ def test_another_cms_with_the_same_ref_is_another_publication(publisher, directo
 def test_republish_re_emits_current_state_with_unchanged_versions(publisher, directory):
     kept = handlers.publish(principal=ADMIN, draft=draft(title="保留"), publisher=publisher, directory=directory)
     gone = handlers.publish(principal=ADMIN, draft=draft(title="撤销"), publisher=publisher, directory=directory)
-    handlers.withdraw(
-        gone.publication_id,
-        principal=ADMIN,
-        directory=directory,
-        withdrawal_type="withdrawn",
-        explanation="废止",
-        redirect_to=None,
-        expected_version=1,
-        publisher=publisher,
-    )
+    withdraw(publisher, directory, gone.publication_id, "withdrawn", "废止", expected_version=1)
     before = len(outbox_events(publisher))
     assert handlers.republish_all(publisher) == 2
     again = {e["subject"]: e for e in outbox_events(publisher)[before:]}
@@ -189,16 +172,7 @@ def test_editors_publish_only_for_their_county_and_its_townships(publisher, dire
     assert [e.loc for e in caught.value.errors] == [("placements", 1, "region_code")]
     theirs = handlers.publish(principal=ADMIN, draft=draft(placements=[placement(OTHER_COUNTY)]), publisher=publisher, directory=directory)
     with pytest.raises(Forbidden):
-        handlers.withdraw(
-            theirs.publication_id,
-            principal=EDITOR,
-            directory=directory,
-            withdrawal_type="gone",
-            explanation="x",
-            redirect_to=None,
-            expected_version=None,
-            publisher=publisher,
-        )
+        withdraw(publisher, directory, theirs.publication_id, "gone", "x", principal=EDITOR)
     # Nor can an editor move another unit's publication into their own column.
     with pytest.raises(Forbidden):
         handlers.revise(theirs.publication_id, principal=EDITOR, draft=draft(), expected_version=1, publisher=publisher, directory=directory)
@@ -238,9 +212,7 @@ def test_the_outbox_event_carries_exactly_the_stored_document(tmp_path, director
 
 @pytest.fixture(params=store_backends())
 def any_publisher(request, tmp_path):
-    with store_engine(request.param, tmp_path, "publisher") as engine:
-        publisher = Publisher(engine)
-        publisher.create_tables()
+    with publisher_on(request.param, tmp_path) as publisher:
         yield publisher
 
 

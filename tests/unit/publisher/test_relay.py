@@ -119,12 +119,12 @@ def test_a_bulk_batch_stays_under_the_byte_cap_and_a_huge_event_goes_alone():
     assert [len(m.row_ids) for m in messages] == [3, 3, 3, 1, 1]
 
 
-def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, directory):
+def migrate_changsha_county(publisher, directory) -> None:
+    """The 长沙县 sample export through the migration lane: its rows go to the bulk topic."""
     from services.migration import load_config
     from services.publisher.gate.migration import migrate
 
     samples = Path(__file__).resolve().parents[2] / "data" / "migration"
-    before = publisher.outbox_backlog()
     migrate(
         load_config(samples / "changsha-county.toml", directory),
         samples / "changsha-county.csv",
@@ -132,6 +132,11 @@ def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, d
         directory=lambda: directory,
         rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"),
     )
+
+
+def test_a_batch_the_broker_does_not_ack_leaves_all_its_rows_unsent(publisher, directory):
+    before = publisher.outbox_backlog()
+    migrate_changsha_county(publisher, directory)
     bulk = publisher.outbox_backlog() - before
     producer = FakeProducer(fail_at={5})  # the five clerk publications go first, then the bulk batch
     assert OutboxRelay(publisher, lambda: producer).relay_once() == 5
@@ -148,17 +153,8 @@ def test_the_official_cloudevents_sdk_reads_every_event_of_a_bulk_lane_record_an
 
     from contracts.bulk import structured_records
     from services.common.consuming import parse_publication_batch
-    from services.migration import load_config
-    from services.publisher.gate.migration import migrate
 
-    samples = Path(__file__).resolve().parents[2] / "data" / "migration"
-    migrate(
-        load_config(samples / "changsha-county.toml", directory),
-        samples / "changsha-county.csv",
-        publisher=publisher,
-        directory=lambda: directory,
-        rejects_path=Path(publisher.engine.url.database).with_name("rejects.csv"),
-    )
+    migrate_changsha_county(publisher, directory)
     batches = [m for m in messages_of(publisher.unsent(10_000)) if m.topic == "tongyuan.publications.bulk.v1"]
     assert batches and all(len(m.row_ids) > 1 for m in batches)
     for batch in batches:

@@ -9,8 +9,7 @@ import pytest
 from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from services.publisher.relay.broker_log import LogAtStop, applied_watermark
 from services.publisher.relay.outbox import OutboxRelay
-from services.publisher.store import Publisher
-from tests.conftest import store_backends, store_engine
+from tests.conftest import publisher_on, store_backends
 from tests.unit.publisher.test_relay_broker_log import NEW, OLD, Log, outbox_event_ids, publish
 
 GROUPS = ("tongyuan-column", "tongyuan-indexer")
@@ -25,9 +24,7 @@ CAUGHT_UP = {
 def publisher(request, tmp_path, directory):
     """On SQLite, and on PostgreSQL when TONGYUAN_TEST_PG_URL is set: the re-emission is one
     UPDATE with a grouped subquery."""
-    with store_engine(request.param, tmp_path, "publisher") as engine:
-        publisher = Publisher(engine)
-        publisher.create_tables()
+    with publisher_on(request.param, tmp_path) as publisher:
         publisher.directory = directory
         yield publisher
 

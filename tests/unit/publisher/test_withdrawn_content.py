@@ -15,10 +15,8 @@ from fastapi.testclient import TestClient
 from contracts.identity import Principal
 from services.column.app import build_store
 from services.common.auth import build_verifier
-from services.common.settings import Settings
 from services.indexer import routes as search_routes
 from services.indexer.memory import InMemorySearchIndex
-from services.portal.app import create_app
 from tests.conftest import ADMIN, EDITOR, OTHER_COUNTY
 from tests.factories import catalog_changed, published, withdrawn
 from tests.unit.embed.client import embed_store_and_client
@@ -30,16 +28,6 @@ BODY = f"<p>{PERSONAL}</p>"
 EXPLANATION = "名单含个人信息，公示期满撤下"
 APPROVER = Principal(user="furong-approver", roles=("approver",), regions=("430102",))
 STRANGER = Principal(user="kaifu-clerk", roles=("editor",), regions=(OTHER_COUNTY,))
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(var_dir=tmp_path, kafka_bootstrap=None)
-
-
-@pytest.fixture
-def portal(settings):
-    return TestClient(create_app(settings))
 
 
 def bearer(settings, principal: Principal) -> dict[str, str]:

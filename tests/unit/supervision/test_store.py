@@ -1,6 +1,5 @@
 """The supervision store keeps its roll-ups exact as publications arrive, change and go."""
 
-import asyncio
 import random
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -18,6 +17,7 @@ from services.supervision.app import create_consumer, heartbeat_status, heartbea
 from services.supervision.calendar import WorkCalendar, official_calendar
 from services.supervision.domain import UnitCounts, catalog_profile, count_unit
 from services.supervision.store import SupervisionStore, filings, items, months
+from tests.agents import feed_agent
 from tests.conftest import store_backends, store_engine
 from tests.factories import catalog_changed, place, published, withdrawn
 
@@ -177,19 +177,8 @@ def test_filings_a_former_calendar_could_not_assess_are_reassessed(tmp_path):
 def test_the_consumer_agent_applies_through_the_store(tmp_path):
     settings = Settings(kafka_bootstrap="127.0.0.1:9", var_dir=tmp_path, consumer_batch_within=0.01)
     app = create_consumer(for_consumers(settings))
-    agent = app.agents["tongyuan-supervision.apply"]
     events = [filed("p1", date(2026, 9, 28), date(2026, 10, 28)).model_dump_json().encode(), catalog_changed().model_dump_json().encode()]
-
-    async def feed():
-        async with agent.test_context() as running:
-            for raw in events:
-                await running.put(raw)
-            for _ in range(100):
-                if app.tongyuan_stats.applied >= 1:
-                    break
-                await asyncio.sleep(0.02)
-
-    asyncio.run(feed())
+    feed_agent(app.agents["tongyuan-supervision.apply"], events, lambda: app.tongyuan_stats.applied >= 1)
     store = SupervisionStore(create_store_engine(settings.store_url("supervision")))
     assert store.item_states([TOWN], date(2026, 11, 1), count=True)[TOWN]["D14-02-02"].live == 1
     assert app.tongyuan_stats.skipped == 1  # a catalog event on the publications stream is not a publication
