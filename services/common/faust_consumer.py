@@ -170,12 +170,12 @@ def dead_letter_sender(topic, group: str) -> Callable[[DeadLetter], Awaitable[No
     return send
 
 
-def heartbeat_into(engine: Engine, table: Table, group: str, *, lag: bool = True) -> Callable[[ConsumerStats], None]:
-    """A consumer's heartbeat as a row of its store's heartbeat table (services.common.heartbeat);
-    `lag`: whether the row also says how far behind the group is."""
+def heartbeat_into(engine: Engine, table: Table, group: str) -> Callable[[ConsumerStats], None]:
+    """A consumer's heartbeat as a row of its store's heartbeat table (services.common.heartbeat),
+    with how far behind the group is: what /readyz holds against TONGYUAN_READY_MAX_LAG."""
 
     def write(stats: ConsumerStats) -> None:
-        beat(engine, table, group_id=group, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag if lag else None)
+        beat(engine, table, group_id=group, applied=stats.applied, dead_lettered=stats.dead_lettered, lag=stats.lag)
 
     return write
 

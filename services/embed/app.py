@@ -34,7 +34,7 @@ def create_consumer(parts: Composition) -> faust.App:
         GROUP,
         store.projection(),
         parts.settings,
-        heartbeat=heartbeat_into(store.engine, heartbeats, GROUP, lag=False),
+        heartbeat=heartbeat_into(store.engine, heartbeats, GROUP),
     )
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 
 from services.common.db import create_store_engine
 from services.common.faust_consumer import create_consumer as consumer_app
-from services.common.heartbeat import beat, heartbeat_table, live_workers
+from services.common.faust_consumer import heartbeat_into
+from services.common.heartbeat import heartbeat_table, live_workers
 from services.common.schema import ensure as ensure_schema
 from services.common.settings import Settings
 
@@ -64,7 +65,7 @@ def create_consumer(parts: Composition) -> faust.App:
         GROUP,
         index,
         settings,
-        heartbeat=lambda stats: beat(engine, table, group_id=GROUP, applied=stats.applied, dead_lettered=stats.dead_lettered),
+        heartbeat=heartbeat_into(engine, table, GROUP),
         batch_within=settings.indexer_batch_within,
         bulk_batch_size=settings.indexer_bulk_batch_size,
     )
