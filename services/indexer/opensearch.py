@@ -18,8 +18,10 @@ Why OpenSearch and not Elasticsearch for production: see docs/design.md (search)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -79,9 +81,11 @@ class OpenSearchIndex(SearchIndex):
         self.analyzer = check_analyzer(analyzer)
         self.alias = f"{index_prefix}-publications"
         self.template_name = self.alias
-        self._owns_client = client is None
-        # Connection errors and timeouts are retried by the transport; bulk item statuses by apply.
-        self.client = client if client is not None else AsyncOpenSearch(hosts=[url], timeout=30, max_retries=3, retry_on_timeout=True)
+        self._given_client = client
+        # One client per event loop: its HTTP session belongs to the loop it first ran in, and
+        # one index object may serve several (the portal's requests under a test client, each
+        # in a loop of its own; a health probe's thread).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenSearch] = weakref.WeakKeyDictionary()
         self._refresh = refresh
         self._shards = shards
         self._replicas = replicas
@@ -89,6 +93,18 @@ class OpenSearchIndex(SearchIndex):
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    @property
+    def client(self) -> AsyncOpenSearch:
+        """The client for the running event loop (the one given, in tests)."""
+        if self._given_client is not None:
+            return self._given_client
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Connection errors and timeouts are retried by the transport; bulk item statuses by apply.
+            client = self._clients[loop] = AsyncOpenSearch(hosts=[self.url], timeout=30, max_retries=3, retry_on_timeout=True)
+        return client
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -244,8 +260,11 @@ class OpenSearchIndex(SearchIndex):
             return False
 
     async def close(self) -> None:
-        if self._owns_client:
-            await self.client.close()
+        """Close this loop's client (a client of a loop that has ended went with it)."""
+        if self._given_client is None:
+            client = self._clients.pop(asyncio.get_running_loop(), None)
+            if client is not None:
+                await client.close()
 
 
 def _chunks(actions: list[Action]) -> Iterator[list[Action]]:

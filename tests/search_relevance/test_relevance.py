@@ -107,9 +107,13 @@ def opensearch(opensearch_url):
         assert loop.run_until_complete(index.apply(events())) == []
         yield lambda query: [hit.publication_id for hit in loop.run_until_complete(index.search(query)).hits]
     finally:
-        loop.run_until_complete(index.delete_indices(loop.run_until_complete(index.concrete_indices())))
-        loop.run_until_complete(index.client.indices.delete_index_template(name=index.template_name))
-        loop.run_until_complete(index.close())
+
+        async def drop() -> None:
+            await index.delete_indices(await index.concrete_indices())
+            await index.client.indices.delete_index_template(name=index.template_name)
+            await index.close()
+
+        loop.run_until_complete(drop())
         loop.close()
 
 

@@ -217,3 +217,19 @@ def test_the_settings_name_the_node_and_fail_fast_without_one(tmp_path):
     index = opensearch_index(settings)
     assert (index.url, index.alias, index.analyzer) == ("http://search:9200", "city-publications", "smartcn")
     run(index.close())
+
+
+def test_each_event_loop_gets_a_client_of_its_own():
+    """A client's HTTP session belongs to the loop it first ran in; the portal under a test
+    client runs each request in a new loop."""
+    index = OpenSearchIndex("http://search.test:9200")
+
+    async def twice() -> tuple[Any, Any]:
+        first, again = index.client, index.client
+        await index.close()
+        return first, again
+
+    first, again = run(twice())
+    assert first is again
+    other, _ = run(twice())
+    assert other is not first
