@@ -6,12 +6,15 @@ TONGYUAN_TEST_OPENSEARCH=start                  start one with deploy/local/open
                                                 whether to run), stop it at the end.
 
 The started node lives in var/test-opensearch (not under pytest's tmp: its user, not root,
-must reach it) on TONGYUAN_OPENSEARCH_PORT (default 9201, apart from a developer's 9200).
+must reach it; under /var/tmp when the checkout itself is out of that user's reach, as under
+/root) on TONGYUAN_OPENSEARCH_PORT (default 9201, apart from a developer's 9200).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -23,10 +26,24 @@ URL_VARIABLE = "TONGYUAN_TEST_OPENSEARCH_URL"
 _started: dict[str, str] = {}
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can walk down to `path` (the node runs as one)."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents if parent.exists())
+
+
+def _var_dir() -> str:
+    if os.environ.get("TONGYUAN_TEST_OPENSEARCH_VAR_DIR"):
+        return os.environ["TONGYUAN_TEST_OPENSEARCH_VAR_DIR"]
+    inside = ROOT / "var" / "test-opensearch"
+    if _reachable_by_others(inside):
+        return str(inside)
+    return f"/var/tmp/tongyuan-test-opensearch-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]}"
+
+
 def _node_environment() -> dict[str, str]:
     environment = dict(os.environ)
     environment.setdefault("TONGYUAN_OPENSEARCH_PORT", "9201")
-    environment["TONGYUAN_VAR_DIR"] = os.environ.get("TONGYUAN_TEST_OPENSEARCH_VAR_DIR", str(ROOT / "var" / "test-opensearch"))
+    environment["TONGYUAN_VAR_DIR"] = _var_dir()
     return environment
 
 
