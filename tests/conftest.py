@@ -19,6 +19,9 @@ from contracts.identity import Principal
 from services.publisher.gate.domain import Directory
 from services.publisher.store import Publisher
 
+# A live OpenSearch for the tests that take one (TONGYUAN_TEST_OPENSEARCH=start starts it).
+pytest_plugins = ["tests.opensearch_node"]
+
 # A township of 芙蓉区 and the county itself, both real 2023 codes.
 TOWNSHIP = "430102001"
 COUNTY = "430102"

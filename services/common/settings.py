@@ -71,8 +71,11 @@ class Settings(BaseSettings):
     # A PostgreSQL URL: every store in that database, in tables prefixed by the store's name.
     database_url: str | None = None
 
-    search_backend: Literal["embedded", "elasticsearch"] = "embedded"
+    # opensearch: the production engine (deploy/local/opensearch); it shares the index prefix
+    # and analyzer settings below with elasticsearch.
+    search_backend: Literal["embedded", "elasticsearch", "opensearch"] = "embedded"
     elasticsearch_url: str | None = None
+    opensearch_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$")
     elasticsearch_index_prefix: str = Field("tongyuan", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     elasticsearch_analyzer: Literal["smartcn", "ik_max_word", "cjk"] = "smartcn"
 
@@ -151,6 +154,8 @@ class Settings(BaseSettings):
     def _elasticsearch_needs_a_url(self) -> "Settings":
         if self.search_backend == "elasticsearch" and not self.elasticsearch_url:
             raise ValueError("TONGYUAN_SEARCH_BACKEND=elasticsearch needs TONGYUAN_ELASTICSEARCH_URL")
+        if self.search_backend == "opensearch" and not self.opensearch_url:
+            raise ValueError("TONGYUAN_SEARCH_BACKEND=opensearch needs TONGYUAN_OPENSEARCH_URL")
         return self
 
     @field_validator("kafka_bootstrap")

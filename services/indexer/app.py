@@ -1,7 +1,8 @@
 """The indexer's wiring (group tongyuan-indexer): its search index and its faust app.
 
-TONGYUAN_SEARCH_BACKEND picks the index: `embedded` (default; tantivy + SQLite under var/)
-or `elasticsearch` (services/indexer/elasticsearch.py, imported only when chosen).
+TONGYUAN_SEARCH_BACKEND picks the index: `embedded` (default; tantivy + SQLite under var/),
+`opensearch` (production: services/indexer/opensearch.py) or `elasticsearch`
+(services/indexer/elasticsearch.py); an engine's adapter is imported only when chosen.
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ if TYPE_CHECKING:
 
 STORE = "search"
 GROUP = "tongyuan-indexer"
+ENGINES = ("elasticsearch", "opensearch")  # a search server, reached by URL
 T = TypeVar("T")
 
 
 def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchIndex:
     """The configured search index, its schema (or template and alias) created; `cache_mb`:
     the embedded index's ledger connections' page cache."""
-    if settings.search_backend == "elasticsearch":
+    if settings.search_backend in ENGINES:
         # Created through an instance of its own, in a loop of its own: an async client
         # belongs to the loop it first ran in, and the one returned will run in the caller's.
         def create_and_close() -> Awaitable[None]:
             async def run() -> None:
-                index = _elasticsearch(settings)
+                index = _engine(settings)
                 try:
                     await index.create()
                 finally:
@@ -51,7 +53,7 @@ def build_index(settings: Settings, *, cache_mb: int | None = None) -> SearchInd
             return run()
 
         run_blocking(create_and_close)
-        return _elasticsearch(settings)
+        return _engine(settings)
     index = _embedded(settings, cache_mb)
     index.create_now()
     return index
@@ -83,11 +85,11 @@ def heartbeat_status(settings: Settings, within: float) -> list[dict]:
 def health_probe(settings: Settings) -> Callable[[], bool]:
     """A blocking health check of the search index, for /healthz (which runs probes in
     threads): the index's `healthy()` is a coroutine."""
-    if settings.search_backend == "elasticsearch":
+    if settings.search_backend in ENGINES:
 
-        def elasticsearch_up() -> bool:
+        def engine_up() -> bool:
             async def check() -> bool:
-                index = _elasticsearch(settings)
+                index = _engine(settings)
                 try:
                     return await index.healthy()
                 finally:
@@ -95,7 +97,7 @@ def health_probe(settings: Settings) -> Callable[[], bool]:
 
             return run_blocking(check)
 
-        return elasticsearch_up
+        return engine_up
     return _embedded(settings).healthy_now
 
 
@@ -110,14 +112,18 @@ async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def _elasticsearch(settings: Settings) -> SearchIndex:
+def _engine(settings: Settings) -> SearchIndex:
+    if settings.search_backend == "opensearch":
+        from .opensearch import opensearch_index
+
+        return opensearch_index(settings)
     from .elasticsearch import elasticsearch_index
 
     return elasticsearch_index(settings)
 
 
 def _heartbeats(settings: Settings, cache_mb: int | None = None) -> tuple[Engine, Table]:
-    if settings.search_backend == "elasticsearch":
+    if settings.search_backend in ENGINES:
         return _heartbeat_file(settings.store_url("search-heartbeat"))
     index = _embedded(settings, cache_mb)
     return index.engine, index.heartbeats

@@ -13,7 +13,7 @@ indexer_cli = commands()
 
 @indexer_cli.command()
 def reindex(keep_old: Annotated[bool, typer.Option("--keep-old", help="keep the previous index instead of deleting it")] = False) -> None:
-    """Rebuild the Elasticsearch index into a new one and swap the alias, without downtime."""
+    """Rebuild the search engine's index (OpenSearch or Elasticsearch) into a new one and swap the alias, without downtime."""
     from .reindex import reindex_command
 
     reindex_command(keep_old=keep_old)

@@ -13,32 +13,30 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch.exceptions import GeneralAvailabilityWarning
 from elasticsearch.helpers import async_streaming_bulk
 
 from contracts.events import PublishedEvent
 from services.common.projection import newest_per_publication
 
-from .es_mapping import check_analyzer, index_template, published_document, tombstone_document
+from .bulk_items import RETRY_STATUSES, outcome_of, reason_of
+from .es_mapping import check_analyzer, copy_request, index_template, published_document, tombstone_document
 from .es_query import results_of, search_body, words_of
 from .index import Event, SearchIndex, SearchQuery, SearchResults
 
 log = structlog.get_logger("tongyuan.indexer.elasticsearch")
 
-# Per-item statuses worth retrying: the node is overloaded (429, its write queue is full)
-# or briefly unavailable (5xx, e.g. a primary shard relocating).
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 CHUNK_SIZE = 500
 CHUNK_BYTES = 10 * 1024 * 1024  # well under http.max_content_length (100 MB)
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,100}$")
-
-Outcome = Literal["applied", "stale", "refused", "unavailable"]
 
 
 class SearchBackendUnavailable(ConnectionError):
@@ -124,6 +122,32 @@ class ElasticsearchIndex(SearchIndex):
         """The concrete indices behind the alias (one, except mid-swap)."""
         response = await self.client.indices.get_alias(name=self.alias)
         return sorted(response.body)
+
+    # --- what reindex.py drives -----------------------------------------------------------
+
+    async def refresh_indices(self, names: list[str]) -> None:
+        await self.client.indices.refresh(index=",".join(names))
+
+    async def start_copy(self, source: list[str], dest: str) -> str:
+        """Start `_reindex` as a task; its id."""
+        body, params = copy_request(source, dest)
+        started = await self.client.reindex(**body, **params)
+        return started.body["task"]
+
+    async def copy_status(self, task_id: str) -> dict[str, Any]:
+        # The client flags GET _tasks as "technical preview"; the API has been stable since 5.x.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeneralAvailabilityWarning)
+            return (await self.client.tasks.get(task_id=task_id)).body
+
+    async def swap_alias(self, old: list[str], new: str) -> None:
+        """In one `_aliases` call: no request ever sees the alias on no index."""
+        actions: list[dict[str, Any]] = [{"remove": {"index": name, "alias": self.alias}} for name in old]
+        actions.append({"add": {"index": new, "alias": self.alias, "is_write_index": True}})
+        await self.client.indices.update_aliases(actions=actions)
+
+    async def delete_indices(self, names: list[str]) -> None:
+        await self.client.indices.delete(index=",".join(names))
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -224,35 +248,6 @@ class ElasticsearchIndex(SearchIndex):
     async def close(self) -> None:
         if self._owns_client:
             await self.client.close()
-
-
-def outcome_of(info: dict[str, Any]) -> Outcome:
-    """What one bulk item's answer means for its event."""
-    status = info.get("status", 500)
-    if 200 <= status < 300:
-        return "applied"
-    if status == 409:  # version_conflict_engine_exception: the index already has this version or a newer one
-        return "stale"
-    if status == 400 and "exception" not in info:
-        # The document itself was refused (mapper_parsing_exception, document_parsing_exception,
-        # illegal_argument_exception …): retrying cannot help, so it goes to the DLQ.
-        # ("exception" marks a whole request that failed — not this event's fault.)
-        return "refused"
-    # 429/5xx still failing after the retries, a missing alias (require_alias → 404), a
-    # security refusal (401/403), a request too large (413): hold the batch and retry.
-    return "unavailable"
-
-
-def reason_of(info: dict[str, Any]) -> str:
-    error = info.get("error")
-    if isinstance(error, dict):
-        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        caused_by = error.get("caused_by")
-        if isinstance(caused_by, dict):
-            reason += f" (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
-    else:
-        reason = str(error)
-    return f"Elasticsearch {info.get('status')} {reason}"
 
 
 def elasticsearch_index(settings: Any, **options: Any) -> ElasticsearchIndex:

@@ -148,3 +148,11 @@ def tombstone_document(data: WithdrawalData) -> dict[str, Any]:
         "withdrawal_type": data.withdrawal_type,
         "withdrawn_at": as_utc(data.withdrawn_at).isoformat(),
     }
+
+
+def copy_request(source: list[str], dest: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(body, query parameters) of the `_reindex` that `tongyuan reindex` runs as a task: our
+    versions kept (external), a version the destination already has or beats skipped
+    (conflicts=proceed: a 409 there is not a failure), searchable once done."""
+    body = {"source": {"index": source, "size": 1000}, "dest": {"index": dest, "version_type": "external"}, "conflicts": "proceed"}
+    return body, {"slices": "auto", "refresh": True, "wait_for_completion": False}

@@ -6,13 +6,16 @@ each with every document a citizen asking it would want. The floors sit a little
 the index measures, so a change that makes ranking or matching worse fails here; the figures
 are printed with -s (measured: see README's search section).
 
-`evaluate` takes any search function, so another backend can be judged the same way.
+`evaluate` takes any search function, so another backend can be judged the same way: the
+production engine, OpenSearch with smartcn, is judged against the same floors when a node is
+given (TONGYUAN_TEST_OPENSEARCH_URL, or TONGYUAN_TEST_OPENSEARCH=start: tests/opensearch_node.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -92,6 +95,28 @@ def embedded(tmp_path_factory):
     loop.close()
 
 
+@pytest.fixture(scope="module")
+def opensearch(opensearch_url):
+    from services.indexer.opensearch import OpenSearchIndex
+
+    # refresh: the corpus is searchable when apply returns; no replicas: one node stays green.
+    index = OpenSearchIndex(opensearch_url, index_prefix=f"tongyuan-relevance-{uuid.uuid4().hex[:8]}", refresh=True, replicas=0)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(index.create())
+    try:
+        assert loop.run_until_complete(index.apply(events())) == []
+        yield lambda query: [hit.publication_id for hit in loop.run_until_complete(index.search(query)).hits]
+    finally:
+
+        async def drop() -> None:
+            await index.delete_indices(await index.concrete_indices())
+            await index.client.indices.delete_index_template(name=index.template_name)
+            await index.close()
+
+        loop.run_until_complete(drop())
+        loop.close()
+
+
 def test_the_judged_set_is_sound():
     ids = {doc["id"] for doc in CORPUS}
     assert len(ids) == len(CORPUS) and len(JUDGED) >= 30
@@ -103,5 +128,13 @@ def test_recall_at_10_and_mrr_of_the_embedded_index(embedded):
     recall, mrr, rows = evaluate(embedded)
     report = "\n".join(f"{q:<28} recall@10 {r:.2f}  RR {rr:.2f}  {top}" for q, r, rr, top in rows if r < 1 or rr < 1)
     print(f"\nembedded index: recall@10 {recall:.3f}, MRR {mrr:.3f} over {len(rows)} judged queries\n{report}")
+    assert recall >= RECALL_FLOOR, report
+    assert mrr >= MRR_FLOOR, report
+
+
+def test_recall_at_10_and_mrr_of_opensearch(opensearch):
+    recall, mrr, rows = evaluate(opensearch)
+    report = "\n".join(f"{q:<28} recall@10 {r:.2f}  RR {rr:.2f}  {top}" for q, r, rr, top in rows if r < 1 or rr < 1)
+    print(f"\nOpenSearch (smartcn): recall@10 {recall:.3f}, MRR {mrr:.3f} over {len(rows)} judged queries\n{report}")
     assert recall >= RECALL_FLOOR, report
     assert mrr >= MRR_FLOOR, report

@@ -1,7 +1,8 @@
 """The projection contract run against every read model: the column, embed and supervision
 stores (on SQLite, and on PostgreSQL when TONGYUAN_TEST_PG_URL is set) and every search
-adapter (in memory, embedded tantivy, Elasticsearch through a fake node that keeps external
-versions as a node does, and a live server when TONGYUAN_TEST_ES_URL is set). Also the version
+adapter (in memory, embedded tantivy, OpenSearch and Elasticsearch through fake nodes that keep
+external versions as a node does, and live servers when TONGYUAN_TEST_OPENSEARCH_URL or
+TONGYUAN_TEST_ES_URL is set). Also the version
 rule itself, as pure functions."""
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from services.indexer.elasticsearch import ElasticsearchIndex
 from services.indexer.embedded import EmbeddedSearchIndex
 from services.indexer.index import SearchIndex, SearchQuery
 from services.indexer.memory import InMemorySearchIndex
+from services.indexer.opensearch import OpenSearchIndex
 from services.supervision import store as supervision
 from tests.conftest import store_backends, store_engine
 from tests.factories import published, withdrawn
 from tests.unit.common.projection_contract import ProjectionContract, RefusalContract, Subject
 from tests.unit.indexer.test_elasticsearch_requests import CLOCK, FakeElasticsearch
+from tests.unit.indexer.test_opensearch_adapter import FakeOpenSearch, client_of
 
 ES_URL = os.environ.get("TONGYUAN_TEST_ES_URL")
+OPENSEARCH_URL = os.environ.get("TONGYUAN_TEST_OPENSEARCH_URL")
 
 
 # --- the rule ----------------------------------------------------------------------------------
@@ -169,5 +173,46 @@ class TestLiveElasticsearchIndex(ProjectionContract):
         index = live.new_index(live.fresh_prefix(made))
         loop.run_until_complete(index.create())
         yield searched(index)
+        loop.run_until_complete(index.close())
+        asyncio.run(live.drop(made))
+
+
+class TestOpenSearchIndex(ProjectionContract, RefusalContract):
+    @pytest.fixture
+    def subject(self, loop) -> Iterator[Subject]:
+        node = FakeOpenSearch()
+        index = OpenSearchIndex("http://search.test:9200", client=client_of(node), clock=lambda: CLOCK)
+        loop.run_until_complete(index.create())
+
+        async def visible() -> list[tuple[str, str]]:
+            return node.visible()
+
+        def refuse(event) -> None:
+            node.bulk_plan.append({event.data.publication_id: (400, "mapper_parsing_exception")})
+
+        yield Subject(index, visible, index.version_of, refuse)
+        loop.run_until_complete(index.close())
+
+
+@pytest.mark.skipif(not OPENSEARCH_URL, reason="TONGYUAN_TEST_OPENSEARCH_URL is not set: the projection contract did not run against a live OpenSearch")
+class TestLiveOpenSearchIndex(ProjectionContract, RefusalContract):
+    @pytest.fixture
+    def subject(self, loop) -> Iterator[Subject]:
+        from tests.integration import test_search_live as live
+
+        made: list[str] = []
+        index = live.new_index(live.fresh_prefix(made))
+        loop.run_until_complete(index.create())
+        original = index._action
+        refusing: set[str] = set()
+
+        def action(event):  # a document the node cannot parse (events are validated, so it is made on the way out)
+            meta, source = original(event)
+            if event.data.publication_id in refusing:
+                source = {**source, "published_at": "not a date"}
+            return meta, source
+
+        index._action = action  # type: ignore[method-assign]
+        yield searched(index, refuse=lambda event: refusing.add(event.data.publication_id))
         loop.run_until_complete(index.close())
         asyncio.run(live.drop(made))

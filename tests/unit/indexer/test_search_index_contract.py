@@ -1,11 +1,13 @@
-"""One contract for every SearchIndex adapter: in-memory, embedded (tantivy) and Elasticsearch.
+"""One contract for every SearchIndex adapter: in-memory, embedded (tantivy), OpenSearch and Elasticsearch.
 
 How a backend runs it: its test module provides a `make_index` fixture — a factory
 `make(tmp_path) -> SearchIndex` of fresh, empty, not yet created indexes — and subclasses
 `SearchIndexContract`. Here `make_index` is parametrized over every backend; the Elasticsearch
 case runs only when TONGYUAN_TEST_ES_URL points at a server (it borrows the live suite's
 factory, tests/integration/test_elasticsearch_live.py, which also runs this contract) and is
-skipped otherwise.
+skipped otherwise; the OpenSearch case likewise when TONGYUAN_TEST_OPENSEARCH_URL is set (or
+TONGYUAN_TEST_OPENSEARCH=start, tests/opensearch_node.py), with
+tests/integration/test_search_live.py's factory.
 
 Each test drives its index through one event loop (`Blocking`), as an async client such as
 AsyncElasticsearch needs.
@@ -41,6 +43,8 @@ _ids = count(1)
 YUELU_TOWNSHIP = "430104001"  # 岳麓区 → 430104
 FURONG_TOWNSHIP = "430102001"  # 芙蓉区 → 430102
 ES_URL = os.environ.get("TONGYUAN_TEST_ES_URL")
+# Read when the module is imported: tests/opensearch_node.py sets it before collection.
+OPENSEARCH_URL = os.environ.get("TONGYUAN_TEST_OPENSEARCH_URL")
 
 
 def placement(region_code: str = FURONG_TOWNSHIP, domain_code: str = "D14", level1: str = "02", level2: str = "01") -> Placement:
@@ -424,8 +428,14 @@ def _elasticsearch_factory():
     return (lambda *_: live.new_index(live.fresh_prefix(made))), (lambda: asyncio.run(live.drop(made)))
 
 
-# Elasticsearch joins only when there is a server; without one a single test says so.
-BACKENDS = ["memory", "embedded", *(["elasticsearch"] if ES_URL else [])]
+def _opensearch_factory():
+    live = importlib.import_module("tests.integration.test_search_live")
+    made: list[str] = []
+    return (lambda *_: live.new_index(live.fresh_prefix(made))), (lambda: asyncio.run(live.drop(made)))
+
+
+# A search server joins only when there is one; without one a single test says so.
+BACKENDS = ["memory", "embedded", *(["opensearch"] if OPENSEARCH_URL else []), *(["elasticsearch"] if ES_URL else [])]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -435,7 +445,7 @@ def make_index(request):
     elif request.param == "embedded":
         yield lambda tmp_path: EmbeddedSearchIndex(f"sqlite:///{tmp_path / 'search.db'}")
     else:
-        make, cleanup = _elasticsearch_factory()
+        make, cleanup = _opensearch_factory() if request.param == "opensearch" else _elasticsearch_factory()
         yield make
         cleanup()
 
@@ -443,6 +453,11 @@ def make_index(request):
 @pytest.mark.skipif(not ES_URL, reason="TONGYUAN_TEST_ES_URL is not set: the search contract did not run against Elasticsearch")
 def test_the_contract_covers_elasticsearch_when_a_server_is_given():
     assert "elasticsearch" in BACKENDS
+
+
+@pytest.mark.skipif(not OPENSEARCH_URL, reason="TONGYUAN_TEST_OPENSEARCH_URL is not set: the search contract did not run against OpenSearch")
+def test_the_contract_covers_opensearch_when_a_node_is_given():
+    assert "opensearch" in BACKENDS
 
 
 class TestSearchIndex(SearchIndexContract):
