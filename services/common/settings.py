@@ -19,7 +19,7 @@ from .stack_state import running_stack
 # The stores in a shared database (TONGYUAN_DATABASE_URL), each in tables prefixed by its name.
 SHARED_STORES = ("publisher", "column", "embed", "supervision", "bridge")
 # Always a SQLite file under var_dir: the embedded index's ledger lives beside its text index
-# (search-index/), and with Elasticsearch the indexer's heartbeats get a file of their own.
+# (search-index/), and with Elasticsearch or OpenSearch the indexer's heartbeats get a file of their own.
 FILE_STORES = ("search", "search-heartbeat")
 STORES = SHARED_STORES + FILE_STORES
 
