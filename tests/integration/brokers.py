@@ -10,6 +10,7 @@ on first use and cached (~/.cache/tongyuan/kafka-<version>); .ci/run fetches the
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -42,27 +43,48 @@ def broker_kind(backend: str) -> BrokerKind:
     return "kafka" if backend == "postgresql" else "tansu"
 
 
+def broker_kinds() -> list[BrokerKind]:
+    """Both brokers, for a test of the broker itself; the forced one alone when one is forced."""
+    forced = os.environ.get("TONGYUAN_TEST_KAFKA", "").strip().lower()
+    return [broker_kind("")] if forced else ["tansu", "kafka"]
+
+
 def start_broker(kind: BrokerKind, var: Path) -> Broker:
     """A broker of its own for one stack: two stacks on one broker would share topics and groups."""
     if kind == "tansu":
         return EmbeddedBroker(port=free_port(), log_path=var / "broker.log").start()
     if shutil.which("java") is None:
         raise RuntimeError("Apache Kafka needs Java; set TONGYUAN_TEST_KAFKA=tansu to run every stack on Tansu")
-    return ApacheKafka(var).start()
+    for attempt in range(3):  # another program may take a port between the check and the bind
+        try:
+            return ApacheKafka(var / f"kafka-{attempt}" if attempt else var).start()
+        except PortTaken:
+            continue
+    raise RuntimeError("Apache Kafka found no free pair of ports in three tries")
 
 
 def _free_port_pair() -> int:
-    """A free port whose next port is free too: Kafka's controller listens on port + 1."""
+    """A free port whose next port is free too: Kafka's controller listens on port + 1. Below
+    the kernel's ephemeral range, where no client's connection takes one of them while the JVM
+    starts (a port from bind(0) can be some connection's local port by then)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
     while True:
-        port = free_port()
-        if port >= 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+        port = random.randrange(max(1024, low - 12000), low - 1)
+        if all(_bindable(p) for p in (port, port + 1)):
+            return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortTaken(RuntimeError):
+    pass
 
 
 @dataclass
@@ -85,6 +107,8 @@ class ApacheKafka:
         }
         done = subprocess.run([str(KAFKA), command], env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
+            if "Address already in use" in done.stderr:
+                raise PortTaken(done.stderr[-500:])
             raise RuntimeError(f"deploy/local/kafka {command} failed ({done.returncode}): {done.stderr[-2000:]}")
 
     def start(self) -> ApacheKafka:
