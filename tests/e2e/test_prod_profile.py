@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
+from contracts.events import TOPIC_CATALOG, TOPIC_PUBLICATIONS
 from services.common.broker import free_port, port_open
 from tests.conftest import fresh_postgres_database
 from tests.e2e.test_tongyuan_up import PLACEMENT, ROOT, STARTUP_S, _eventually
@@ -95,6 +97,15 @@ def _listed(prod: Prod, title: str) -> bool:
     return title in httpx.get(column, timeout=10).text
 
 
+def _ends(prod: Prod) -> dict[tuple[str, int], int]:
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{prod.kafka_port}", enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(t, p) for t in (TOPIC_PUBLICATIONS, TOPIC_CATALOG) for p in sorted(consumer.partitions_for_topic(t) or [])]
+        return {(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
 @pytest.mark.timeout(600)
 def test_the_production_profile_runs_on_kafka_and_postgresql_and_keeps_its_data(prod):
     prod.start()
@@ -111,7 +122,9 @@ def test_the_production_profile_runs_on_kafka_and_postgresql_and_keeps_its_data(
 
     assert prod.interrupt() == 0, prod.output()[-3000:]
     assert port_open("127.0.0.1", prod.kafka_port), "Kafka is a service of its own: it outlives `up`"
+    sent = _ends(prod)
     prod.start()  # the same broker and database
     assert _listed(prod, title), "the publication survived the restart"
     assert prod.cli("verify").returncode == 0
+    assert _ends(prod) == sent, "Kafka kept its log: the relay sent nothing again"
     assert prod.interrupt() == 0, prod.output()[-3000:]
