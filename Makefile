@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 # lint: ruff's checks and its formatter, mypy (configured in pyproject.toml, with the pydantic
 # plugin) and the size limits of services/ (devtools/sizes.py). .ci/run runs it before the tests.
-.PHONY: run test lint unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
+.PHONY: run run-prod test lint unit integration schemas bench bench-pace bench-sqlite bench-gc bench-consumer bench-bulk-lane bench-migration bench-catalog bench-bridge bench-embed bench-supervision bench-search bench-turns clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# run: the embedded default (Tansu, SQLite, the embedded search index). TONGYUAN_PROFILE=prod,
+# or run-prod: the production profile (deploy/local/prod: Apache Kafka and PostgreSQL on this machine).
 run: $(STAMP)
+ifeq ($(TONGYUAN_PROFILE),prod)
+	TONGYUAN_BIN=$(BIN)/tongyuan deploy/local/prod
+else
 	$(BIN)/tongyuan up
+endif
+
+run-prod: $(STAMP)
+	TONGYUAN_BIN=$(BIN)/tongyuan deploy/local/prod
 
 test: $(STAMP)
 	$(BIN)/tongyuan schemas --check

@@ -1,6 +1,7 @@
 """`tongyuan up` (the whole stack on one machine) and `tongyuan run` (one process of it).
 
-`up` starts the embedded broker unless TONGYUAN_KAFKA_BOOTSTRAP names one, then the publisher,
+`up` starts the embedded broker unless TONGYUAN_KAFKA_BOOTSTRAP names one (the production
+profile, deploy/local/prod, names the Apache Kafka it started), then the publisher,
 the consumers and the portal as child processes, restarts whichever exits, and writes the
 stack's state file (var_dir/stack.json) so that commands in another shell find its broker.
 """
@@ -299,6 +300,7 @@ def _embedded_broker(settings: Settings, env: dict[str, str]) -> Any:
     """The embedded Tansu broker, started, when no broker is configured (its address goes into
     the children's environment); None when TONGYUAN_KAFKA_BOOTSTRAP names one."""
     if settings.kafka_bootstrap:
+        typer.echo(f"broker: {settings.kafka_bootstrap} (TONGYUAN_KAFKA_BOOTSTRAP; its log is the broker's own)")
         return None
     from services.common.broker import EmbeddedBroker
 

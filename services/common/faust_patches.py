@@ -68,17 +68,32 @@ class CommitTables:
 
 
 class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Corrects: faust builds its aiokafka consumer with `fetch_max_wait_ms=1500` hard-coded,
-    and Tansu answers a waiting fetch only when the wait is over, so every hop through a topic
-    cost up to 1.5 s. aiokafka reads the wait from the consumer's `_fetch_max_wait_ms` when it
-    starts its fetcher, so setting it after construction and before start is enough."""
+    """Corrects, on Tansu only: faust builds its aiokafka consumer with `fetch_max_wait_ms=1500`
+    hard-coded, and Tansu answers a waiting fetch only when the wait is over, so every hop
+    through a topic cost up to 1.5 s. Apache Kafka answers as soon as a record arrives, so there
+    faust's wait stays (a shorter one would only add empty fetches while idle). aiokafka reads the
+    wait from the consumer's `_fetch_max_wait_ms` when it starts its fetcher, so setting it after
+    construction and before start is enough."""
 
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        url = self.app.conf.broker[0]
+        if answers_fetches_late(f"{url.host}:{url.port}"):
+            consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+
+def answers_fetches_late(bootstrap: str) -> bool:
+    """True for Tansu, and when the broker cannot be asked yet: the short wait is right for
+    Tansu and costs Kafka only empty fetches while idle."""
+    from .kafka import broker_is_tansu, broker_reachable  # kafka imports this module
+
+    try:
+        return not broker_reachable(bootstrap) or broker_is_tansu(bootstrap)
+    except Exception:  # the broker went away between the two questions
+        return True
 
 
 class PromptConsumer(faust_aiokafka.Consumer):

@@ -98,10 +98,13 @@ RELAY_COMPRESSION = "lz4"
 
 
 def idempotent_producer(bootstrap: str, *, newest_batch_alone: bool | None = None) -> KafkaProducer | NewestBatchAlone:
-    """kafka-python's idempotent producer (aiokafka's fails InitProducerId against Tansu).
+    """kafka-python's idempotent producer: the relay and the bridge send from synchronous code
+    (a database transaction per round), which kafka-python's blocking futures fit, on either
+    broker; aiokafka's idempotent producer, moreover, fails InitProducerId against Tansu.
 
-    Against Tansu it is wrapped in NewestBatchAlone (see TANSU_CLUSTER_PREFIX);
-    `newest_batch_alone` says whether, instead of asking the broker (bench/relay_batches.py)."""
+    Against Tansu it is wrapped in NewestBatchAlone (see TANSU_CLUSTER_PREFIX); Apache Kafka gets
+    the plain producer. `newest_batch_alone` says whether, instead of asking the broker
+    (bench/relay_batches.py)."""
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     consumer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
     # The indexer holds a batch's events and built documents at once: its memory grows with it.
     indexer_bulk_batch_size: int = Field(2000, ge=1, le=20_000)
-    # Against Tansu a consumer group joins after about half the session timeout.
+    # How long a dead member holds its partitions. Against Tansu a consumer group also joins
+    # only after about half of it, every time; Apache Kafka (group.initial.rebalance.delay.ms=0)
+    # in well under a second once its offsets topic exists.
     consumer_session_timeout: float = Field(10.0, ge=2, le=300)
     store_retry_max_seconds: float = Field(30.0, gt=0)
     relay_interval: float = Field(0.02, gt=0, le=10)

@@ -1,7 +1,8 @@
-"""The real stack for integration tests: Tansu on a free port, the publisher and the two
-consumers as separate processes (`tongyuan run …`), the portal in-process; on SQLite and,
-when TONGYUAN_TEST_PG_URL is set, on PostgreSQL too — reached through a TCP proxy
-(`Stack.store_proxy`) so a test can take "PostgreSQL" down without stopping the shared server."""
+"""The real stack for integration tests: a broker on free ports, the publisher and the
+consumers as separate processes (`tongyuan run …`), the portal in-process. On SQLite with Tansu
+(the embedded default) and, when TONGYUAN_TEST_PG_URL is set, on PostgreSQL with Apache Kafka too
+(the production profile; see tests/integration/brokers.py) — PostgreSQL reached through a TCP
+proxy (`Stack.store_proxy`) so a test can take "PostgreSQL" down without stopping the shared server."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from sqlalchemy.engine import make_url
 from contracts.events import TOPIC_PUBLICATIONS, TOPIC_PUBLICATIONS_BULK
 from contracts.identity import Principal
 from services.common.auth import build_verifier
-from services.common.broker import EmbeddedBroker, free_port
 from services.common.kafka import ensure_topics
 from services.common.schema import upgrade_all
 from services.common.settings import Settings
@@ -29,6 +29,7 @@ from services.portal.app import create_app
 from services.publisher.app import bootstrap
 from services.stack import WORKER_NICENESS
 from tests.conftest import fresh_postgres_database
+from tests.integration.brokers import Broker, BrokerKind, broker_kind, start_broker
 from tests.integration.tcp_proxy import TcpProxy
 from tests.processes import interrupt
 
@@ -60,7 +61,9 @@ class Stack:
     client: TestClient
     processes: dict = field(default_factory=dict)
     producer: KafkaProducer | None = None
-    broker: EmbeddedBroker | None = None
+    broker: Broker | None = None
+    # "tansu" (the embedded default's broker, its log in memory) or "kafka" (Apache Kafka, on disk).
+    broker_kind: BrokerKind = "tansu"
     # PostgreSQL only: every process (and the in-process portal) reaches the database through it.
     store_proxy: TcpProxy | None = None
 
@@ -218,7 +221,15 @@ def stack(request, tmp_path_factory):
 def running_stack(backend: str, tmp_path_factory):
     """A whole stack of its own, yielded once warm (a fixture's body: `yield from` it)."""
     var = tmp_path_factory.mktemp(f"var-{backend}")
-    broker = EmbeddedBroker(port=free_port(), log_path=var / "broker.log").start()
+    kind = broker_kind(backend)
+    broker = start_broker(kind, var)
+    try:  # Apache Kafka is a JVM of its own: it does not die with the test run
+        yield from _stack_on(backend, var, kind, broker)
+    finally:
+        broker.stop()
+
+
+def _stack_on(backend: str, var: Path, kind: BrokerKind, broker: Broker):
     drop = None
     proxy = None
     env = {
@@ -249,10 +260,11 @@ def running_stack(backend: str, tmp_path_factory):
     upgrade_all(settings)  # as `tongyuan up` and `tongyuan db upgrade` do: on PostgreSQL a process only checks
     bootstrap(settings)
     _, local_key = build_verifier(settings)
+    assert local_key is not None, "a stack without an external issuer signs its own tokens"
     # The tests act as the disclosure office (admin); tests/unit covers who may publish where.
     token = local_key.mint(Principal(user="office", roles=("admin",)), audience=settings.auth_audience)
     client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
-    stack = Stack(backend=backend, settings=settings, env=env, client=client, broker=broker, store_proxy=proxy)
+    stack = Stack(backend=backend, settings=settings, env=env, client=client, broker=broker, broker_kind=kind, store_proxy=proxy)
     for name in PROCESSES:
         stack.start(name)
     processes = stack.processes
@@ -269,7 +281,6 @@ def running_stack(backend: str, tmp_path_factory):
         interrupt(processes.values())
         if stack.producer:
             stack.producer.close()
-        broker.stop()
         if proxy:
             proxy.close()
         if drop:

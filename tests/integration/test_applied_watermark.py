@@ -1,6 +1,8 @@
 """What `tongyuan up` records at a clean stop, read from a real broker: the watermark is taken
 only when every consumer group committed to the true end of every partition — the end a fetch
-reports, not Tansu's ListOffsets, which is one short after a batch of several records."""
+reports, not Tansu's ListOffsets, which is one short after a batch of several records.
+On Tansu alone: the short end it guards against is Tansu's, and the watermark is recorded only
+when `tongyuan up` stops the embedded broker (Apache Kafka keeps its log)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """The relay's producer compresses record batches, and the consumers' client reads them back as sent.
 
 Against a real Tansu: the compression codec is negotiated nowhere, so a producer that compresses
-with a codec the consumers' client cannot decode fails only when the first batch is fetched."""
+with a codec the consumers' client cannot decode fails only when the first batch is fetched.
+Tansu stores the batches as sent; Apache Kafka (the PostgreSQL runs' broker) decodes and checks
+them on produce and reads LZ4 itself, so the embedded broker is the one to prove this on."""
 
 from __future__ import annotations
 

@@ -1,6 +1,11 @@
-"""The embedded broker goes away (memory storage: it comes back with no topics, no offsets, none
-of the events it had acknowledged) while clerks publish, revise and withdraw. Nothing is lost,
-nothing duplicated, and every store verifies. Last in the suite: it empties the shared broker."""
+"""The broker goes away while clerks publish, revise and withdraw. Nothing is lost, nothing
+duplicated, and every store verifies. Last in the suite: it empties the shared broker.
+
+The lost log is Tansu's (the embedded broker, memory storage: it comes back with no topics, no
+offsets, none of the events it had acknowledged), so the stack on Apache Kafka (the PostgreSQL
+run) checks only that the outbox holds the events while the broker is down and that Kafka, whose
+log is on disk, sends no worker back to the start. `tongyuan up`'s kill -9 test starts the
+embedded broker itself: it is Tansu's alone."""
 
 from __future__ import annotations
 
@@ -63,13 +68,17 @@ def test_the_outbox_holds_events_while_the_broker_is_down(stack):
         publisher = bootstrap(stack.settings, load_reference=False)
         time.sleep(1)
         assert publisher.outbox_backlog() >= len(during)
-        stack.broker.start()  # the same port, and (memory storage) no topics, no offsets
+        stack.broker.start()  # the same port; Tansu (memory storage) with no topics, no offsets
         everything = before + during
         wait_for(lambda: stack.search(q=tag, per_page=100)["total"] == len(everything), timeout=180, what="the events held in the outbox to reach search")
         wait_for(lambda: not publisher.reemission_pending(), timeout=120, what="the re-emission to be acknowledged")
         wait_for(lambda: len([i for i in stack.column.listing("430102001", per_page=1000)[1] if tag in i.title]) == len(everything), timeout=120)
         wait_for(lambda: stack.cli("verify").exit_code == 0, timeout=180, interval=2, what="every store to verify")
     listed_once(stack, tag, everything)
+    if stack.broker_kind == "kafka":
+        # Kafka kept its log and the topics their ids: no worker had cause to start over.
+        assert supervisor.restarted == [], supervisor.restarted
+        return
     # Every worker that had read the old log started again on the new one.
     assert {name for name, code in supervisor.restarted} >= {"column", "indexer", "embed", "supervision"}, supervisor.restarted
     assert all(code == 75 for _, code in supervisor.restarted), supervisor.restarted

@@ -82,6 +82,24 @@ def test_the_consumer_thread_builds_an_aiokafka_consumer_that_waits_a_tenth_of_a
     assert asyncio.run(build()) == faust_patches.FETCH_MAX_WAIT_MS == 100
 
 
+def test_against_apache_kafka_the_consumer_keeps_fausts_fetch_wait(app, monkeypatch):
+    """Kafka answers a fetch as soon as a record arrives: the short wait is Tansu's alone."""
+    monkeypatch.setattr(faust_patches, "answers_fetches_late", lambda bootstrap: False)
+
+    async def build():
+        consumer = app.consumer._new_consumer_thread()._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(build()) == 1500
+
+
+def test_a_broker_that_cannot_be_asked_gets_the_short_wait():
+    assert faust_patches.answers_fetches_late("127.0.0.1:9")
+
+
 # --- the transport, the consumer and the fetch loop ------------------------------------------
 
 
