@@ -120,7 +120,14 @@ class Stack:
         from services.cli import cli
         from services.common.settings import get_settings
 
-        keys = ("TONGYUAN_KAFKA_BOOTSTRAP", "TONGYUAN_VAR_DIR", "TONGYUAN_DATABASE_URL")
+        keys = (
+            "TONGYUAN_KAFKA_BOOTSTRAP",
+            "TONGYUAN_VAR_DIR",
+            "TONGYUAN_DATABASE_URL",
+            "TONGYUAN_SEARCH_BACKEND",
+            "TONGYUAN_OPENSEARCH_URL",
+            "TONGYUAN_ELASTICSEARCH_INDEX_PREFIX",
+        )
         saved = {k: os.environ.get(k) for k in keys}
         os.environ.update({k: self.env[k] for k in keys if k in self.env})
         get_settings.cache_clear()
@@ -253,6 +260,9 @@ def _stack_on(backend: str, var: Path, kind: BrokerKind, broker: Broker):
         var_dir=var,
         heartbeat_interval=1,
         database_url=env.get("TONGYUAN_DATABASE_URL"),
+        search_backend=env.get("TONGYUAN_SEARCH_BACKEND", "embedded"),
+        opensearch_url=env.get("TONGYUAN_OPENSEARCH_URL"),
+        elasticsearch_index_prefix=env.get("TONGYUAN_ELASTICSEARCH_INDEX_PREFIX", "tongyuan"),
         portal_writes_per_minute=0,
         portal_searches_per_minute=0,
     )
