@@ -7,6 +7,7 @@ default generates an ES256 key under var/auth/ on first run, and `tongyuan token
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts.identity import Principal
+from contracts.identity import Principal, Role
 
 ALGORITHMS = ["ES256", "RS256"]
 
@@ -96,20 +97,6 @@ class TokenVerifier:
 _SCHEME = HTTPBearer(auto_error=False, description="a token from the portal's identity provider (or `tongyuan token`)")
 
 
-def bearer_principal(verifier: TokenVerifier):
-    """A FastAPI dependency: the verified principal, or 401 with the reason."""
-
-    def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCHEME)]) -> Principal:
-        if credentials is None:
-            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        try:
-            return verifier.verify(credentials.credentials)
-        except InvalidToken as exc:
-            raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-
-    return authenticate
-
-
 # Marks a route's requirement in the OpenAPI document, so a test can walk every write route and
 # prove the requirement is enforced (and a route that declares none is caught).
 ROLE_EXTENSION = "x-tongyuan-role"
@@ -127,15 +114,12 @@ def current_principal(request: Request, credentials: Annotated[HTTPAuthorization
         raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
 
-def requires_role(authenticate, role: str | None = None):
+def requires_role(role: Role) -> Callable[..., Principal]:
     """A FastAPI dependency: the verified principal if it holds `role` (an admin holds every
-    role), else 403. Anonymous or forged: 401, from `authenticate`, before any body is read.
-    `requires_role("editor")` authenticates with `current_principal` (app.state.verifier)."""
-    if role is None:
-        authenticate, role = current_principal, authenticate
+    role), else 403. Anonymous or forged: 401, from `current_principal`, before any body is read."""
 
-    def authorise(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.has(role):  # type: ignore[arg-type]
+    def authorise(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.has(role):
             raise HTTPException(403, f"this change needs the {role} role")
         return principal
 
