@@ -16,9 +16,9 @@ from pathlib import Path
 
 from alembic import command
 
+from devtools.store_tables import metadata_of
 from services.common import schema
 from services.common.db import create_store_engine
-from services.common.schema.tables import metadata_of
 
 
 def draft(store: str, message: str) -> Path:

@@ -17,9 +17,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Engine, MetaData, String, insert, inspect, select, text
 from typer.testing import CliRunner
 
+from devtools.store_tables import metadata_of
 from services.common import schema
 from services.common.db import create_store_engine
-from services.common.schema.tables import metadata_of
 from services.common.settings import SHARED_STORES, STORES
 from tests.conftest import fresh_postgres_database, store_backends
 

@@ -1,7 +1,8 @@
 """Which tables make up each store: the models a store's migrated schema must match.
 
-Imported lazily (by `metadata_of`): the stores import services.common.schema to create
-themselves, and their table modules must not be needed to load it.
+For drafting a revision (devtools/schema_revision.py) and for the test that the migrated schema
+equals the models; it knows every service's tables, so it stays out of services/common, which the
+services import. The table modules are imported lazily, one store at a time.
 """
 
 from __future__ import annotations
@@ -51,5 +52,5 @@ def _models(store: str) -> list[MetaData]:
     from services.common.heartbeat import heartbeat_table
 
     alone = MetaData()
-    heartbeat_table(alone, "search")  # search-heartbeat: the indexer's heartbeats beside Elasticsearch
+    heartbeat_table(alone, "search")  # search-heartbeat: the indexer's heartbeats beside Elasticsearch or OpenSearch
     return [alone]
