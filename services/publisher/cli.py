@@ -41,6 +41,15 @@ def db_upgrade(sql: Annotated[bool, typer.Option("--sql", help="print the SQL th
         typer.echo(f"{store}: {before or 'empty'} -> {after}" if before != after else f"{store}: at {after}")
 
 
+def _missing_sqlite_file(url: str) -> bool:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database or "").exists()
+
+
 @db_cli.command("current")
 def db_current() -> None:
     """Each store's schema revision, and the one this code needs (exit 1 if any is behind)."""
@@ -50,11 +59,15 @@ def db_current() -> None:
     settings = load_settings()
     behind = []
     for store in schema.stores_of(settings):
-        engine = create_store_engine(settings.store_url(store))
-        try:
-            at = schema.current(engine, store)
-        finally:
-            engine.dispose()
+        url = settings.store_url(store)
+        if _missing_sqlite_file(url):
+            at = None  # asking must not create the file
+        else:
+            engine = create_store_engine(url)
+            try:
+                at = schema.current(engine, store)
+            finally:
+                engine.dispose()
         typer.echo(f"{store}: {at or 'empty'}")
         if at != schema.head():
             behind.append(store)

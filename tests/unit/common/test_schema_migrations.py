@@ -194,6 +194,9 @@ def test_db_upgrade_brings_every_store_to_head(tmp_path, monkeypatch):
     get_settings.cache_clear()
     try:
         runner = CliRunner()
+        before = runner.invoke(cli, ["db", "current"])
+        assert before.exit_code == 1 and "column: empty" in before.output
+        assert not list(tmp_path.glob("*.db")), "asking where the stores are creates none"
         first = runner.invoke(cli, ["db", "upgrade"])
         assert first.exit_code == 0, first.output
         assert f"column: empty -> {schema.head()}" in first.output
